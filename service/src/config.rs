@@ -1,0 +1,150 @@
+//! Command-line flags, each with an environment fallback so a Kubernetes manifest can set
+//! them without touching the container's arguments.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+/// A small, fast HTTP service that scores JSON feature rows with a model.
+#[derive(Parser, Debug, Clone)]
+#[command(version, about)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "SCORE_HOST", default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
+    pub host: IpAddr,
+
+    /// Port to listen on (the tutorial's 5000 by default).
+    #[arg(long, env = "SCORE_PORT", default_value_t = 5000)]
+    pub port: u16,
+
+    /// Model to serve: "identity" echoes the input, as the tutorial's service does.
+    #[arg(long, env = "SCORE_MODEL", default_value = "identity")]
+    pub model: String,
+
+    /// Largest request body accepted, in bytes or with a unit (64KiB, 1MiB).
+    #[arg(long, env = "SCORE_BODY_LIMIT", default_value = "1MiB", value_parser = parse_size)]
+    pub body_limit: usize,
+
+    /// Longest wait for a request's headers; idle keep-alive connections close after it too.
+    #[arg(long, env = "SCORE_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_timeout: Duration,
+
+    /// Longest wait for a request's body once its headers have arrived.
+    #[arg(long, env = "SCORE_BODY_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub body_timeout: Duration,
+
+    /// On SIGTERM or SIGINT, how long in-flight requests may take to finish. Keep it below
+    /// the pod's termination grace period (30s by default) minus any preStop sleep.
+    #[arg(long, env = "SCORE_DRAIN_DEADLINE", default_value = "20s", value_parser = humantime::parse_duration)]
+    pub drain_deadline: Duration,
+
+    /// Log format: JSON lines for log collectors, or text for people.
+    #[arg(long, env = "SCORE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
+    pub log_format: LogFormat,
+
+    /// Log filter, as in RUST_LOG: "info", or "debug" for a line per request.
+    #[arg(long, env = "SCORE_LOG", default_value = "info")]
+    pub log: String,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+impl Config {
+    pub fn listen_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.host, self.port)
+    }
+
+    /// The per-request limits the server enforces.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            body_limit: self.body_limit,
+            header_timeout: self.header_timeout,
+            body_timeout: self.body_timeout,
+            drain_deadline: self.drain_deadline,
+        }
+    }
+}
+
+/// The limits that protect the server from slow or oversized clients.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub body_limit: usize,
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub drain_deadline: Duration,
+}
+
+impl Default for Limits {
+    /// The flags' defaults (a unit test keeps the two in step).
+    fn default() -> Self {
+        Limits {
+            body_limit: 1 << 20,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            drain_deadline: Duration::from_secs(20),
+        }
+    }
+}
+
+/// Parses a byte count: `1048576`, `64KiB`, `1MiB`, `1KB`, `1MB`.
+fn parse_size(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let digits_end = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (digits, unit) = text.split_at(digits_end);
+    let number: usize = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size: expected a number of bytes, e.g. 1048576 or 1MiB"))?;
+    let scale = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?}: use B, KiB, MiB, GiB, KB, MB or GB"
+            ));
+        }
+    };
+    match number.checked_mul(scale) {
+        Some(0) | None => Err(format!(
+            "{text:?} is not a usable size: it must be above 0 and fit in memory"
+        )),
+        Some(size) => Ok(size),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_size("64 KiB"), Ok(64 << 10));
+        assert_eq!(parse_size("2MB"), Ok(2_000_000));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("1 parsec").unwrap_err().contains("unknown size unit"));
+        assert!(parse_size("MiB").unwrap_err().contains("not a size"));
+    }
+
+    #[test]
+    fn defaults_match_the_tutorial() {
+        let config = Config::parse_from(["score-service"]);
+        assert_eq!(config.listen_addr().to_string(), "0.0.0.0:5000");
+        assert_eq!(config.model, "identity");
+        assert_eq!(
+            format!("{:?}", config.limits()),
+            format!("{:?}", Limits::default())
+        );
+        assert!(config.drain_deadline < Duration::from_secs(30));
+    }
+}

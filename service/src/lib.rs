@@ -1,0 +1,16 @@
+//! The score service: `POST /score` answers `{"X": features}` with `{"score": …}`.
+//!
+//! [`run`] serves a bound listener until a shutdown future resolves, then drains; the
+//! binary only reads its configuration and calls it, so tests drive the real server on an
+//! ephemeral port.
+
+pub mod config;
+pub mod features;
+pub mod model;
+
+mod app;
+mod metrics;
+mod server;
+
+pub use app::App;
+pub use server::run;

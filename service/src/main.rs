@@ -1,0 +1,71 @@
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use score_service::config::{Config, LogFormat};
+use score_service::{App, model};
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let config = Config::parse();
+    init_logging(&config);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => return fail(anyhow::Error::new(err).context("start the async runtime")),
+    };
+    match runtime.block_on(serve(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => fail(err),
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let model = model::load(&config.model)?;
+    let address = config.listen_addr();
+    let listener = TcpListener::bind(address)
+        .await
+        .with_context(|| format!("listen on {address}"))?;
+    let app = Arc::new(App::new(model, config.limits()));
+    tracing::info!(
+        address = %listener.local_addr()?,
+        model = app.model_name(),
+        version = env!("CARGO_PKG_VERSION"),
+        "listening"
+    );
+    let mut terminate = signal(SignalKind::terminate()).context("listen for SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("listen for SIGINT")?;
+    let shutdown = async move {
+        let name = tokio::select! {
+            _ = terminate.recv() => "SIGTERM",
+            _ = interrupt.recv() => "SIGINT",
+        };
+        tracing::info!(signal = name, "shutting down");
+    };
+    let drained = score_service::run(listener, app, shutdown).await;
+    tracing::info!(drained, "stopped");
+    Ok(())
+}
+
+fn init_logging(config: &Config) {
+    let filter = EnvFilter::try_new(&config.log).unwrap_or_else(|err| {
+        eprintln!("ignoring log filter {:?}: {err}; using \"info\"", config.log);
+        EnvFilter::new("info")
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match config.log_format {
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+/// One line naming what failed and why, then a non-zero exit.
+fn fail(err: anyhow::Error) -> ExitCode {
+    tracing::error!(error = format!("{err:#}"), "cannot start");
+    ExitCode::FAILURE
+}

@@ -1,0 +1,8 @@
+//! Integration tests: the real server on an ephemeral loopback port, driven over real
+//! sockets with hand-written HTTP so every byte the client sends is under the test's control.
+
+mod bad_input;
+mod drain;
+mod metrics;
+mod score;
+mod support;

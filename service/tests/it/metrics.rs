@@ -1,0 +1,78 @@
+use prometheus_parse::{Scrape, Value};
+
+use crate::support::TestServer;
+
+fn counter(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match s.value {
+            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => v,
+            ref other => panic!("{name} is not a plain value: {other:?}"),
+        })
+        .unwrap_or_else(|| panic!("no sample {name}{labels:?}"))
+}
+
+#[tokio::test]
+async fn metrics_parse_and_count_requests() {
+    let server = TestServer::start().await;
+    for _ in 0..3 {
+        assert_eq!(server.score(r#"{"X": [1]}"#).await.status, 200);
+    }
+    assert_eq!(server.score(r#"{"X": "no"}"#).await.status, 400);
+    assert_eq!(server.get("/nowhere").await.status, 404);
+
+    let response = server.get("/metrics").await;
+    assert_eq!(response.status, 200);
+    assert!(
+        response
+            .header("content-type")
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
+    let scrape =
+        Scrape::parse(response.text().lines().map(|l| Ok(l.to_owned()))).expect("parses as Prometheus text");
+
+    assert_eq!(
+        counter(
+            &scrape,
+            "http_requests_total",
+            &[("route", "/score"), ("status", "200")]
+        ),
+        3.0
+    );
+    assert_eq!(
+        counter(
+            &scrape,
+            "http_requests_total",
+            &[("route", "/score"), ("status", "400")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        counter(
+            &scrape,
+            "http_requests_total",
+            &[("route", "unmatched"), ("status", "404")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        counter(&scrape, "http_requests_in_flight", &[]),
+        1.0,
+        "only the scrape itself"
+    );
+    assert_eq!(counter(&scrape, "build_info", &[("model", "identity")]), 1.0);
+
+    let latency = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == "http_request_duration_seconds" && s.labels.get("route") == Some("/score"))
+        .expect("a latency histogram for /score");
+    let Value::Histogram(buckets) = &latency.value else {
+        panic!("not a histogram: {:?}", latency.value)
+    };
+    let total = buckets.iter().map(|b| b.count).fold(0.0, f64::max);
+    assert_eq!(total, 4.0, "four /score requests observed: {buckets:?}");
+}

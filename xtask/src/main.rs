@@ -1,0 +1,78 @@
+//! `cargo xtask`: build, ship and smoke-test the score service.
+//!
+//! This file only parses flags and dispatches; each task lives in its own module.
+
+mod bench;
+mod ci;
+mod local;
+mod plan;
+mod ship;
+mod smoke;
+mod target;
+mod tools;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use xshell::Shell;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "cargo xtask",
+    about = "Build, ship and smoke-test the score service",
+    version
+)]
+struct Cli {
+    /// Print every command the task would run, in order, and run nothing.
+    #[arg(long, global = true)]
+    dry_run: bool,
+
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand, Debug)]
+enum Task {
+    /// Build the service and run it on the target, then smoke-test it.
+    Ship(ship::ShipCmd),
+    /// Send the tutorial's request to a running service and check the answer.
+    Smoke(smoke::SmokeCmd),
+    /// Stop what `ship` started.
+    Down(ship::DownCmd),
+    /// Run everything CI checks: formatting, lints, tests.
+    Ci(ci::CiCmd),
+    /// Load-test POST /score against the tutorial's Flask app, in the same run.
+    Bench(bench::BenchCmd),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let sh = Shell::new()?;
+    sh.change_dir(project_root());
+    match cli.task {
+        Task::Ship(cmd) => cmd.run(&sh, cli.dry_run),
+        Task::Smoke(cmd) => cmd.run(&sh, cli.dry_run),
+        Task::Down(cmd) => cmd.run(&sh, cli.dry_run),
+        Task::Ci(cmd) => cmd.run(&sh, cli.dry_run),
+        Task::Bench(cmd) => cmd.run(&sh, cli.dry_run),
+    }
+}
+
+/// The workspace root: every path the tasks use is relative to it.
+fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask sits in the workspace root")
+        .to_path_buf()
+}

@@ -1,0 +1,28 @@
+//! Where `ship`, `smoke` and `down` act.
+
+use std::fmt;
+
+use clap::{Args, ValueEnum};
+
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// The release binary, run in the background on this machine. No cloud account needed.
+    #[default]
+    Local,
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Target::Local => "local",
+        })
+    }
+}
+
+/// The `--target` flag shared by every task that acts on a deployment.
+#[derive(Args, Debug, Clone, Copy)]
+pub(crate) struct TargetArg {
+    /// Where to act.
+    #[arg(long, env = "XTASK_TARGET", value_enum, default_value_t)]
+    pub(crate) target: Target,
+}

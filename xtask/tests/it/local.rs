@@ -1,0 +1,178 @@
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::support::*;
+
+#[test]
+fn dry_run_prints_the_plan_and_does_nothing() {
+    let state = scratch_dir("dry-run");
+    let port = free_port();
+    let output = xtask(&state, &["--dry-run", "ship", "--port", &port.to_string()]);
+    assert!(output.status.success());
+    let log = state.join("service.log");
+    let expected = [
+        "$ cargo build --release --locked --package score-service".to_owned(),
+        format!(
+            "$ target/release/score-service --host 127.0.0.1 --port {port} --log-format text >{} 2>&1 &",
+            log.display()
+        ),
+        format!("# wait up to 30s for http://127.0.0.1:{port}/readyz to answer 200"),
+        format!(
+            r#"# smoke test http://127.0.0.1:{port}: GET /readyz must answer 200, POST /score {{"X": [1, 2]}} must answer {{"score": [1, 2]}} (retrying for 10s)"#
+        ),
+        format!("# print how to reach http://127.0.0.1:{port}"),
+    ];
+    assert_eq!(stdout(&output).lines().collect::<Vec<_>>(), expected);
+    assert!(
+        !log.exists() && !state.join("instance.json").exists(),
+        "a dry run writes nothing"
+    );
+    assert!(post_score(port, "{}").is_err(), "a dry run starts nothing");
+}
+
+#[test]
+fn ci_dry_run_lists_the_checks() {
+    let output = xtask(&scratch_dir("ci-dry-run"), &["--dry-run", "ci"]);
+    assert!(output.status.success());
+    assert_eq!(
+        stdout(&output).lines().collect::<Vec<_>>(),
+        [
+            "$ cargo fmt --all --check",
+            "$ cargo clippy --workspace --all-targets --locked -- -D warnings",
+            "$ cargo test --workspace --locked --no-fail-fast",
+        ]
+    );
+}
+
+#[test]
+fn ship_then_smoke_then_down() {
+    let state = scratch_dir("ship-smoke-down");
+    let port = free_port();
+    let port_arg = port.to_string();
+
+    let shipped = xtask(&state, &["ship", "--port", &port_arg]);
+    assert!(shipped.status.success(), "ship failed: {}", stderr(&shipped));
+    assert!(stdout(&shipped).contains(&format!("curl -X POST http://127.0.0.1:{port}/score")));
+    assert!(
+        stderr(&shipped).contains("$ cargo build --release"),
+        "commands are echoed"
+    );
+    let first = recorded_pid(&state);
+    assert!(process_alive(first), "ship leaves the service running");
+
+    let response = post_score(port, r#"{"X": [1, 2]}"#).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.ends_with(r#"{"score":[1,2]}"#), "{response}");
+
+    let smoked = xtask(&state, &["smoke", "--timeout", "5"]);
+    assert!(
+        smoked.status.success(),
+        "smoke finds the running instance: {}",
+        stderr(&smoked)
+    );
+
+    let reshipped = xtask(&state, &["ship", "--port", &port_arg]);
+    assert!(reshipped.status.success());
+    let second = recorded_pid(&state);
+    assert_ne!(first, second, "a second ship replaces the instance");
+    assert!(!process_alive(first), "the replaced instance has exited");
+    assert!(stderr(&reshipped).contains(&format!("$ kill -TERM {first}")));
+
+    let planned = xtask(&state, &["--dry-run", "down"]);
+    assert_eq!(
+        stdout(&planned).lines().next(),
+        Some(format!("$ kill -TERM {second}").as_str())
+    );
+    assert!(process_alive(second), "a dry run stops nothing");
+
+    let down = xtask(&state, &["down"]);
+    assert!(down.status.success());
+    assert!(!process_alive(second), "down waits for the process to exit");
+    assert!(post_score(port, "{}").is_err(), "nothing listens after down");
+    assert!(!state.join("instance.json").exists());
+    let log = std::fs::read_to_string(state.join("service.log")).unwrap();
+    assert!(
+        log.contains("stopped drained=true"),
+        "the service drained and logged its stop:\n{log}"
+    );
+
+    let again = xtask(&state, &["down"]);
+    assert!(again.status.success() && stderr(&again).contains("nothing to stop"));
+}
+
+#[test]
+fn smoke_without_a_running_instance_says_what_to_do() {
+    let output = xtask(&scratch_dir("smoke-nothing"), &["smoke"]);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("no local instance is running: start one with `cargo xtask ship`"));
+}
+
+/// A server that answers every request with the wrong score.
+fn start_wrong_server() -> (u16, Arc<AtomicBool>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopped = stop.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            if stopped.load(Ordering::Relaxed) {
+                break;
+            }
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            let mut request_line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                if request_line.is_empty() {
+                    request_line = line.clone();
+                }
+                line.clear();
+            }
+            let body = if request_line.starts_with("GET /readyz") {
+                r#"{"status":"ready"}"#
+            } else {
+                r#"{"score":[2,1]}"#
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (port, stop)
+}
+
+#[test]
+fn smoke_fails_and_shows_what_came_back_from_a_wrong_server() {
+    let (port, stop) = start_wrong_server();
+    let url = format!("http://127.0.0.1:{port}");
+    let output = xtask(
+        &scratch_dir("smoke-wrong"),
+        &["smoke", "--url", &url, "--timeout", "1"],
+    );
+    stop.store(true, Ordering::Relaxed);
+    assert!(!output.status.success());
+    let err = stderr(&output);
+    assert!(
+        err.contains(&format!("smoke test of {url} failed after")),
+        "{err}"
+    );
+    assert!(
+        err.contains(r#"POST /score answered 200 {"score":[2,1]} (expected 200 {"score": [1, 2]})"#),
+        "{err}"
+    );
+}
+
+#[test]
+fn smoke_fails_against_nothing_listening() {
+    let url = format!("http://127.0.0.1:{}", free_port());
+    let output = xtask(
+        &scratch_dir("smoke-refused"),
+        &["smoke", "--url", &url, "--timeout", "1"],
+    );
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("no answer from"), "{}", stderr(&output));
+}

@@ -46,6 +46,11 @@ pub struct Config {
     /// Log filter, as in RUST_LOG: "info", or "debug" for a line per request.
     #[arg(long, env = "SCORE_LOG", default_value = "info")]
     pub log: String,
+
+    /// Do not serve: ask the server on --port whether it is ready (GET /readyz) and exit
+    /// 0 if it is, 1 if not. For container health checks in images without a shell.
+    #[arg(long)]
+    pub check: bool,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +62,17 @@ pub enum LogFormat {
 impl Config {
     pub fn listen_addr(&self) -> SocketAddr {
         SocketAddr::new(self.host, self.port)
+    }
+
+    /// Where `--check` finds the server: the listen address, with a wildcard host
+    /// replaced by loopback.
+    pub fn probe_addr(&self) -> SocketAddr {
+        let host = match self.host {
+            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+            ip => ip,
+        };
+        SocketAddr::new(host, self.port)
     }
 
     /// The per-request limits the server enforces.

@@ -10,6 +10,9 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let config = Config::parse();
+    if config.check {
+        return check_ready(config.probe_addr());
+    }
     init_logging(&config);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
@@ -47,6 +50,31 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let drained = score_service::run(listener, app, shutdown).await;
     tracing::info!(drained, "stopped");
     Ok(())
+}
+
+/// `--check`: one GET /readyz over a plain socket; no runtime, no logging set-up.
+fn check_ready(addr: std::net::SocketAddr) -> ExitCode {
+    use std::io::{Read, Write};
+    let timeout = std::time::Duration::from_secs(2);
+    let answer = (|| -> std::io::Result<String> {
+        let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+        stream.set_read_timeout(Some(timeout))?;
+        stream.write_all(b"GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head)?;
+        Ok(String::from_utf8_lossy(&head).into_owned())
+    })();
+    match answer {
+        Ok(head) if head == "HTTP/1.1 200" => ExitCode::SUCCESS,
+        Ok(head) => {
+            eprintln!("not ready: {addr}/readyz answered {head:?}");
+            ExitCode::FAILURE
+        }
+        Err(err) => {
+            eprintln!("not ready: {addr}/readyz: {err}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn init_logging(config: &Config) {

@@ -2,6 +2,7 @@
 //! sockets with hand-written HTTP so every byte the client sends is under the test's control.
 
 mod bad_input;
+mod check;
 mod drain;
 mod metrics;
 mod score;

@@ -4,8 +4,14 @@
 
 mod bench;
 mod ci;
+mod daemon;
+mod docker;
+mod git;
+mod image;
 mod local;
 mod plan;
+mod push;
+mod registry;
 mod ship;
 mod smoke;
 mod target;
@@ -40,6 +46,12 @@ enum Task {
     Smoke(smoke::SmokeCmd),
     /// Stop what `ship` started.
     Down(ship::DownCmd),
+    /// Build and tag the container image.
+    Image(image::ImageCmd),
+    /// Push the image and record the digest the registry stored.
+    Push(push::PushCmd),
+    /// Run or stop a local OCI registry for the docker target.
+    Registry(registry::RegistryCmd),
     /// Run everything CI checks: formatting, lints, tests.
     Ci(ci::CiCmd),
     /// Load-test POST /score against the tutorial's Flask app, in the same run.
@@ -64,9 +76,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Task::Ship(cmd) => cmd.run(&sh, cli.dry_run),
         Task::Smoke(cmd) => cmd.run(&sh, cli.dry_run),
         Task::Down(cmd) => cmd.run(&sh, cli.dry_run),
+        Task::Image(cmd) => cmd.run(&sh, cli.dry_run),
+        Task::Push(cmd) => cmd.run(&sh, cli.dry_run),
+        Task::Registry(cmd) => cmd.run(&sh, cli.dry_run),
         Task::Ci(cmd) => cmd.run(&sh, cli.dry_run),
         Task::Bench(cmd) => cmd.run(&sh, cli.dry_run),
     }
+}
+
+/// Where tasks record what they started and pushed: `target/xtask/`, or
+/// `$XTASK_STATE_DIR` (tests give each case its own).
+fn state_dir(sh: &Shell) -> PathBuf {
+    sh.var("XTASK_STATE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| local::target_dir(sh).join("xtask"))
 }
 
 /// The workspace root: every path the tasks use is relative to it.

@@ -10,7 +10,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::{self, Stdio};
 
 use anyhow::{Context, bail};
 use xshell::Cmd;
@@ -24,10 +24,10 @@ pub(crate) struct Plan<'a> {
 
 enum Step<'a> {
     /// An external command, run to completion in the foreground.
-    Run { cmd: Cmd<'a>, next: String },
+    Run { cmd: Command<'a>, next: String },
     /// Like `Run`, but its stdout is captured and handed to `on_output`.
     Read {
-        cmd: Cmd<'a>,
+        cmd: Command<'a>,
         next: String,
         on_output: Action<'a, String>,
     },
@@ -46,15 +46,60 @@ enum Step<'a> {
 
 type Action<'a, T> = Box<dyn FnOnce(T) -> anyhow::Result<()> + 'a>;
 
+/// A command known when the plan is built, or one whose arguments come from an earlier
+/// step (the digest a push reported, say), shown in the plan by a template.
+pub(crate) enum Command<'a> {
+    Now(Cmd<'a>),
+    Later {
+        shown: String,
+        make: Box<dyn FnOnce() -> anyhow::Result<Cmd<'a>> + 'a>,
+    },
+}
+
+impl<'a> From<Cmd<'a>> for Command<'a> {
+    fn from(cmd: Cmd<'a>) -> Self {
+        Command::Now(cmd)
+    }
+}
+
+impl<'a> Command<'a> {
+    /// A command built when its turn comes; `shown` stands for it in the plan.
+    pub(crate) fn later(
+        shown: impl Into<String>,
+        make: impl FnOnce() -> anyhow::Result<Cmd<'a>> + 'a,
+    ) -> Self {
+        Command::Later {
+            shown: shown.into(),
+            make: Box::new(make),
+        }
+    }
+
+    fn resolve(self) -> anyhow::Result<Cmd<'a>> {
+        match self {
+            Command::Now(cmd) => Ok(cmd),
+            Command::Later { make, .. } => make(),
+        }
+    }
+}
+
+impl fmt::Display for Command<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Command::Now(cmd) => write!(f, "{cmd}"),
+            Command::Later { shown, .. } => f.write_str(shown),
+        }
+    }
+}
+
 impl<'a> Plan<'a> {
     pub(crate) fn new() -> Self {
         Plan { steps: Vec::new() }
     }
 
     /// Adds a command; `next` tells the user what to do if it fails.
-    pub(crate) fn run(&mut self, cmd: Cmd<'a>, next: impl Into<String>) -> &mut Self {
+    pub(crate) fn run(&mut self, cmd: impl Into<Command<'a>>, next: impl Into<String>) -> &mut Self {
         self.steps.push(Step::Run {
-            cmd,
+            cmd: cmd.into(),
             next: next.into(),
         });
         self
@@ -63,12 +108,12 @@ impl<'a> Plan<'a> {
     /// Adds a command whose stdout `on_output` receives.
     pub(crate) fn read(
         &mut self,
-        cmd: Cmd<'a>,
+        cmd: impl Into<Command<'a>>,
         next: impl Into<String>,
         on_output: impl FnOnce(String) -> anyhow::Result<()> + 'a,
     ) -> &mut Self {
         self.steps.push(Step::Read {
-            cmd,
+            cmd: cmd.into(),
             next: next.into(),
             on_output: Box::new(on_output),
         });
@@ -117,20 +162,23 @@ impl<'a> Plan<'a> {
             return Ok(());
         }
         for step in self.steps {
-            eprintln!("{step}");
             match step {
                 Step::Run { cmd, next } => {
-                    run_teeing_stderr(cmd, &next, Stdio::inherit())?;
+                    run_teeing_stderr(cmd.resolve()?, &next, Stdio::inherit())?;
                 }
                 Step::Read { cmd, next, on_output } => {
-                    let stdout = run_teeing_stderr(cmd, &next, Stdio::piped())?;
+                    let stdout = run_teeing_stderr(cmd.resolve()?, &next, Stdio::piped())?;
                     on_output(stdout)?;
                 }
                 Step::Start { cmd, log, on_start } => {
+                    eprintln!("$ {cmd} >{} 2>&1 &", log.display());
                     let pid = start_in_background(cmd, &log)?;
                     on_start(pid)?;
                 }
-                Step::Check { action, .. } => action(())?,
+                Step::Check { description, action } => {
+                    eprintln!("# {description}");
+                    action(())?;
+                }
             }
         }
         Ok(())
@@ -147,11 +195,19 @@ impl fmt::Display for Step<'_> {
     }
 }
 
+/// Runs a command that only reads (a git or docker query) and returns its stdout. It is
+/// echoed like every command, and runs even for `--dry-run`, so plans can show real values.
+pub(crate) fn query(cmd: Cmd<'_>) -> anyhow::Result<String> {
+    eprintln!("$ {cmd}");
+    Ok(cmd.quiet().read()?)
+}
+
 /// Runs `cmd` with stderr both shown and remembered, so a failure can quote the lines
 /// that explain it. Returns stdout when `stdout` is piped, else an empty string.
 fn run_teeing_stderr(cmd: Cmd<'_>, next: &str, stdout: Stdio) -> anyhow::Result<String> {
     let shown = cmd.to_string();
-    let mut command = Command::from(cmd);
+    eprintln!("$ {shown}");
+    let mut command = process::Command::from(cmd);
     command.stdout(stdout).stderr(Stdio::piped());
     let mut child = command.spawn().map_err(|err| spawn_error(&shown, err))?;
     // Drain stdout on its own thread so neither pipe can fill up and stall the child.
@@ -207,7 +263,7 @@ fn start_in_background(cmd: Cmd<'_>, log: &PathBuf) -> anyhow::Result<u32> {
     }
     let out = File::create(log).with_context(|| format!("create the log file {}", log.display()))?;
     let err = out.try_clone().context("share the log file")?;
-    let mut command = Command::from(cmd);
+    let mut command = process::Command::from(cmd);
     command
         .stdin(Stdio::null())
         .stdout(out)

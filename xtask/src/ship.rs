@@ -3,6 +3,7 @@
 use clap::Args;
 use xshell::Shell;
 
+use crate::docker::Docker;
 use crate::local::Local;
 use crate::target::{Target, TargetArg};
 
@@ -11,9 +12,13 @@ pub(crate) struct ShipCmd {
     #[command(flatten)]
     target: TargetArg,
 
-    /// Port to serve on (local target).
+    /// Port to serve on, on 127.0.0.1 (local and docker targets).
     #[arg(long, default_value_t = 5000)]
     port: u16,
+
+    /// Build the image inside Docker from source instead of packaging a binary built here.
+    #[arg(long)]
+    from_source: bool,
 }
 
 impl ShipCmd {
@@ -22,6 +27,12 @@ impl ShipCmd {
             Target::Local => {
                 let local = Local::new(sh);
                 local.ship_plan(sh, self.port)?.execute(dry_run)
+            }
+            Target::Docker => {
+                let docker = Docker::new(sh);
+                docker
+                    .ship_plan(sh, self.port, self.from_source)?
+                    .execute(dry_run)
             }
         }
     }
@@ -39,6 +50,10 @@ impl DownCmd {
             Target::Local => {
                 let local = Local::new(sh);
                 local.down_plan(sh)?.execute(dry_run)
+            }
+            Target::Docker => {
+                let docker = Docker::new(sh);
+                docker.down_plan(sh)?.execute(dry_run)
             }
         }
     }

@@ -7,6 +7,7 @@ use clap::Args;
 use serde_json::{Value, json};
 use xshell::Shell;
 
+use crate::docker::Docker;
 use crate::local::Local;
 use crate::plan::Plan;
 use crate::target::{Target, TargetArg};
@@ -35,6 +36,7 @@ impl SmokeCmd {
             Some(url) => url,
             None => match self.target.target {
                 Target::Local => Local::new(sh).running_url()?,
+                Target::Docker => Docker::new(sh).running_url()?,
             },
         };
         let timeout = Duration::from_secs(self.timeout);

@@ -9,12 +9,15 @@ pub(crate) enum Target {
     /// The release binary, run in the background on this machine. No cloud account needed.
     #[default]
     Local,
+    /// The container image, pushed to a local registry and run from it by digest.
+    Docker,
 }
 
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Target::Local => "local",
+            Target::Docker => "docker",
         })
     }
 }

@@ -1,4 +1,4 @@
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,7 +11,7 @@ fn dry_run_prints_the_plan_and_does_nothing() {
     let port = free_port();
     let output = xtask(&state, &["--dry-run", "ship", "--port", &port.to_string()]);
     assert!(output.status.success());
-    let log = state.join("service.log");
+    let log = state.join("local/score-service.log");
     let expected = [
         "$ cargo build --release --locked --package score-service".to_owned(),
         format!(
@@ -91,8 +91,8 @@ fn ship_then_smoke_then_down() {
     assert!(down.status.success());
     assert!(!process_alive(second), "down waits for the process to exit");
     assert!(post_score(port, "{}").is_err(), "nothing listens after down");
-    assert!(!state.join("instance.json").exists());
-    let log = std::fs::read_to_string(state.join("service.log")).unwrap();
+    assert!(!state.join("local/instance.json").exists());
+    let log = std::fs::read_to_string(state.join("local/score-service.log")).unwrap();
     assert!(
         log.contains("stopped drained=true"),
         "the service drained and logged its stop:\n{log}"
@@ -124,12 +124,18 @@ fn start_wrong_server() -> (u16, Arc<AtomicBool>) {
             let mut reader = BufReader::new(stream.try_clone().unwrap());
             let mut line = String::new();
             let mut request_line = String::new();
+            let mut content_length = 0;
             while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
                 if request_line.is_empty() {
                     request_line = line.clone();
                 }
+                if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    content_length = value.trim().parse().unwrap_or(0);
+                }
                 line.clear();
             }
+            // Read the body too: closing with unread bytes would reset the connection.
+            let _ = reader.read_exact(&mut vec![0; content_length]);
             let body = if request_line.starts_with("GET /readyz") {
                 r#"{"status":"ready"}"#
             } else {

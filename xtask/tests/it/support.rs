@@ -72,7 +72,8 @@ pub fn process_alive(pid: u32) -> bool {
 }
 
 pub fn recorded_pid(state_dir: &Path) -> u32 {
-    let text = std::fs::read_to_string(state_dir.join("instance.json")).expect("ship records the instance");
+    let text =
+        std::fs::read_to_string(state_dir.join("local/instance.json")).expect("ship records the instance");
     let json: serde_json::Value = serde_json::from_str(&text).unwrap();
     json["pid"].as_u64().unwrap() as u32
 }

@@ -153,14 +153,16 @@ fn is_alive(pid: u32, program: &str) -> bool {
     if matches!(state, Some("Z" | "X") | None) {
         return false;
     }
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|cmdline| {
-            cmdline
-                .split(|b| *b == 0)
-                .next()
-                .is_some_and(|argv0| argv0.ends_with(program.as_bytes()))
-        })
-        .unwrap_or(false)
+    match std::fs::read(format!("/proc/{pid}/cmdline")) {
+        // Empty for a moment while a process we just started is still inside execve (the
+        // kernel lets the parent go on before the new arguments are in place).
+        Ok(cmdline) if cmdline.is_empty() => true,
+        Ok(cmdline) => cmdline
+            .split(|b| *b == 0)
+            .next()
+            .is_some_and(|argv0| argv0.ends_with(program.as_bytes())),
+        Err(_) => false,
+    }
 }
 
 fn wait_for_exit(pid: u32, program: &str, timeout: Duration) -> anyhow::Result<()> {

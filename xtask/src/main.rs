@@ -70,8 +70,10 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    // The process moves too, not only the Shell: tasks also touch files from Rust, and
+    // every path in them is relative to the root.
+    std::env::set_current_dir(project_root())?;
     let sh = Shell::new()?;
-    sh.change_dir(project_root());
     match cli.task {
         Task::Ship(cmd) => cmd.run(&sh, cli.dry_run),
         Task::Smoke(cmd) => cmd.run(&sh, cli.dry_run),

@@ -1,4 +1,5 @@
 //! Runs the real `xtask` binary, as a user would through `cargo xtask`.
 
+mod docker;
 mod local;
 mod support;

@@ -13,6 +13,7 @@ use clap::Args;
 use serde::Serialize;
 use xshell::{Cmd, Shell, cmd};
 
+use crate::image::Image;
 use crate::local::target_dir;
 use crate::plan::Plan;
 use crate::smoke::{self, REQUEST};
@@ -43,6 +44,18 @@ struct Measurement {
     errors: u64,
 }
 
+/// What the image costs: its size, and how long a container takes to become ready.
+#[derive(Serialize, Debug, Default, Clone)]
+struct ContainerFigures {
+    image_size_mib: f64,
+    /// `docker run` to the first 200 from /readyz, each run.
+    start_to_ready_ms: Vec<f64>,
+    median_start_to_ready_ms: f64,
+}
+
+/// How many containers to start for the start-up figure.
+const CONTAINER_STARTS: usize = 5;
+
 #[derive(Serialize)]
 struct Report<'a> {
     connections: u32,
@@ -50,6 +63,7 @@ struct Report<'a> {
     load_generator: &'static str,
     cores: usize,
     results: &'a [Measurement],
+    container: &'a ContainerFigures,
     ratio_vs_flask_dev: f64,
     ratio_vs_gunicorn: f64,
 }
@@ -73,10 +87,12 @@ impl BenchCmd {
         for contender in contenders(sh, &venv_bin)? {
             self.add_measurement(sh, &mut plan, contender, results.clone());
         }
+        let container = Rc::new(RefCell::new(ContainerFigures::default()));
+        add_container_measurement(sh, &mut plan, container.clone())?;
         let (connections, duration) = (self.connections, self.duration);
         plan.check(
             format!("write {REPORT_DIR}/report.md and report.json"),
-            move || report(&results.borrow(), connections, duration),
+            move || report(&results.borrow(), &container.borrow(), connections, duration),
         );
         plan.execute(dry_run)
     }
@@ -287,7 +303,82 @@ fn parse_duration_ms(text: &str) -> anyhow::Result<f64> {
     })
 }
 
-fn report(results: &[Measurement], connections: u32, duration: u32) -> anyhow::Result<()> {
+/// Adds: build the image, read its size, time `docker run` → ready several times.
+fn add_container_measurement<'a>(
+    sh: &'a Shell,
+    plan: &mut Plan<'a>,
+    figures: Rc<RefCell<ContainerFigures>>,
+) -> anyhow::Result<()> {
+    crate::docker::add_engine_check(sh, plan);
+    let image = Image::for_worktree(
+        sh,
+        crate::push::repository_for(sh, crate::target::Target::Docker)?,
+    )?;
+    image.add_build(sh, plan, false);
+    let reference = image.reference();
+    let format = "{{.Size}}";
+    plan.read(
+        cmd!(sh, "docker image inspect --format {format} {reference}"),
+        "see `docker images`",
+        {
+            let figures = figures.clone();
+            move |size| {
+                let bytes: f64 = size
+                    .trim()
+                    .parse()
+                    .with_context(|| format!("{size:?} is not an image size"))?;
+                figures.borrow_mut().image_size_mib = bytes / (1024.0 * 1024.0);
+                Ok(())
+            }
+        },
+    );
+    plan.check(
+        format!(
+            "start {reference} {CONTAINER_STARTS} times, timing `docker run` to the first 200 from /readyz"
+        ),
+        move || {
+            let mut times = Vec::new();
+            for _ in 0..CONTAINER_STARTS {
+                times.push(time_container_start(sh, &reference)?.as_secs_f64() * 1000.0);
+            }
+            let mut sorted = times.clone();
+            sorted.sort_by(f64::total_cmp);
+            let mut figures = figures.borrow_mut();
+            figures.median_start_to_ready_ms = sorted[sorted.len() / 2];
+            figures.start_to_ready_ms = times;
+            Ok(())
+        },
+    );
+    Ok(())
+}
+
+fn time_container_start(sh: &Shell, reference: &str) -> anyhow::Result<Duration> {
+    let port = free_port()?;
+    let publish = format!("127.0.0.1:{port}:5000");
+    let agent = smoke::agent(Duration::from_secs(1));
+    let readyz = format!("http://127.0.0.1:{port}/readyz");
+    let started = Instant::now();
+    let id = crate::plan::query(cmd!(sh, "docker run --detach --publish {publish} {reference}"))?;
+    let ready = loop {
+        if let Ok((200, _)) = smoke::get(&agent, &readyz) {
+            break Ok(started.elapsed());
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            break Err(anyhow::anyhow!("{reference} was not ready within 30s"));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    let id = id.trim();
+    crate::plan::query(cmd!(sh, "docker rm --force {id}"))?;
+    ready
+}
+
+fn report(
+    results: &[Measurement],
+    container: &ContainerFigures,
+    connections: u32,
+    duration: u32,
+) -> anyhow::Result<()> {
     let find = |name: &str| {
         results
             .iter()
@@ -315,6 +406,19 @@ fn report(results: &[Measurement], connections: u32, duration: u32) -> anyhow::R
         table,
         "\nscore-service vs Flask dev server: {ratio_vs_flask_dev:.1}x; vs gunicorn with 2 workers: {ratio_vs_gunicorn:.1}x"
     );
+    let _ = writeln!(
+        table,
+        "\nImage: {:.1} MiB. Container start (`docker run` to the first 200 from /readyz), median of {}: {:.0} ms (runs: {}).",
+        container.image_size_mib,
+        container.start_to_ready_ms.len(),
+        container.median_start_to_ready_ms,
+        container
+            .start_to_ready_ms
+            .iter()
+            .map(|ms| format!("{ms:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     println!("\n{table}");
 
     let json = serde_json::to_string_pretty(&Report {
@@ -323,6 +427,7 @@ fn report(results: &[Measurement], connections: u32, duration: u32) -> anyhow::R
         load_generator: "wrk",
         cores: cores(),
         results,
+        container,
         ratio_vs_flask_dev,
         ratio_vs_gunicorn,
     })?;

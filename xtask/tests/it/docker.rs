@@ -1,6 +1,6 @@
 //! The docker target on the real Docker engine, with a real registry process.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -50,15 +50,31 @@ fn wait_for_score(port: u16) -> String {
     }
 }
 
-fn start_registry(state: &Path) -> u16 {
-    let port = free_port();
-    let up = xtask(state, &["registry", "up", "--port", &port.to_string()]);
-    assert!(up.status.success(), "registry up: {}", stderr(&up));
-    port
+/// A registry process for one test, stopped when the test ends, pass or fail.
+struct Registry {
+    state: PathBuf,
+    port: u16,
 }
 
-fn stop_registry(state: &Path) {
-    assert!(xtask(state, &["registry", "down"]).status.success());
+impl Registry {
+    fn start(state: &Path) -> Self {
+        let port = free_port();
+        let up = xtask(state, &["registry", "up", "--port", &port.to_string()]);
+        assert!(up.status.success(), "registry up: {}", stderr(&up));
+        Registry {
+            state: state.to_owned(),
+            port,
+        }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let down = xtask(&self.state, &["registry", "down"]);
+        if !std::thread::panicking() {
+            assert!(down.status.success(), "registry down: {}", stderr(&down));
+        }
+    }
 }
 
 /// The digest the registry itself reports for `name:tag` (Docker-Content-Digest), read
@@ -147,7 +163,7 @@ fn push_records_the_digest_the_registry_serves() {
         return;
     }
     let state = scratch_dir("docker-push");
-    let registry = start_registry(&state);
+    let registry = Registry::start(&state);
     assert!(xtask(&state, &["image"]).status.success());
     let pushed = xtask(&state, &["push"]);
     assert!(pushed.status.success(), "push: {}", stderr(&pushed));
@@ -159,10 +175,10 @@ fn push_records_the_digest_the_registry_serves() {
         record["pinned"].as_str().unwrap(),
     );
     let (repository, digest) = pinned.split_once('@').unwrap();
-    assert_eq!(repository, format!("localhost:{registry}/score-service"));
+    assert_eq!(repository, format!("localhost:{}/score-service", registry.port));
     assert_eq!(
         digest,
-        registry_digest(registry, "score-service", tag),
+        registry_digest(registry.port, "score-service", tag),
         "recorded = served"
     );
 
@@ -170,7 +186,6 @@ fn push_records_the_digest_the_registry_serves() {
     docker(&["image", "rm", record["image"].as_str().unwrap()]);
     docker(&["pull", pinned]);
     docker(&["image", "rm", pinned]);
-    stop_registry(&state);
 }
 
 #[test]
@@ -179,7 +194,7 @@ fn ship_smoke_down_on_docker() {
         return;
     }
     let state = scratch_dir("docker-ship");
-    start_registry(&state);
+    let _registry = Registry::start(&state);
     let port = free_port();
     let port_arg = port.to_string();
 
@@ -237,7 +252,6 @@ fn ship_smoke_down_on_docker() {
         ""
     );
     docker(&["image", "rm", fields[0]]);
-    stop_registry(&state);
 }
 
 #[test]

@@ -312,7 +312,7 @@ fn add_container_measurement<'a>(
     crate::docker::add_engine_check(sh, plan);
     let image = Image::for_worktree(
         sh,
-        crate::push::repository_for(sh, crate::target::Target::Docker)?,
+        crate::push::repository_for(sh, crate::target::Target::Docker, &Default::default())?,
     )?;
     image.add_build(sh, plan, false);
     let reference = image.reference();

@@ -12,6 +12,7 @@ use xshell::{Shell, cmd};
 use crate::git::Revision;
 use crate::local::target_dir;
 use crate::plan::Plan;
+use crate::settings::SettingsArgs;
 use crate::target::Target;
 
 /// The image's name inside whatever registry it goes to.
@@ -35,8 +36,8 @@ pub(crate) struct ImageCmd {
 }
 
 impl ImageCmd {
-    pub(crate) fn run(self, sh: &Shell, dry_run: bool) -> anyhow::Result<()> {
-        let repository = crate::push::repository_for(sh, self.target)?;
+    pub(crate) fn run(self, sh: &Shell, dry_run: bool, settings: &SettingsArgs) -> anyhow::Result<()> {
+        let repository = crate::push::repository_for(sh, self.target, settings)?;
         let image = Image::for_worktree(sh, repository)?;
         let mut plan = Plan::new();
         crate::docker::add_engine_check(sh, &mut plan);

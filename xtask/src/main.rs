@@ -4,14 +4,18 @@
 
 mod bench;
 mod ci;
+mod cluster;
 mod daemon;
 mod docker;
 mod git;
+mod gke;
 mod image;
 mod local;
 mod plan;
 mod push;
 mod registry;
+mod render;
+mod settings;
 mod ship;
 mod smoke;
 mod target;
@@ -34,6 +38,9 @@ struct Cli {
     #[arg(long, global = true)]
     dry_run: bool,
 
+    #[command(flatten)]
+    settings: settings::SettingsArgs,
+
     #[command(subcommand)]
     task: Task,
 }
@@ -52,6 +59,16 @@ enum Task {
     Push(push::PushCmd),
     /// Run or stop a local OCI registry for the docker target.
     Registry(registry::RegistryCmd),
+    /// Print the deployment settings in force and where each came from.
+    Config(settings::ConfigCmd),
+    /// Create the GKE cluster and Artifact Registry repository (only what is missing).
+    ClusterUp(cluster::ClusterUpCmd),
+    /// Delete what cluster-up created.
+    ClusterDown(cluster::ClusterDownCmd),
+    /// Print the final manifests, the image pinned to the pushed digest.
+    Render(render::RenderCmd),
+    /// Apply the manifests to the cluster and wait for the rollout.
+    Deploy(gke::DeployCmd),
     /// Run everything CI checks: formatting, lints, tests.
     Ci(ci::CiCmd),
     /// Load-test POST /score against the tutorial's Flask app, in the same run.
@@ -75,12 +92,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     std::env::set_current_dir(project_root())?;
     let sh = Shell::new()?;
     match cli.task {
-        Task::Ship(cmd) => cmd.run(&sh, cli.dry_run),
-        Task::Smoke(cmd) => cmd.run(&sh, cli.dry_run),
+        Task::Ship(cmd) => cmd.run(&sh, cli.dry_run, &cli.settings),
+        Task::Smoke(cmd) => cmd.run(&sh, cli.dry_run, &cli.settings),
         Task::Down(cmd) => cmd.run(&sh, cli.dry_run),
-        Task::Image(cmd) => cmd.run(&sh, cli.dry_run),
-        Task::Push(cmd) => cmd.run(&sh, cli.dry_run),
+        Task::Image(cmd) => cmd.run(&sh, cli.dry_run, &cli.settings),
+        Task::Push(cmd) => cmd.run(&sh, cli.dry_run, &cli.settings),
         Task::Registry(cmd) => cmd.run(&sh, cli.dry_run),
+        Task::Config(cmd) => cmd.run(&sh, &cli.settings),
+        Task::ClusterUp(cmd) => cmd.run(&sh, cli.dry_run, &cli.settings),
+        Task::ClusterDown(cmd) => cmd.run(&sh, cli.dry_run, &cli.settings),
+        Task::Render(cmd) => cmd.run(&sh, cli.dry_run, &cli.settings),
+        Task::Deploy(cmd) => cmd.run(&sh, cli.dry_run, &cli.settings),
         Task::Ci(cmd) => cmd.run(&sh, cli.dry_run),
         Task::Bench(cmd) => cmd.run(&sh, cli.dry_run),
     }

@@ -24,7 +24,12 @@ pub(crate) struct Plan<'a> {
 
 enum Step<'a> {
     /// An external command, run to completion in the foreground.
-    Run { cmd: Command<'a>, next: String },
+    Run {
+        cmd: Command<'a>,
+        next: String,
+        /// Runs when the command fails (diagnose, roll back) before the failure is reported.
+        on_failure: Option<Action<'a, ()>>,
+    },
     /// Like `Run`, but its stdout is captured and handed to `on_output`.
     Read {
         cmd: Command<'a>,
@@ -37,6 +42,14 @@ enum Step<'a> {
         log: PathBuf,
         on_start: Action<'a, u32>,
     },
+    /// A probe command whose outcome decides whether the steps of `then` run (create
+    /// the cluster only if `describe` finds none, say).
+    When {
+        probe: Command<'a>,
+        condition: String,
+        decide: Decision<'a>,
+        then: Plan<'a>,
+    },
     /// Work the xtask does itself (an HTTP check, a wait), shown as a `#` line.
     Check {
         description: String,
@@ -45,6 +58,26 @@ enum Step<'a> {
 }
 
 type Action<'a, T> = Box<dyn FnOnce(T) -> anyhow::Result<()> + 'a>;
+/// Reads a probe's outcome: whether the steps that depend on it should run.
+type Decision<'a> = Box<dyn FnOnce(&Probe) -> anyhow::Result<bool> + 'a>;
+
+/// What a probe command reported.
+pub(crate) struct Probe {
+    pub(crate) success: bool,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+}
+
+impl Probe {
+    /// Whether the command failed because what it asked about does not exist, in the words
+    /// gcloud and kubectl use for that.
+    pub(crate) fn says_not_found(&self) -> bool {
+        !self.success
+            && ["NOT_FOUND", "code=404", "not found", "NotFound", "was not found"]
+                .iter()
+                .any(|needle| self.stderr.contains(needle))
+    }
+}
 
 /// A command known when the plan is built, or one whose arguments come from an earlier
 /// step (the digest a push reported, say), shown in the plan by a template.
@@ -101,6 +134,22 @@ impl<'a> Plan<'a> {
         self.steps.push(Step::Run {
             cmd: cmd.into(),
             next: next.into(),
+            on_failure: None,
+        });
+        self
+    }
+
+    /// Adds a command; if it fails, `on_failure` runs before the failure is reported.
+    pub(crate) fn run_or_else(
+        &mut self,
+        cmd: impl Into<Command<'a>>,
+        next: impl Into<String>,
+        on_failure: impl FnOnce() -> anyhow::Result<()> + 'a,
+    ) -> &mut Self {
+        self.steps.push(Step::Run {
+            cmd: cmd.into(),
+            next: next.into(),
+            on_failure: Some(Box::new(|()| on_failure())),
         });
         self
     }
@@ -148,9 +197,38 @@ impl<'a> Plan<'a> {
         self
     }
 
-    /// One line per step, as `--dry-run` prints them.
+    /// Adds `probe`, then the steps `build` adds, which run only if `decide` says so
+    /// once the probe has run. `condition` names the case in the plan.
+    pub(crate) fn when(
+        &mut self,
+        probe: impl Into<Command<'a>>,
+        condition: impl Into<String>,
+        decide: impl FnOnce(&Probe) -> anyhow::Result<bool> + 'a,
+        build: impl FnOnce(&mut Plan<'a>),
+    ) -> &mut Self {
+        let mut then = Plan::new();
+        build(&mut then);
+        self.steps.push(Step::When {
+            probe: probe.into(),
+            condition: condition.into(),
+            decide: Box::new(decide),
+            then,
+        });
+        self
+    }
+
+    /// One line per step, as `--dry-run` prints them; the steps under a condition are
+    /// indented below it.
     pub(crate) fn lines(&self) -> Vec<String> {
-        self.steps.iter().map(|step| step.to_string()).collect()
+        let mut lines = Vec::new();
+        for step in &self.steps {
+            lines.push(step.to_string());
+            if let Step::When { condition, then, .. } = step {
+                lines.push(format!("# only if {condition}:"));
+                lines.extend(then.lines().into_iter().map(|line| format!("  {line}")));
+            }
+        }
+        lines
     }
 
     /// Prints the plan (`dry_run`) or carries it out, stopping at the first failure.
@@ -163,8 +241,21 @@ impl<'a> Plan<'a> {
         }
         for step in self.steps {
             match step {
-                Step::Run { cmd, next } => {
-                    run_teeing_stderr(cmd.resolve()?, &next, Stdio::inherit())?;
+                Step::Run {
+                    cmd,
+                    next,
+                    on_failure,
+                } => {
+                    let result = run_teeing_stderr(cmd.resolve()?, &next, Stdio::inherit());
+                    if result.is_err()
+                        && let Some(on_failure) = on_failure
+                    {
+                        eprintln!("# it failed; finding out why");
+                        if let Err(also) = on_failure(()) {
+                            eprintln!("# while doing so: {also:#}");
+                        }
+                    }
+                    result?;
                 }
                 Step::Read { cmd, next, on_output } => {
                     let stdout = run_teeing_stderr(cmd.resolve()?, &next, Stdio::piped())?;
@@ -174,6 +265,20 @@ impl<'a> Plan<'a> {
                     eprintln!("$ {cmd} >{} 2>&1 &", log.display());
                     let pid = start_in_background(cmd, &log)?;
                     on_start(pid)?;
+                }
+                Step::When {
+                    probe,
+                    condition,
+                    decide,
+                    then,
+                } => {
+                    let probe = run_probe(probe.resolve()?)?;
+                    if decide(&probe)? {
+                        eprintln!("# {condition}: yes");
+                        then.execute(false)?;
+                    } else {
+                        eprintln!("# {condition}: no, so skipping what depends on it");
+                    }
                 }
                 Step::Check { description, action } => {
                     eprintln!("# {description}");
@@ -185,11 +290,27 @@ impl<'a> Plan<'a> {
     }
 }
 
+/// Runs a probe, echoed, capturing both outputs whatever its exit status.
+fn run_probe(cmd: Cmd<'_>) -> anyhow::Result<Probe> {
+    let shown = cmd.to_string();
+    eprintln!("$ {shown}");
+    let output = process::Command::from(cmd)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|err| spawn_error(&shown, err))?;
+    Ok(Probe {
+        success: output.status.success(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    })
+}
+
 impl fmt::Display for Step<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Step::Run { cmd, .. } | Step::Read { cmd, .. } => write!(f, "$ {cmd}"),
             Step::Start { cmd, log, .. } => write!(f, "$ {cmd} >{} 2>&1 &", log.display()),
+            Step::When { probe, .. } => write!(f, "$ {probe}"),
             Step::Check { description, .. } => write!(f, "# {description}"),
         }
     }

@@ -12,6 +12,7 @@ use xshell::{Shell, cmd};
 use crate::image::{IMAGE_NAME, Image};
 use crate::plan::Plan;
 use crate::registry::{self, LocalRegistry};
+use crate::settings::{Settings, SettingsArgs};
 use crate::target::Target;
 
 #[derive(Args, Debug)]
@@ -22,8 +23,8 @@ pub(crate) struct PushCmd {
 }
 
 impl PushCmd {
-    pub(crate) fn run(self, sh: &Shell, dry_run: bool) -> anyhow::Result<()> {
-        let repository = repository_for(sh, self.target)?;
+    pub(crate) fn run(self, sh: &Shell, dry_run: bool, settings: &SettingsArgs) -> anyhow::Result<()> {
+        let repository = repository_for(sh, self.target, settings)?;
         let image = Image::for_worktree(sh, repository)?;
         let registry = LocalRegistry::new(sh);
         let mut plan = Plan::new();
@@ -51,12 +52,13 @@ impl PushCmd {
 }
 
 /// Where images for `target` are pushed: `REGISTRY/score-service`.
-pub(crate) fn repository_for(sh: &Shell, target: Target) -> anyhow::Result<String> {
+pub(crate) fn repository_for(sh: &Shell, target: Target, settings: &SettingsArgs) -> anyhow::Result<String> {
     match target {
         Target::Local => {
-            bail!("the local target runs the binary directly and has no image: use --target docker")
+            bail!("the local target runs the binary directly and has no image: use --target docker or gke")
         }
         Target::Docker => Ok(format!("{}/{IMAGE_NAME}", LocalRegistry::new(sh).address()?)),
+        Target::Gke => Ok(Settings::resolve(sh, settings)?.0.image_repository()),
     }
 }
 

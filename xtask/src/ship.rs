@@ -1,10 +1,13 @@
 //! `cargo xtask ship` and `cargo xtask down`: put the service on a target, take it off.
 
+use anyhow::bail;
 use clap::Args;
 use xshell::Shell;
 
 use crate::docker::Docker;
 use crate::local::Local;
+use crate::render::Renderer;
+use crate::settings::{Settings, SettingsArgs};
 use crate::target::{Target, TargetArg};
 
 #[derive(Args, Debug)]
@@ -22,7 +25,7 @@ pub(crate) struct ShipCmd {
 }
 
 impl ShipCmd {
-    pub(crate) fn run(self, sh: &Shell, dry_run: bool) -> anyhow::Result<()> {
+    pub(crate) fn run(self, sh: &Shell, dry_run: bool, settings: &SettingsArgs) -> anyhow::Result<()> {
         match self.target.target {
             Target::Local => {
                 let local = Local::new(sh);
@@ -33,6 +36,11 @@ impl ShipCmd {
                 docker
                     .ship_plan(sh, self.port, self.from_source)?
                     .execute(dry_run)
+            }
+            Target::Gke => {
+                let (settings, _) = Settings::resolve(sh, settings)?;
+                let renderer = Renderer::new(sh, &settings);
+                crate::gke::ship_plan(sh, &settings, &renderer, self.from_source)?.execute(dry_run)
             }
         }
     }
@@ -55,6 +63,9 @@ impl DownCmd {
                 let docker = Docker::new(sh);
                 docker.down_plan(sh)?.execute(dry_run)
             }
+            Target::Gke => bail!(
+                "to take the service off GKE, delete its namespace with kubectl, or everything with `cargo xtask cluster-down`"
+            ),
         }
     }
 }

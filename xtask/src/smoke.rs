@@ -10,6 +10,7 @@ use xshell::Shell;
 use crate::docker::Docker;
 use crate::local::Local;
 use crate::plan::Plan;
+use crate::settings::{Settings, SettingsArgs};
 use crate::target::{Target, TargetArg};
 
 /// The tutorial's request and the answer it must get.
@@ -31,16 +32,19 @@ pub(crate) struct SmokeCmd {
 }
 
 impl SmokeCmd {
-    pub(crate) fn run(self, sh: &Shell, dry_run: bool) -> anyhow::Result<()> {
-        let url = match self.url {
-            Some(url) => url,
-            None => match self.target.target {
-                Target::Local => Local::new(sh).running_url()?,
-                Target::Docker => Docker::new(sh).running_url()?,
-            },
-        };
+    pub(crate) fn run(self, sh: &Shell, dry_run: bool, settings: &SettingsArgs) -> anyhow::Result<()> {
         let timeout = Duration::from_secs(self.timeout);
         let mut plan = Plan::new();
+        let url = match (self.url, self.target.target) {
+            (Some(url), _) => url,
+            (None, Target::Local) => Local::new(sh).running_url()?,
+            (None, Target::Docker) => Docker::new(sh).running_url()?,
+            (None, Target::Gke) => {
+                let (settings, _) = Settings::resolve(sh, settings)?;
+                crate::gke::add_gke_smoke(sh, &mut plan, &settings, timeout);
+                return plan.execute(dry_run);
+            }
+        };
         add_smoke_test(&mut plan, url, timeout);
         plan.execute(dry_run)
     }
@@ -60,7 +64,7 @@ type Outcome = Result<(), String>;
 
 /// Retries with backoff until the checks pass or `timeout` runs out; the error reports
 /// what came back last.
-fn smoke_test(url: &str, timeout: Duration) -> anyhow::Result<()> {
+pub(crate) fn smoke_test(url: &str, timeout: Duration) -> anyhow::Result<()> {
     if !url.starts_with("http://") {
         bail!("smoke needs an http:// URL, got {url:?}");
     }

@@ -11,6 +11,8 @@ pub(crate) enum Target {
     Local,
     /// The container image, pushed to a local registry and run from it by digest.
     Docker,
+    /// Google Kubernetes Engine, behind a LoadBalancer Service (see deploy.yaml).
+    Gke,
 }
 
 impl fmt::Display for Target {
@@ -18,6 +20,7 @@ impl fmt::Display for Target {
         f.write_str(match self {
             Target::Local => "local",
             Target::Docker => "docker",
+            Target::Gke => "gke",
         })
     }
 }

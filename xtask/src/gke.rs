@@ -249,7 +249,11 @@ pub(crate) fn ship_plan<'a>(
 
 /// Adds: wait (bounded) for the Service's external IP, then the tutorial request.
 pub(crate) fn add_gke_smoke<'a>(sh: &'a Shell, plan: &mut Plan<'a>, settings: &Settings, timeout: Duration) {
-    let (namespace, app, port) = (settings.namespace.clone(), settings.app.clone(), settings.port);
+    let (namespace, app, port) = (
+        settings.namespace.clone(),
+        settings.app.clone(),
+        settings.service_port,
+    );
     plan.check(
         format!("wait up to {timeout:?} for service {app} in {namespace} to get an external IP, then smoke test http://IP:{port}"),
         move || {

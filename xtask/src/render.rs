@@ -157,7 +157,10 @@ impl Generator {
                         kind: "Service",
                         name: APP_IN_MANIFESTS,
                     },
-                    patch: format!("- op: replace\n  path: /spec/ports/0/port\n  value: {}\n", s.port),
+                    patch: format!(
+                        "- op: replace\n  path: /spec/ports/0/port\n  value: {}\n",
+                        s.service_port
+                    ),
                 },
                 Patch {
                     target: PatchTarget {

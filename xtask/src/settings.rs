@@ -53,7 +53,7 @@ pub(crate) struct SettingsArgs {
     replicas: Option<String>,
     /// Port the LoadBalancer Service listens on.
     #[arg(long, global = true)]
-    port: Option<String>,
+    service_port: Option<String>,
     /// Overlay of manifests/overlays/ to deploy.
     #[arg(long, global = true)]
     overlay: Option<String>,
@@ -79,7 +79,7 @@ pub(crate) struct Settings {
     pub(crate) namespace: String,
     pub(crate) app: String,
     pub(crate) replicas: Option<u32>,
-    pub(crate) port: u16,
+    pub(crate) service_port: u16,
     pub(crate) overlay: String,
 }
 
@@ -124,7 +124,7 @@ impl Settings {
             ("namespace", &args.namespace),
             ("app", &args.app),
             ("replicas", &args.replicas),
-            ("port", &args.port),
+            ("service_port", &args.service_port),
             ("overlay", &args.overlay),
         ];
         let mut values: BTreeMap<&'static str, (String, Source)> = BTreeMap::new();
@@ -181,7 +181,7 @@ impl Settings {
         let image = take("image", valid_image);
         let namespace = take("namespace", valid_label);
         let app = take("app", valid_label);
-        let port = take("port", |v| number_in(v, 1, 65535).map(drop));
+        let service_port = take("service_port", |v| number_in(v, 1, 65535).map(drop));
         let overlay = take("overlay", valid_overlay);
         let replicas = match values.get("replicas") {
             Some((value, source)) => match number_in(value, 1, 1000) {
@@ -222,7 +222,7 @@ impl Settings {
             namespace,
             app,
             replicas,
-            port: port.parse().unwrap_or(5000),
+            service_port: service_port.parse().unwrap_or(5000),
             overlay,
         };
         let mut sources: Vec<Origin> = values
@@ -272,7 +272,7 @@ fn read_file(sh: &Shell) -> anyhow::Result<BTreeMap<String, String>> {
         "namespace",
         "app",
         "replicas",
-        "port",
+        "service_port",
         "overlay",
     ];
     if !sh.path_exists(SETTINGS_FILE) {

@@ -33,12 +33,18 @@ fn isolated(command: &mut Command, scratch: &Path) {
     let docker = scratch.join("docker");
     std::fs::create_dir_all(&gcloud).unwrap();
     std::fs::create_dir_all(&docker).unwrap();
-    command.env("CLOUDSDK_CONFIG", gcloud).env("DOCKER_CONFIG", docker).env("CLOUDSDK_CORE_DISABLE_PROMPTS", "1");
+    command
+        .env("CLOUDSDK_CONFIG", gcloud)
+        .env("DOCKER_CONFIG", docker)
+        .env("CLOUDSDK_CORE_DISABLE_PROMPTS", "1");
 }
 
 fn xtask_isolated(state: &Path, args: &[&str]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
-    command.args(args).env("XTASK_STATE_DIR", state).env_remove("XTASK_TARGET");
+    command
+        .args(args)
+        .env("XTASK_STATE_DIR", state)
+        .env_remove("XTASK_TARGET");
     isolated(&mut command, state);
     let output = command.output().unwrap();
     eprintln!("xtask {args:?} -> {}\n{}", output.status, stderr(&output));
@@ -74,25 +80,49 @@ fn every_overlay_renders_with_the_recorded_digest() {
             Some(format!("us-west1-docker.pkg.dev/{PROJECT}/ml-images/score-service@{DIGEST}").as_str()),
             "{overlay}: the image is pinned by digest"
         );
-        assert_eq!(deployment["spec"]["replicas"].as_u64(), Some(replicas), "{overlay}");
-        assert_eq!(deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"].as_u64(), Some(0));
-        let cause = deployment["metadata"]["annotations"]["kubernetes.io/change-cause"].as_str().unwrap();
+        assert_eq!(
+            deployment["spec"]["replicas"].as_u64(),
+            Some(replicas),
+            "{overlay}"
+        );
+        assert_eq!(
+            deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"].as_u64(),
+            Some(0)
+        );
+        let cause = deployment["metadata"]["annotations"]["kubernetes.io/change-cause"]
+            .as_str()
+            .unwrap();
         assert!(cause.contains(DIGEST) && cause.contains("commit "), "{cause}");
         for doc in &docs {
             if doc["kind"] != "Namespace" {
-                assert_eq!(doc["metadata"]["namespace"].as_str(), Some("mlops"), "{overlay}: {doc:?}");
+                assert_eq!(
+                    doc["metadata"]["namespace"].as_str(),
+                    Some("mlops"),
+                    "{overlay}: {doc:?}"
+                );
             }
         }
         let service = of_kind(&docs, "Service").unwrap();
         assert_eq!(service["spec"]["type"].as_str(), Some("LoadBalancer"));
         assert_eq!(service["spec"]["ports"][0]["port"].as_u64(), Some(5000));
         let namespace = of_kind(&docs, "Namespace").unwrap();
-        assert_eq!(namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"].as_str(), Some("restricted"));
+        assert_eq!(
+            namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"].as_str(),
+            Some("restricted")
+        );
         let has = |kind| of_kind(&docs, kind).is_some();
-        assert_eq!((has("HorizontalPodAutoscaler"), has("PodDisruptionBudget")), (overlay == "prod", overlay == "prod"));
+        assert_eq!(
+            (has("HorizontalPodAutoscaler"), has("PodDisruptionBudget")),
+            (overlay == "prod", overlay == "prod")
+        );
     }
     let manifests = Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests/base/deployment.yaml");
-    assert!(std::fs::read_to_string(manifests).unwrap().contains("image: score-service"), "base/ is never edited");
+    assert!(
+        std::fs::read_to_string(manifests)
+            .unwrap()
+            .contains("image: score-service"),
+        "base/ is never edited"
+    );
 }
 
 #[test]
@@ -100,48 +130,112 @@ fn settings_rename_and_resize_what_is_rendered() {
     let state = state_with_push("gke-render-settings");
     let output = xtask_isolated(
         &state,
-        &["render", "--project", PROJECT, "--overlay", "prod", "--app", "fraud", "--namespace", "risk", "--service-port", "8080", "--replicas", "5"],
+        &[
+            "render",
+            "--project",
+            PROJECT,
+            "--overlay",
+            "prod",
+            "--app",
+            "fraud",
+            "--namespace",
+            "risk",
+            "--service-port",
+            "8080",
+            "--replicas",
+            "5",
+        ],
     );
     assert!(output.status.success());
     let docs = documents(&stdout(&output));
     for doc in &docs {
         let text = serde_yaml::to_string(doc).unwrap();
-        assert!(!text.contains("score-app") && !text.contains("mlops"), "old names remain in {text}");
+        assert!(
+            !text.contains("score-app") && !text.contains("mlops"),
+            "old names remain in {text}"
+        );
     }
     let hpa = of_kind(&docs, "HorizontalPodAutoscaler").unwrap();
     assert_eq!(hpa["spec"]["scaleTargetRef"]["name"].as_str(), Some("fraud"));
-    assert_eq!(of_kind(&docs, "Deployment").unwrap()["spec"]["replicas"].as_u64(), Some(5));
-    assert_eq!(of_kind(&docs, "Service").unwrap()["spec"]["ports"][0]["port"].as_u64(), Some(8080));
+    assert_eq!(
+        of_kind(&docs, "Deployment").unwrap()["spec"]["replicas"].as_u64(),
+        Some(5)
+    );
+    assert_eq!(
+        of_kind(&docs, "Service").unwrap()["spec"]["ports"][0]["port"].as_u64(),
+        Some(8080)
+    );
 }
 
 #[test]
 fn manifests_validate_against_the_kubernetes_schemas() {
     let validator = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/venv/bin/kubernetes-validate");
     if !validator.exists() {
-        assert!(std::env::var_os("CI").is_none(), "CI installs kubernetes-validate (cargo xtask ci) before the tests");
-        eprintln!("skipping: {} is missing; `cargo xtask ci` installs it", validator.display());
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI installs kubernetes-validate (cargo xtask ci) before the tests"
+        );
+        eprintln!(
+            "skipping: {} is missing; `cargo xtask ci` installs it",
+            validator.display()
+        );
         return;
     }
     let state = state_with_push("gke-validate");
     for overlay in ["dev", "prod"] {
         let file = state.join(format!("{overlay}.yaml"));
         std::fs::write(&file, render(&state, overlay)).unwrap();
-        let output = Command::new(&validator).args(["--strict", "--kubernetes-version", GKE_KUBERNETES]).arg(&file).output().unwrap();
+        let output = Command::new(&validator)
+            .args(["--strict", "--kubernetes-version", GKE_KUBERNETES])
+            .arg(&file)
+            .output()
+            .unwrap();
         let report = format!("{}{}", stdout(&output), stderr(&output));
         assert!(output.status.success(), "{overlay} fails validation:\n{report}");
-        assert_eq!(report.matches("passed").count(), if overlay == "prod" { 5 } else { 3 }, "{report}");
+        assert_eq!(
+            report.matches("passed").count(),
+            if overlay == "prod" { 5 } else { 3 },
+            "{report}"
+        );
     }
 }
 
 #[test]
 fn bad_settings_are_refused_before_anything_runs() {
     let state = state_with_push("gke-bad-settings");
-    let output = xtask_isolated(&state, &["--dry-run", "cluster-up", "--project", PROJECT, "--location", "us-west1b"]);
+    let output = xtask_isolated(
+        &state,
+        &[
+            "--dry-run",
+            "cluster-up",
+            "--project",
+            PROJECT,
+            "--location",
+            "us-west1b",
+        ],
+    );
     assert!(!output.status.success());
     assert_eq!(stdout(&output), "", "no plan is printed");
-    assert!(stderr(&output).contains(r#"location = "us-west1b" (from flag): is neither a zone"#), "{}", stderr(&output));
-    let output = xtask_isolated(&state, &["--dry-run", "cluster-up", "--project", PROJECT, "--mode", "autopilot"]);
-    assert!(stderr(&output).contains(r#"autopilot needs a region, but location = "us-west1-b" is a zone: use "us-west1""#));
+    assert!(
+        stderr(&output).contains(r#"location = "us-west1b" (from flag): is neither a zone"#),
+        "{}",
+        stderr(&output)
+    );
+    let output = xtask_isolated(
+        &state,
+        &[
+            "--dry-run",
+            "cluster-up",
+            "--project",
+            PROJECT,
+            "--mode",
+            "autopilot",
+        ],
+    );
+    assert!(
+        stderr(&output)
+            .contains(r#"autopilot needs a region, but location = "us-west1-b" is a zone: use "us-west1""#)
+    );
 }
 
 #[test]
@@ -153,14 +247,27 @@ fn config_names_where_each_value_came_from() {
     assert!(gcloud.output().unwrap().status.success());
 
     let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
-    command.args(["config", "--cluster", "from-flag"]).env("XTASK_NAMESPACE", "from-env");
+    command
+        .args(["config", "--cluster", "from-flag"])
+        .env("XTASK_NAMESPACE", "from-env");
     isolated(&mut command, &state);
     let output = command.output().unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
     let text = stdout(&output);
-    let line = |key: &str| text.lines().find(|l| l.starts_with(&format!("{key} "))).unwrap_or_else(|| panic!("no {key} in {text}")).to_owned();
-    assert!(line("cluster").contains("from-flag") && line("cluster").ends_with("(flag)"), "{text}");
-    assert!(line("namespace").contains("from-env") && line("namespace").ends_with("(environment XTASK_NAMESPACE)"));
+    let line = |key: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{key} ")))
+            .unwrap_or_else(|| panic!("no {key} in {text}"))
+            .to_owned()
+    };
+    assert!(
+        line("cluster").contains("from-flag") && line("cluster").ends_with("(flag)"),
+        "{text}"
+    );
+    assert!(
+        line("namespace").contains("from-env")
+            && line("namespace").ends_with("(environment XTASK_NAMESPACE)")
+    );
     assert!(line("location").contains("us-west1-b") && line("location").ends_with("(deploy.yaml)"));
     assert!(line("project").contains(PROJECT) && line("project").ends_with("(gcloud config get project)"));
 }
@@ -192,7 +299,16 @@ fn commands_in_plan(plan: &str, program: &str) -> Vec<Vec<String>> {
 fn dry_run_plans(state: &Path) -> String {
     let plans = [
         vec!["--dry-run", "cluster-up", "--project", PROJECT],
-        vec!["--dry-run", "cluster-up", "--project", PROJECT, "--mode", "autopilot", "--location", "us-west1"],
+        vec![
+            "--dry-run",
+            "cluster-up",
+            "--project",
+            PROJECT,
+            "--mode",
+            "autopilot",
+            "--location",
+            "us-west1",
+        ],
         vec!["--dry-run", "cluster-down", "--project", PROJECT],
         vec!["--dry-run", "ship", "--target", "gke", "--project", PROJECT],
         vec!["--dry-run", "deploy", "--project", PROJECT],
@@ -245,12 +361,22 @@ fn every_kubectl_command_in_the_plans_fails_for_the_connection_not_its_flags() {
     std::fs::write(state.join("gke/rendered.yaml"), render(&state, "dev")).unwrap();
 
     let commands = commands_in_plan(&dry_run_plans(&state), "kubectl");
-    let talking: Vec<_> = commands.into_iter().filter(|argv| argv[1] != "kustomize").collect();
+    let talking: Vec<_> = commands
+        .into_iter()
+        .filter(|argv| argv[1] != "kustomize")
+        .collect();
     assert!(talking.len() >= 4, "{talking:?}");
     for argv in talking {
-        let output = Command::new(&argv[0]).args(&argv[1..]).env("KUBECONFIG", &kubeconfig).output().unwrap();
+        let output = Command::new(&argv[0])
+            .args(&argv[1..])
+            .env("KUBECONFIG", &kubeconfig)
+            .output()
+            .unwrap();
         let err = stderr(&output);
         assert!(!output.status.success(), "{argv:?} succeeded against nothing");
-        assert!(err.contains("connection refused"), "{argv:?} failed for another reason than the connection:\n{err}");
+        assert!(
+            err.contains("connection refused"),
+            "{argv:?} failed for another reason than the connection:\n{err}"
+        );
     }
 }

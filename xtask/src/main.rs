@@ -10,6 +10,7 @@ mod docker;
 mod git;
 mod gke;
 mod image;
+mod kustomize;
 mod local;
 mod plan;
 mod push;
@@ -69,6 +70,10 @@ enum Task {
     Render(render::RenderCmd),
     /// Apply the manifests to the cluster and wait for the rollout.
     Deploy(gke::DeployCmd),
+    /// Check the tools GKE delivery needs, and gcloud's authentication.
+    Tools(tools::ToolsCmd),
+    /// Install a pinned, checksum-verified kustomize into target/tools.
+    InstallKustomize(kustomize::InstallKustomizeCmd),
     /// Run everything CI checks: formatting, lints, tests.
     Ci(ci::CiCmd),
     /// Load-test POST /score against the tutorial's Flask app, in the same run.
@@ -103,6 +108,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Task::ClusterDown(cmd) => cmd.run(&sh, cli.dry_run, &cli.settings),
         Task::Render(cmd) => cmd.run(&sh, cli.dry_run, &cli.settings),
         Task::Deploy(cmd) => cmd.run(&sh, cli.dry_run, &cli.settings),
+        Task::Tools(cmd) => cmd.run(&sh),
+        Task::InstallKustomize(cmd) => cmd.run(&sh, cli.dry_run),
         Task::Ci(cmd) => cmd.run(&sh, cli.dry_run),
         Task::Bench(cmd) => cmd.run(&sh, cli.dry_run),
     }

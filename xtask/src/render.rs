@@ -18,9 +18,6 @@ use crate::target::Target;
 const IMAGE_PLACEHOLDER: &str = "score-service";
 const APP_IN_MANIFESTS: &str = "score-app";
 
-/// A project-local kustomize, installed by `cargo xtask install-kustomize`.
-pub(crate) const LOCAL_KUSTOMIZE: &str = "target/tools/kustomize";
-
 #[derive(Args, Debug)]
 pub(crate) struct RenderCmd {}
 
@@ -103,10 +100,9 @@ impl<'a> Renderer<'a> {
     fn build_cmd(&self) -> Cmd<'a> {
         let sh = self.sh;
         let dir = &self.dir;
-        if sh.path_exists(LOCAL_KUSTOMIZE) {
-            cmd!(sh, "{LOCAL_KUSTOMIZE} build {dir}")
-        } else {
-            cmd!(sh, "kubectl kustomize {dir}")
+        match crate::kustomize::installed(sh) {
+            Some(kustomize) => cmd!(sh, "{kustomize} build {dir}"),
+            None => cmd!(sh, "kubectl kustomize {dir}"),
         }
     }
 

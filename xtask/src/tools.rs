@@ -92,3 +92,116 @@ pub(crate) fn ensure_python_tools<'a>(sh: &'a Shell, plan: &mut Plan<'a>, requir
     }
     bin
 }
+
+/// Where project-local tools go (`target/tools`, or `$XTASK_TOOLS_DIR`).
+pub(crate) fn tools_dir(sh: &Shell) -> PathBuf {
+    sh.var("XTASK_TOOLS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from("target/tools"))
+}
+
+/// `cargo xtask tools`: what GKE delivery needs, its versions, and how to get what is missing.
+#[derive(clap::Args, Debug)]
+pub(crate) struct ToolsCmd {}
+
+/// A tool, how to ask its version, and how to install it.
+struct Tool {
+    name: &'static str,
+    version_args: &'static [&'static str],
+    install: &'static str,
+}
+
+const TOOLS: [Tool; 4] = [
+    Tool {
+        name: "gcloud",
+        version_args: &["--version"],
+        install: "install the Google Cloud SDK: https://cloud.google.com/sdk/docs/install",
+    },
+    Tool {
+        name: "kubectl",
+        version_args: &["version", "--client"],
+        install: "`gcloud components install kubectl` (or your distribution's kubectl package)",
+    },
+    Tool {
+        name: "gke-gcloud-auth-plugin",
+        version_args: &["--version"],
+        install: "`gcloud components install gke-gcloud-auth-plugin` (kubectl needs it to talk to GKE)",
+    },
+    Tool {
+        name: "docker",
+        version_args: &["--version"],
+        install: "install Docker Engine: https://docs.docker.com/engine/install/",
+    },
+];
+
+impl ToolsCmd {
+    pub(crate) fn run(self, sh: &Shell) -> anyhow::Result<()> {
+        let mut missing = Vec::new();
+        for tool in &TOOLS {
+            let version = which(tool.name).and_then(|_| {
+                crate::plan::query(sh.cmd(tool.name).args(tool.version_args).ignore_stderr()).ok()
+            });
+            match version.as_deref().and_then(|v| v.lines().next()) {
+                Some(line) => println!("{:24} {line}", tool.name),
+                None => {
+                    println!("{:24} MISSING: {}", tool.name, tool.install);
+                    missing.push(tool.name);
+                }
+            }
+        }
+        if let Some(kustomize) = crate::kustomize::installed(sh) {
+            let version = crate::plan::query(cmd!(sh, "{kustomize} version")).unwrap_or_default();
+            println!("{:24} {} ({})", "kustomize", version.trim(), kustomize.display());
+        } else {
+            println!(
+                "{:24} built into kubectl (`kubectl kustomize`); `cargo xtask install-kustomize` pins one",
+                "kustomize"
+            );
+        }
+        match gcloud_auth(sh) {
+            Ok(how) => println!("{:24} {how}", "gcloud authentication"),
+            Err(next) => {
+                println!("{:24} NOT AUTHENTICATED: {next}", "gcloud authentication");
+                missing.push("gcloud authentication");
+            }
+        }
+        if !missing.is_empty() {
+            bail!("missing: {}; see above for how to get each", missing.join(", "));
+        }
+        Ok(())
+    }
+}
+
+/// Whether gcloud can get an access token — however it is configured to: an account, an
+/// access-token file or a credential-file override (CI's Workload Identity Federation).
+/// gcloud answers for itself; we only translate a refusal.
+fn gcloud_auth(sh: &Shell) -> Result<String, String> {
+    if which("gcloud").is_none() {
+        return Err("gcloud is missing".into());
+    }
+    eprintln!("$ gcloud auth print-access-token --quiet");
+    let output = cmd!(sh, "gcloud auth print-access-token --quiet")
+        .quiet()
+        .ignore_status()
+        .secret()
+        .output();
+    let output = output.map_err(|err| err.to_string())?;
+    if output.status.success() {
+        let how = if sh.var("CLOUDSDK_AUTH_ACCESS_TOKEN_FILE").is_ok() {
+            "yes (access token file)"
+        } else if sh.var("CLOUDSDK_AUTH_CREDENTIAL_FILE_OVERRIDE").is_ok() {
+            "yes (credential file override)"
+        } else {
+            "yes"
+        };
+        return Ok(how.into());
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    Err(
+        if stderr.contains("You do not currently have an active account selected") {
+            "run `gcloud auth login` (people) or authenticate with Workload Identity Federation (CI)".into()
+        } else {
+            format!("gcloud auth print-access-token failed: {}", stderr.trim())
+        },
+    )
+}

@@ -5,3 +5,4 @@ mod fake_gke;
 mod gke;
 mod local;
 mod support;
+mod tools;

@@ -21,6 +21,7 @@ fn plan(sh: &Shell) -> anyhow::Result<Plan<'_>> {
     ensure_apt_package(sh, &mut plan, "docker-registry", "docker-registry")?;
     let venv = ensure_python_tools(sh, &mut plan, "xtask/python-tools.txt");
     let hadolint = venv.join("hadolint");
+    let actionlint = venv.join("actionlint");
     plan.run(
         cmd!(sh, "cargo fmt --all --check"),
         "run `cargo fmt --all`, then commit the result",
@@ -28,6 +29,10 @@ fn plan(sh: &Shell) -> anyhow::Result<Plan<'_>> {
     .run(
         cmd!(sh, "{hadolint} Dockerfile"),
         "fix the Dockerfile findings above (each rule id has a page)",
+    )
+    .run(
+        cmd!(sh, "{actionlint} ci/github-actions.yml"),
+        "fix the workflow findings above",
     )
     .run(
         cmd!(

@@ -380,3 +380,58 @@ fn every_kubectl_command_in_the_plans_fails_for_the_connection_not_its_flags() {
         );
     }
 }
+
+#[test]
+fn the_pipelines_do_their_work_through_cargo_xtask() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let workflow: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(root.join("ci/github-actions.yml")).unwrap()).unwrap();
+    let runs = |job: &str| -> Vec<String> {
+        workflow["jobs"][job]["steps"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .filter_map(|step| step["run"].as_str().map(str::to_owned))
+            .collect()
+    };
+    assert_eq!(runs("test"), ["cargo xtask ci"]);
+    assert_eq!(
+        runs("ship"),
+        [
+            "cargo xtask tools",
+            "cargo xtask cluster-up",
+            "cargo xtask ship --target gke"
+        ]
+    );
+    assert_eq!(
+        workflow["jobs"]["ship"]["permissions"]["id-token"].as_str(),
+        Some("write"),
+        "keyless auth"
+    );
+
+    let build: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(root.join("ci/cloudbuild.yaml")).unwrap()).unwrap();
+    let script: Vec<String> = build["steps"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .flat_map(|step| {
+            step["args"][1]
+                .as_str()
+                .unwrap_or("")
+                .lines()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .filter(|line| line.starts_with("cargo "))
+        .collect();
+    assert_eq!(
+        script,
+        [
+            "cargo xtask ci",
+            "cargo xtask tools",
+            "cargo xtask cluster-up",
+            "cargo xtask ship --target gke"
+        ]
+    );
+}

@@ -51,6 +51,7 @@ fn ci_dry_run_lists_the_checks() {
         [
             "$ cargo fmt --all --check",
             "$ target/venv/bin/hadolint Dockerfile",
+            "$ target/venv/bin/actionlint ci/github-actions.yml",
             "$ cargo clippy --workspace --all-targets --locked -- -D warnings",
             "$ cargo test --workspace --locked --no-fail-fast",
         ],

@@ -435,3 +435,67 @@ fn the_pipelines_do_their_work_through_cargo_xtask() {
         ]
     );
 }
+
+#[test]
+fn deploy_and_ship_plans_list_every_command_in_order() {
+    let state = state_with_push("gke-plans");
+    let s = state.display();
+    let deploy = xtask_isolated(
+        &state,
+        &["--dry-run", "deploy", "--project", PROJECT, "--timeout", "120"],
+    );
+    assert!(deploy.status.success());
+    assert_eq!(
+        stdout(&deploy).lines().collect::<Vec<_>>(),
+        [
+            format!(
+                "# write {s}/gke/render/kustomization.yaml (overlay dev, image pinned to the digest recorded by push)"
+            ),
+            format!("$ kubectl kustomize {s}/gke/render"),
+            format!(
+                "$ kubectl apply --server-side --field-manager=cargo-xtask --filename {s}/gke/rendered.yaml"
+            ),
+            "$ kubectl rollout status deployment/score-app --namespace mlops --timeout=120s".to_owned(),
+        ]
+    );
+
+    let ship = xtask_isolated(
+        &state,
+        &["--dry-run", "ship", "--target", "gke", "--project", PROJECT],
+    );
+    assert!(ship.status.success());
+    let plan = stdout(&ship);
+    let repository = format!("us-west1-docker.pkg.dev/{PROJECT}/ml-images/score-service");
+    let shape: Vec<String> = plan
+        .lines()
+        .map(|line| {
+            // Tags change with every commit: keep what comes before them.
+            line.split(&format!("{repository}:"))
+                .next()
+                .unwrap()
+                .trim_end()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            "# check that the Docker engine answers".to_owned(),
+            "$ gcloud artifacts docker images describe".to_owned(),
+            "# only if".to_owned(),
+            "  $ cargo build --release --locked --package score-service --target x86_64-unknown-linux-gnu --config \"target.x86_64-unknown-linux-gnu.rustflags=[\\\"-C\\\", \\\"target-feature=+crt-static\\\"]\"".to_owned(),
+            "  # copy target/x86_64-unknown-linux-gnu/release/score-service to dist/score-service".to_owned(),
+            "  $ docker build --target prebuilt --tag".to_owned(),
+            "  $ docker push".to_owned(),
+            "  $ docker image inspect --format \"{{json .RepoDigests}}\"".to_owned(),
+            "$ kubectl get deployment score-app --namespace mlops --output=jsonpath={.spec.template.spec.containers[0].image}".to_owned(),
+            "# only if the cluster does not run the recorded digest yet:".to_owned(),
+            format!("  # write {s}/gke/render/kustomization.yaml (overlay dev, image pinned to the digest recorded by push)"),
+            format!("  $ kubectl kustomize {s}/gke/render"),
+            format!("  $ kubectl apply --server-side --field-manager=cargo-xtask --filename {s}/gke/rendered.yaml"),
+            "  $ kubectl rollout status deployment/score-app --namespace mlops --timeout=300s".to_owned(),
+            "# wait up to 600s for service score-app in mlops to get an external IP, then smoke test http://IP:5000".to_owned(),
+        ],
+        "{plan}"
+    );
+}

@@ -5,7 +5,7 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::bail;
 use clap::Args;
-use xshell::{Shell, cmd};
+use xshell::{Cmd, Shell, cmd};
 
 use crate::plan::{Plan, Probe};
 use crate::settings::{Mode, Settings, SettingsArgs};
@@ -48,6 +48,34 @@ struct Where {
 }
 
 impl Where {
+    /// Succeeds if the cluster exists; says NOT_FOUND if it does not.
+    fn describe_cluster<'a>(&self, sh: &'a Shell) -> Cmd<'a> {
+        let Where {
+            project,
+            location,
+            cluster,
+            ..
+        } = self;
+        cmd!(
+            sh,
+            "gcloud container clusters describe {cluster} --location {location} --project {project} --format=value(status)"
+        )
+    }
+
+    /// Succeeds if the repository exists; says NOT_FOUND if it does not.
+    fn describe_repository<'a>(&self, sh: &'a Shell) -> Cmd<'a> {
+        let Where {
+            project,
+            region,
+            repository,
+            ..
+        } = self;
+        cmd!(
+            sh,
+            "gcloud artifacts repositories describe {repository} --location {region} --project {project} --format=value(name)"
+        )
+    }
+
     fn of(settings: &Settings) -> Self {
         Where {
             project: settings.project.clone(),
@@ -60,13 +88,14 @@ impl Where {
 }
 
 pub(crate) fn up_plan<'a>(sh: &'a Shell, settings: &Settings) -> Plan<'a> {
+    let place = Where::of(settings);
     let Where {
         project,
         location,
         region,
         cluster,
         repository,
-    } = Where::of(settings);
+    } = &place;
     let mut plan = Plan::new();
     plan.run(
         cmd!(sh, "gcloud services enable container.googleapis.com artifactregistry.googleapis.com --project {project}"),
@@ -77,7 +106,7 @@ pub(crate) fn up_plan<'a>(sh: &'a Shell, settings: &Settings) -> Plan<'a> {
     let mode = settings.mode;
     let (p, l, c) = (project.clone(), location.clone(), cluster.clone());
     plan.when(
-        cmd!(sh, "gcloud container clusters describe {cluster} --location {location} --project {project} --format=value(status)"),
+        place.describe_cluster(sh),
         format!("cluster {cluster} does not exist yet"),
         absent,
         move |then| match mode {
@@ -98,7 +127,7 @@ pub(crate) fn up_plan<'a>(sh: &'a Shell, settings: &Settings) -> Plan<'a> {
     );
     let (p, r, repo) = (project.clone(), region.clone(), repository.clone());
     plan.when(
-        cmd!(sh, "gcloud artifacts repositories describe {repository} --location {region} --project {project} --format=value(name)"),
+        place.describe_repository(sh),
         format!("Artifact Registry repository {repository} does not exist yet"),
         absent,
         move |then| {
@@ -125,34 +154,41 @@ pub(crate) fn up_plan<'a>(sh: &'a Shell, settings: &Settings) -> Plan<'a> {
 }
 
 pub(crate) fn down_plan<'a>(sh: &'a Shell, settings: &Settings) -> Plan<'a> {
+    let place = Where::of(settings);
     let Where {
         project,
         location,
         region,
         cluster,
         repository,
-    } = Where::of(settings);
+    } = &place;
     let mut plan = Plan::new();
     let (p, l, c) = (project.clone(), location.clone(), cluster.clone());
     plan.when(
-        cmd!(sh, "gcloud container clusters describe {cluster} --location {location} --project {project} --format=value(status)"),
+        place.describe_cluster(sh),
         format!("cluster {cluster} exists"),
         present,
         move |then| {
             then.run(
-                cmd!(sh, "gcloud container clusters delete {c} --location {l} --project {p} --quiet"),
+                cmd!(
+                    sh,
+                    "gcloud container clusters delete {c} --location {l} --project {p} --quiet"
+                ),
                 "read gcloud's error above",
             );
         },
     );
     let (p, r, repo) = (project.clone(), region.clone(), repository.clone());
     plan.when(
-        cmd!(sh, "gcloud artifacts repositories describe {repository} --location {region} --project {project} --format=value(name)"),
+        place.describe_repository(sh),
         format!("Artifact Registry repository {repository} exists"),
         present,
         move |then| {
             then.run(
-                cmd!(sh, "gcloud artifacts repositories delete {repo} --location {r} --project {p} --quiet"),
+                cmd!(
+                    sh,
+                    "gcloud artifacts repositories delete {repo} --location {r} --project {p} --quiet"
+                ),
                 "read gcloud's error above",
             );
         },

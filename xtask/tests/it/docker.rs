@@ -297,3 +297,30 @@ fn docker_dry_run_plans_the_whole_path_and_starts_nothing() {
         "nothing ran"
     );
 }
+
+#[test]
+fn an_unreachable_engine_is_one_clear_line() {
+    let state = scratch_dir("docker-unreachable");
+    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["image"])
+        .env("XTASK_STATE_DIR", &state)
+        .env(
+            "DOCKER_HOST",
+            format!("unix://{}/no-engine.sock", state.display()),
+        )
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let errors: Vec<String> = stderr(&output)
+        .lines()
+        .filter(|l| l.starts_with("error:"))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            "error: the Docker engine is not reachable: start it (`sudo systemctl start docker`) or point DOCKER_HOST at one"
+        ]
+    );
+    assert!(!stderr(&output).contains("$ cargo build"), "nothing was built");
+}

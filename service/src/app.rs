@@ -12,7 +12,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use crate::config::Limits;
 use crate::features::Features;
 use crate::metrics::{Metrics, Route};
-use crate::model::{Model, Prediction};
+use crate::model::{Data, Model, PredictError};
 
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
 const OPENMETRICS: HeaderValue =
@@ -55,6 +55,10 @@ impl App {
         !self.draining.load(Ordering::Relaxed)
     }
 
+    pub fn model(&self) -> &dyn Model {
+        self.model.as_ref()
+    }
+
     pub async fn handle(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
         let started = Instant::now();
         let _in_flight = self.metrics.start();
@@ -62,23 +66,29 @@ impl App {
         // Per-request logs exist only at debug level; copy nothing for them otherwise.
         let log = tracing::enabled!(tracing::Level::DEBUG)
             .then(|| (request.method().clone(), request.uri().path().to_owned()));
-        let response = match (route, request.method()) {
-            (Route::Score, &Method::POST) => self.score(request).await,
-            (Route::Healthz, &Method::GET | &Method::HEAD) => json(StatusCode::OK, r#"{"status":"live"}"#),
-            (Route::Readyz, &Method::GET | &Method::HEAD) if self.is_ready() => {
-                json(StatusCode::OK, r#"{"status":"ready"}"#)
-            }
-            (Route::Readyz, &Method::GET | &Method::HEAD) => error(
+        let get = matches!(*request.method(), Method::GET | Method::HEAD);
+        let post = request.method() == Method::POST;
+        let response = match route {
+            Route::Score if post => self.score(request).await,
+            Route::Healthz if get => json(StatusCode::OK, r#"{"status":"live"}"#),
+            Route::Readyz if get && self.is_ready() => json(StatusCode::OK, r#"{"status":"ready"}"#),
+            Route::Readyz if get => error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "draining: this instance is shutting down",
             ),
-            (Route::Metrics, &Method::GET | &Method::HEAD) => {
+            Route::Metrics if get => {
                 let mut response = Response::new(Full::new(Bytes::from(self.metrics.encode())));
                 response.headers_mut().insert(CONTENT_TYPE, OPENMETRICS);
                 response
             }
-            (Route::Unmatched, _) => error(StatusCode::NOT_FOUND, "no such path: try POST /score"),
-            (route, method) => method_not_allowed(route, method),
+            Route::V2Infer if post => crate::oip::infer(self, request).await,
+            Route::V2Server | Route::V2Live | Route::V2Ready | Route::V2Model | Route::V2ModelReady
+                if get =>
+            {
+                crate::oip::get(self, route, request.uri().path())
+            }
+            Route::Unmatched => error(StatusCode::NOT_FOUND, "no such path: try POST /score"),
+            route => method_not_allowed(route, request.method()),
         };
         let status = response.status().as_u16();
         self.metrics.record(route, status, started.elapsed());
@@ -88,13 +98,8 @@ impl App {
         response
     }
 
-    async fn score(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
-        if let Some(problem) = content_type_problem(&request) {
-            return error(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                &format!("{problem}: send Content-Type: application/json"),
-            );
-        }
+    /// The whole body, within the size limit and the body timeout; or the 4xx to answer.
+    pub(crate) async fn read_body(&self, request: Request<Incoming>) -> Result<Bytes, Response<Full<Bytes>>> {
         let limit = self.limits.body_limit;
         // Refuse a declared oversized body before reading any of it.
         let declared = request
@@ -103,58 +108,108 @@ impl App {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|len| len > limit as u64) {
-            return too_large(limit);
+            return Err(too_large(limit));
         }
         let body = Limited::new(request.into_body(), limit).collect();
-        let body = match tokio::time::timeout(self.limits.body_timeout, body).await {
-            Ok(Ok(collected)) => collected.to_bytes(),
-            Ok(Err(err)) if err.downcast_ref::<LengthLimitError>().is_some() => return too_large(limit),
-            Ok(Err(err)) => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    &format!("could not read the request body: {err}"),
-                );
-            }
-            Err(_) => {
-                return error(
-                    StatusCode::REQUEST_TIMEOUT,
-                    &format!(
-                        "the request body did not arrive within {:?}",
-                        self.limits.body_timeout
-                    ),
-                );
-            }
+        match tokio::time::timeout(self.limits.body_timeout, body).await {
+            Ok(Ok(collected)) => Ok(collected.to_bytes()),
+            Ok(Err(err)) if err.downcast_ref::<LengthLimitError>().is_some() => Err(too_large(limit)),
+            Ok(Err(err)) => Err(error(
+                StatusCode::BAD_REQUEST,
+                &format!("could not read the request body: {err}"),
+            )),
+            Err(_) => Err(error(
+                StatusCode::REQUEST_TIMEOUT,
+                &format!(
+                    "the request body did not arrive within {:?}",
+                    self.limits.body_timeout
+                ),
+            )),
+        }
+    }
+
+    /// Checks a batch against what the model takes; the error says what is wrong.
+    pub(crate) fn check_batch(&self, rows: usize, width: usize, what: &str) -> Result<(), String> {
+        if let Some(expected) = self.model.input_width()
+            && width != expected
+        {
+            return Err(format!(
+                "{what} has {width} values per row, but model {:?} expects {expected}",
+                self.model.name()
+            ));
+        }
+        if rows > self.limits.max_batch {
+            return Err(format!(
+                "{what} has {rows} rows; at most {} are scored per request",
+                self.limits.max_batch
+            ));
+        }
+        Ok(())
+    }
+
+    async fn score(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+        if let Some(problem) = content_type_problem(&request) {
+            return error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                &format!("{problem}: send Content-Type: application/json"),
+            );
+        }
+        let body = match self.read_body(request).await {
+            Ok(body) => body,
+            Err(response) => return response,
         };
         let features = match Features::from_body(&body) {
             Ok(features) => features,
             Err(message) => return error(StatusCode::BAD_REQUEST, &message),
         };
-        if let Some(expected) = self.model.input_width()
-            && features.width() != expected
-        {
-            return error(
-                StatusCode::BAD_REQUEST,
-                &format!(
-                    "each row of X has {} values, but model {:?} expects {expected}",
-                    features.width(),
-                    self.model.name()
-                ),
-            );
+        if let Err(message) = self.check_batch(features.rows(), features.width(), "X") {
+            return error(StatusCode::BAD_REQUEST, &message);
         }
-        match self.model.predict(&features) {
-            Ok(Prediction::Echo) => {
-                let mut out = Vec::with_capacity(body.len() + 12);
-                out.extend_from_slice(br#"{"score":"#);
-                features.write_compact(&mut out);
-                out.push(b'}');
-                json(StatusCode::OK, out)
-            }
-            Err(err) => error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &format!("model {:?} failed: {}", self.model.name(), err.0),
-            ),
+        if self.model.echoes() {
+            let mut out = Vec::with_capacity(body.len() + 12);
+            out.extend_from_slice(br#"{"score":"#);
+            features.write_compact(&mut out);
+            out.push(b'}');
+            return json(StatusCode::OK, out);
+        }
+        let output = match self.model.predict(&features.batch()) {
+            Ok(output) => output,
+            Err(err) => return model_failed(self.model.name(), &err),
+        };
+        // One row in, one value out; a batch in, a list out — as the input was shaped.
+        let body = if features.is_batch() {
+            serde_json::to_vec(&ScoreAnswer {
+                score: &output.score,
+                probabilities: output.probabilities.as_deref(),
+            })
+        } else {
+            let score = output.score.pick(&[0]);
+            let probabilities = output.probabilities.as_ref().map(|rows| &rows[..1]);
+            serde_json::to_vec(&ScoreAnswer {
+                score: &score,
+                probabilities,
+            })
+        };
+        match body {
+            Ok(body) => json(StatusCode::OK, body),
+            Err(err) => model_failed(self.model.name(), &PredictError(err.to_string())),
         }
     }
+}
+
+#[derive(serde::Serialize)]
+struct ScoreAnswer<'a> {
+    score: &'a Data,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    probabilities: Option<&'a [Data]>,
+}
+
+pub(crate) fn model_failed(model: &str, err: &PredictError) -> Response<Full<Bytes>> {
+    tracing::error!(model, error = err.0, "the model failed on valid input");
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        &format!("model {model:?} failed: {}", err.0),
+    )
 }
 
 fn route_of(path: &str) -> Route {
@@ -163,12 +218,20 @@ fn route_of(path: &str) -> Route {
         "/healthz" => Route::Healthz,
         "/readyz" => Route::Readyz,
         "/metrics" => Route::Metrics,
-        _ => Route::Unmatched,
+        "/v2" => Route::V2Server,
+        "/v2/health/live" => Route::V2Live,
+        "/v2/health/ready" => Route::V2Ready,
+        _ => match crate::oip::model_path(path) {
+            Some((_, crate::oip::ModelPath::Metadata)) => Route::V2Model,
+            Some((_, crate::oip::ModelPath::Ready)) => Route::V2ModelReady,
+            Some((_, crate::oip::ModelPath::Infer)) => Route::V2Infer,
+            None => Route::Unmatched,
+        },
     }
 }
 
 fn method_not_allowed(route: Route, method: &Method) -> Response<Full<Bytes>> {
-    let allow = if route == Route::Score {
+    let allow = if matches!(route, Route::Score | Route::V2Infer) {
         "POST"
     } else {
         "GET, HEAD"
@@ -214,7 +277,7 @@ fn too_large(limit: usize) -> Response<Full<Bytes>> {
     )
 }
 
-fn json(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+pub(crate) fn json(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(body.into()));
     *response.status_mut() = status;
     response.headers_mut().insert(CONTENT_TYPE, JSON);
@@ -222,7 +285,7 @@ fn json(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
 }
 
 /// `{"error": message}` with `status`.
-pub(crate) fn error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
+pub fn error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
     let body = serde_json::to_vec(&serde_json::json!({ "error": message }))
         .unwrap_or_else(|_| br#"{"error":"unprintable error"}"#.to_vec());
     json(status, body)

@@ -18,13 +18,18 @@ pub struct Config {
     #[arg(long, env = "SCORE_PORT", default_value_t = 5000)]
     pub port: u16,
 
-    /// Model to serve: "identity" echoes the input, as the tutorial's service does.
+    /// Model to serve: a path to an .onnx file, or "identity", which echoes the input as
+    /// the tutorial's service does.
     #[arg(long, env = "SCORE_MODEL", default_value = "identity")]
     pub model: String,
 
     /// Largest request body accepted, in bytes or with a unit (64KiB, 1MiB).
     #[arg(long, env = "SCORE_BODY_LIMIT", default_value = "1MiB", value_parser = parse_size)]
     pub body_limit: usize,
+
+    /// Most rows one request may ask to score.
+    #[arg(long, env = "SCORE_MAX_BATCH", default_value_t = 1024)]
+    pub max_batch: usize,
 
     /// Longest wait for a request's headers; idle keep-alive connections close after it too.
     #[arg(long, env = "SCORE_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
@@ -79,6 +84,7 @@ impl Config {
     pub fn limits(&self) -> Limits {
         Limits {
             body_limit: self.body_limit,
+            max_batch: self.max_batch,
             header_timeout: self.header_timeout,
             body_timeout: self.body_timeout,
             drain_deadline: self.drain_deadline,
@@ -90,6 +96,7 @@ impl Config {
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub body_limit: usize,
+    pub max_batch: usize,
     pub header_timeout: Duration,
     pub body_timeout: Duration,
     pub drain_deadline: Duration,
@@ -100,6 +107,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             body_limit: 1 << 20,
+            max_batch: 1024,
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
             drain_deadline: Duration::from_secs(20),

@@ -88,6 +88,15 @@ impl<'a> Features<'a> {
         &self.values
     }
 
+    /// The rows, as a model takes them.
+    pub fn batch(&self) -> crate::model::Batch<'_> {
+        crate::model::Batch {
+            rows: self.rows(),
+            width: self.width,
+            values: &self.values,
+        }
+    }
+
     /// Appends `X` as sent, minus insignificant whitespace, so numbers keep their exact
     /// spelling (`0.1`, `12345678901234567890`).
     pub fn write_compact(&self, out: &mut Vec<u8>) {

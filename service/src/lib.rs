@@ -10,6 +10,8 @@ pub mod model;
 
 mod app;
 mod metrics;
+mod oip;
+mod onnx;
 mod server;
 
 pub use app::App;

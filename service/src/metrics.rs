@@ -19,15 +19,27 @@ pub enum Route {
     Healthz,
     Readyz,
     Metrics,
+    V2Server,
+    V2Live,
+    V2Ready,
+    V2Model,
+    V2ModelReady,
+    V2Infer,
     Unmatched,
 }
 
 impl Route {
-    const ALL: [Route; 5] = [
+    const ALL: [Route; 11] = [
         Route::Score,
         Route::Healthz,
         Route::Readyz,
         Route::Metrics,
+        Route::V2Server,
+        Route::V2Live,
+        Route::V2Ready,
+        Route::V2Model,
+        Route::V2ModelReady,
+        Route::V2Infer,
         Route::Unmatched,
     ];
 
@@ -37,6 +49,12 @@ impl Route {
             Route::Healthz => "/healthz",
             Route::Readyz => "/readyz",
             Route::Metrics => "/metrics",
+            Route::V2Server => "/v2",
+            Route::V2Live => "/v2/health/live",
+            Route::V2Ready => "/v2/health/ready",
+            Route::V2Model => "/v2/models/{name}",
+            Route::V2ModelReady => "/v2/models/{name}/ready",
+            Route::V2Infer => "/v2/models/{name}/infer",
             Route::Unmatched => "unmatched",
         }
     }

@@ -1,12 +1,105 @@
 //! Models: loaded once at start-up, shared by every request.
 
-use crate::features::Features;
+use std::path::Path;
 
-/// What a model answers for a batch of rows.
-#[derive(Debug, PartialEq)]
-pub enum Prediction {
-    /// The input itself, exactly as sent: the tutorial's identity contract.
-    Echo,
+use serde::Serialize;
+
+/// Rows of features, row-major: what a model scores.
+pub struct Batch<'a> {
+    pub rows: usize,
+    pub width: usize,
+    pub values: &'a [f64],
+}
+
+/// A tensor a model takes or gives, as the Open Inference Protocol describes it.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct TensorSpec {
+    pub name: String,
+    pub datatype: &'static str,
+    /// -1 for a dimension that varies (the batch).
+    pub shape: Vec<i64>,
+}
+
+/// A tensor's values.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Data {
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+    I64(Vec<i64>),
+    Str(Vec<String>),
+}
+
+impl Data {
+    pub fn len(&self) -> usize {
+        match self {
+            Data::F32(v) => v.len(),
+            Data::F64(v) => v.len(),
+            Data::I64(v) => v.len(),
+            Data::Str(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The Open Inference Protocol's name for this type.
+    pub fn datatype(&self) -> &'static str {
+        match self {
+            Data::F32(_) => "FP32",
+            Data::F64(_) => "FP64",
+            Data::I64(_) => "INT64",
+            Data::Str(_) => "BYTES",
+        }
+    }
+
+    /// Numeric values widened to f64 (labels that are strings give nothing).
+    pub fn as_f64(&self) -> Vec<f64> {
+        match self {
+            Data::F32(v) => v.iter().map(|x| f64::from(*x)).collect(),
+            Data::F64(v) => v.clone(),
+            Data::I64(v) => v.iter().map(|x| *x as f64).collect(),
+            Data::Str(_) => Vec::new(),
+        }
+    }
+
+    /// Consecutive runs of `width` elements.
+    pub fn rows(&self, width: usize) -> Vec<Data> {
+        let count = self.len().checked_div(width).unwrap_or(0);
+        (0..count)
+            .map(|row| self.pick(&(row * width..(row + 1) * width).collect::<Vec<_>>()))
+            .collect()
+    }
+
+    /// The elements at `indices`, in that order.
+    pub fn pick(&self, indices: &[usize]) -> Data {
+        match self {
+            Data::F32(v) => Data::F32(indices.iter().map(|i| v[*i]).collect()),
+            Data::F64(v) => Data::F64(indices.iter().map(|i| v[*i]).collect()),
+            Data::I64(v) => Data::I64(indices.iter().map(|i| v[*i]).collect()),
+            Data::Str(v) => Data::Str(indices.iter().map(|i| v[*i].clone()).collect()),
+        }
+    }
+}
+
+/// One named output tensor.
+#[derive(Clone, Debug)]
+pub struct Output {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub data: Data,
+}
+
+/// What a model answers for a batch.
+#[derive(Debug)]
+pub struct ModelOutput {
+    /// Every output of the model, in its order (the Open Inference Protocol serves these).
+    pub tensors: Vec<Output>,
+    /// One value or label per row (what `/score` answers).
+    pub score: Data,
+    /// For classifiers: each row's probabilities, one per class.
+    pub probabilities: Option<Vec<Data>>,
 }
 
 /// A model failed on input that passed validation: the server's fault, not the client's.
@@ -16,39 +109,99 @@ pub struct PredictError(pub String);
 /// A loaded model. Implementations are immutable after loading, so one instance serves
 /// every request concurrently.
 pub trait Model: Send + Sync + 'static {
-    /// The name reported in logs and metrics.
+    /// The name reported in logs and metrics, and served under `/v2/models/{name}`.
     fn name(&self) -> &str;
+
+    /// The Open Inference Protocol's platform name.
+    fn platform(&self) -> &str;
 
     /// How many features each row must have, when the model knows.
     fn input_width(&self) -> Option<usize>;
 
-    /// Scores every row of `features`.
-    fn predict(&self, features: &Features<'_>) -> Result<Prediction, PredictError>;
+    fn inputs(&self) -> &[TensorSpec];
+
+    fn outputs(&self) -> &[TensorSpec];
+
+    /// Whether the model answers with its input unchanged; then the service echoes the
+    /// request's own text, so numbers keep their exact spelling.
+    fn echoes(&self) -> bool {
+        false
+    }
+
+    /// Scores every row.
+    fn predict(&self, batch: &Batch<'_>) -> Result<ModelOutput, PredictError>;
 }
 
-/// The tutorial's model: the score is the input.
-pub struct Identity;
+/// The tutorial's model: the score is the input. Served as `echo` on the Open Inference
+/// Protocol.
+pub struct Identity {
+    inputs: [TensorSpec; 1],
+    outputs: [TensorSpec; 1],
+}
+
+impl Default for Identity {
+    fn default() -> Self {
+        let spec = |name: &str| TensorSpec {
+            name: name.to_owned(),
+            datatype: "FP64",
+            shape: vec![-1, -1],
+        };
+        Identity {
+            inputs: [spec("input0")],
+            outputs: [spec("output0")],
+        }
+    }
+}
 
 impl Model for Identity {
     fn name(&self) -> &str {
-        "identity"
+        "echo"
+    }
+
+    fn platform(&self) -> &str {
+        "echo"
     }
 
     fn input_width(&self) -> Option<usize> {
         None
     }
 
-    fn predict(&self, _features: &Features<'_>) -> Result<Prediction, PredictError> {
-        Ok(Prediction::Echo)
+    fn inputs(&self) -> &[TensorSpec] {
+        &self.inputs
+    }
+
+    fn outputs(&self) -> &[TensorSpec] {
+        &self.outputs
+    }
+
+    fn echoes(&self) -> bool {
+        true
+    }
+
+    fn predict(&self, batch: &Batch<'_>) -> Result<ModelOutput, PredictError> {
+        let data = Data::F64(batch.values.to_vec());
+        Ok(ModelOutput {
+            tensors: vec![Output {
+                name: "output0".into(),
+                shape: vec![batch.rows, batch.width],
+                data: data.clone(),
+            }],
+            score: data,
+            probabilities: None,
+        })
     }
 }
 
-/// Loads the model named on the command line.
+/// Loads the model named on the command line: `identity`, or a path to an `.onnx` file.
 pub fn load(spec: &str) -> anyhow::Result<Box<dyn Model>> {
-    match spec {
-        "identity" => Ok(Box::new(Identity)),
-        other => anyhow::bail!(
-            "cannot load model {other:?}: the only built-in model is \"identity\", and this build does not load model files"
-        ),
+    if spec == "identity" {
+        return Ok(Box::new(Identity::default()));
     }
+    let path = Path::new(spec);
+    if !path.exists() {
+        anyhow::bail!("cannot load model {spec}: no such file (give an .onnx file, or \"identity\")");
+    }
+    crate::onnx::OnnxModel::load(path)
+        .map(|model| Box::new(model) as Box<dyn Model>)
+        .map_err(|err| anyhow::anyhow!("cannot load model {spec}: {err:#}"))
 }

@@ -5,5 +5,6 @@ mod bad_input;
 mod check;
 mod drain;
 mod metrics;
+mod models;
 mod score;
 mod support;

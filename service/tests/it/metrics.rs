@@ -63,7 +63,7 @@ async fn metrics_parse_and_count_requests() {
         1.0,
         "only the scrape itself"
     );
-    assert_eq!(counter(&scrape, "build_info", &[("model", "identity")]), 1.0);
+    assert_eq!(counter(&scrape, "build_info", &[("model", "echo")]), 1.0);
 
     let latency = scrape
         .samples

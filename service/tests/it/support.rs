@@ -25,11 +25,16 @@ impl TestServer {
     }
 
     pub async fn with_limits(limits: Limits) -> Self {
+        Self::serving("identity", limits).await
+    }
+
+    /// A server for `model`: "identity" or a path to an .onnx file.
+    pub async fn serving(model: &str, limits: Limits) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind an ephemeral port");
         let addr = listener.local_addr().unwrap();
-        let app = Arc::new(App::new(model::load("identity").unwrap(), limits));
+        let app = Arc::new(App::new(model::load(model).unwrap(), limits));
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(score_service::run(listener, app.clone(), async {
             let _ = rx.await;

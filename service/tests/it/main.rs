@@ -6,5 +6,6 @@ mod check;
 mod drain;
 mod metrics;
 mod models;
+mod oip_client;
 mod score;
 mod support;

@@ -1,0 +1,65 @@
+//! Triton's official Open Inference Protocol client (PyPI tritonclient[http]) against the
+//! real server, for each fixture model.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use score_service::config::Limits;
+
+use crate::support::TestServer;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The venv's python if it has tritonclient. In CI its absence fails the test;
+/// elsewhere the test is skipped with the reason printed.
+fn python_with_tritonclient() -> Option<PathBuf> {
+    let python = root().join("target/venv/bin/python");
+    let has_client = Command::new(&python)
+        .args(["-c", "import tritonclient.http"])
+        .output()
+        .is_ok_and(|output| output.status.success());
+    if !has_client {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI installs tritonclient into target/venv (cargo xtask ci)"
+        );
+        eprintln!("skipping: target/venv has no tritonclient; `cargo xtask ci` installs it");
+        return None;
+    }
+    Some(python)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tritons_client_talks_to_the_server_unchanged() {
+    let Some(python) = python_with_tritonclient() else {
+        return;
+    };
+    for model in ["linear_regression", "logistic_regression", "random_forest"] {
+        let path = root().join(format!("models/{model}.onnx"));
+        let server = TestServer::serving(path.to_str().unwrap(), Limits::default()).await;
+        let url = server.addr.to_string();
+        let (python, root) = (python.clone(), root());
+        let output = tokio::task::spawn_blocking(move || {
+            Command::new(python)
+                .arg(root.join("service/tests/oip_client.py"))
+                .args([&url, model])
+                .arg(root.join("models/expected.json"))
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        let report = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(output.status.success(), "{model}: the client failed:\n{report}");
+        assert!(
+            report.contains(&format!("{model}.")) && report.contains("matches onnxruntime"),
+            "{report}"
+        );
+    }
+}

@@ -38,7 +38,9 @@ def classification_data(classes):
 def export(model, x, path):
     """Write `model` as ONNX (float inputs, classifiers without ZipMap) and return
     onnxruntime's outputs for the first rows of `x`, which become the test inputs."""
-    onx = to_onnx(model, x[:1], options={id(model): {"zipmap": False}} if hasattr(model, "classes_") else None,
+    # ZipMap (a list of dicts per row) is not implemented by tract; plain tensors are.
+    zipmap = hasattr(model, "predict_proba") and hasattr(model, "classes_")
+    onx = to_onnx(model, x[:1], options={id(model): {"zipmap": False}} if zipmap else None,
                   target_opset={"": 17, "ai.onnx.ml": 3})
     path.write_bytes(onx.SerializeToString())
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

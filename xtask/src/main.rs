@@ -7,6 +7,7 @@ mod ci;
 mod cluster;
 mod daemon;
 mod docker;
+mod fixtures;
 mod git;
 mod gke;
 mod image;
@@ -74,6 +75,8 @@ enum Task {
     Tools(tools::ToolsCmd),
     /// Install a pinned, checksum-verified kustomize into target/tools.
     InstallKustomize(kustomize::InstallKustomizeCmd),
+    /// Regenerate the test models in models/, or survey which estimators are served.
+    Fixtures(fixtures::FixturesCmd),
     /// Run everything CI checks: formatting, lints, tests.
     Ci(ci::CiCmd),
     /// Load-test POST /score against the tutorial's Flask app, in the same run.
@@ -110,6 +113,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Task::Deploy(cmd) => cmd.run(&sh, cli.dry_run, &cli.settings),
         Task::Tools(cmd) => cmd.run(&sh),
         Task::InstallKustomize(cmd) => cmd.run(&sh, cli.dry_run),
+        Task::Fixtures(cmd) => cmd.run(&sh, cli.dry_run),
         Task::Ci(cmd) => cmd.run(&sh, cli.dry_run),
         Task::Bench(cmd) => cmd.run(&sh, cli.dry_run),
     }

@@ -13,6 +13,7 @@ use crate::local::{STOP_TIMEOUT, add_how_to_reach};
 use crate::plan::{Command, Plan, query};
 use crate::push::{self, Pushed};
 use crate::registry::{self, LocalRegistry};
+use crate::ship::ModelFile;
 use crate::smoke::{self, add_smoke_test};
 use crate::target::Target;
 
@@ -78,6 +79,7 @@ impl Docker {
         sh: &'a Shell,
         port: u16,
         from_source: bool,
+        model: Option<&ModelFile>,
     ) -> anyhow::Result<Plan<'a>> {
         let mut plan = Plan::new();
         add_engine_check(sh, &mut plan);
@@ -119,10 +121,23 @@ impl Docker {
             "no-new-privileges",
         ];
         let limits = ["--user", "65532:65532", "--memory", "256m", "--cpus", "1"];
+        // A model is mounted read-only, not baked in: the image stays the one pushed.
+        let model_args: Vec<String> = model
+            .map(|m| {
+                let inside = format!("/models/{}.onnx", m.name);
+                vec![
+                    "--volume".into(),
+                    format!("{}:{inside}:ro", m.path.display()),
+                    "--env".into(),
+                    format!("SCORE_MODEL={inside}"),
+                ]
+            })
+            .unwrap_or_default();
         let shown = format!(
-            "docker run --detach --name {name} {} {} --publish {publish} {}/{IMAGE_NAME}@<digest recorded by push>",
+            "docker run --detach --name {name} {} {} {}--publish {publish} {}/{IMAGE_NAME}@<digest recorded by push>",
             flags.join(" "),
             limits.join(" "),
+            model_args.iter().map(|a| format!("{a} ")).collect::<String>(),
             registry
         );
         let pushed_path = self.pushed.clone();
@@ -134,7 +149,7 @@ impl Docker {
                     .pinned;
                 Ok(cmd!(
                     sh,
-                    "docker run --detach --name {name} {flags...} {limits...} --publish {publish} {pinned}"
+                    "docker run --detach --name {name} {flags...} {limits...} {model_args...} --publish {publish} {pinned}"
                 ))
             }
         });
@@ -170,8 +185,18 @@ impl Docker {
                 move || wait_ready(sh, &name, &url)
             },
         );
-        add_smoke_test(&mut plan, url.clone(), Duration::from_secs(10));
-        add_how_to_reach(&mut plan, url, "cargo xtask down --target docker");
+        add_smoke_test(
+            &mut plan,
+            url.clone(),
+            Duration::from_secs(10),
+            model.map(|m| m.name.clone()),
+        );
+        add_how_to_reach(
+            &mut plan,
+            url,
+            model.map(|m| m.name.clone()),
+            "cargo xtask down --target docker",
+        );
         Ok(plan)
     }
 

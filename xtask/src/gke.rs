@@ -243,12 +243,18 @@ pub(crate) fn ship_plan<'a>(
         },
         |then| add_deploy(sh, then, renderer, settings, &commit, Rollout::default()),
     );
-    add_gke_smoke(sh, &mut plan, settings, Duration::from_secs(600));
+    add_gke_smoke(sh, &mut plan, settings, Duration::from_secs(600), None);
     Ok(plan)
 }
 
 /// Adds: wait (bounded) for the Service's external IP, then the tutorial request.
-pub(crate) fn add_gke_smoke<'a>(sh: &'a Shell, plan: &mut Plan<'a>, settings: &Settings, timeout: Duration) {
+pub(crate) fn add_gke_smoke<'a>(
+    sh: &'a Shell,
+    plan: &mut Plan<'a>,
+    settings: &Settings,
+    timeout: Duration,
+    model: Option<String>,
+) {
     let (namespace, app, port) = (
         settings.namespace.clone(),
         settings.app.clone(),
@@ -258,7 +264,7 @@ pub(crate) fn add_gke_smoke<'a>(sh: &'a Shell, plan: &mut Plan<'a>, settings: &S
         format!("wait up to {timeout:?} for service {app} in {namespace} to get an external IP, then smoke test http://IP:{port}"),
         move || {
             let ip = wait_for_external_ip(sh, &namespace, &app, timeout)?;
-            crate::smoke::smoke_test(&format!("http://{ip}:{port}"), timeout)
+            crate::smoke::smoke_test(&format!("http://{ip}:{port}"), timeout, model.as_deref())
         },
     );
 }

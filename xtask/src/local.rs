@@ -10,6 +10,7 @@ use xshell::{Shell, cmd};
 
 use crate::daemon::Daemon;
 use crate::plan::Plan;
+use crate::ship::ModelFile;
 use crate::smoke::add_smoke_test;
 
 /// How long the service may take to answer `/readyz` after it starts.
@@ -39,7 +40,12 @@ impl Local {
     }
 
     /// Build, replace any running instance, start, wait until ready, smoke-test.
-    pub(crate) fn ship_plan<'a>(&'a self, sh: &'a Shell, port: u16) -> anyhow::Result<Plan<'a>> {
+    pub(crate) fn ship_plan<'a>(
+        &'a self,
+        sh: &'a Shell,
+        port: u16,
+        model: Option<&ModelFile>,
+    ) -> anyhow::Result<Plan<'a>> {
         let mut plan = Plan::new();
         plan.run(
             cmd!(sh, "cargo build --release --locked --package score-service"),
@@ -50,19 +56,27 @@ impl Local {
         }
         let binary = &self.binary;
         let port_arg = port.to_string();
+        let model_args = model
+            .map(|m| vec!["--model".into(), m.path.display().to_string()])
+            .unwrap_or_default();
         self.daemon.add_start(
             &mut plan,
             cmd!(
                 sh,
-                "{binary} --host 127.0.0.1 --port {port_arg} --log-format text"
+                "{binary} --host 127.0.0.1 --port {port_arg} --log-format text {model_args...}"
             ),
             port,
             "/readyz",
             READY_TIMEOUT,
         );
         let url = format!("http://127.0.0.1:{port}");
-        add_smoke_test(&mut plan, url.clone(), Duration::from_secs(10));
-        add_how_to_reach(&mut plan, url, "cargo xtask down");
+        add_smoke_test(
+            &mut plan,
+            url.clone(),
+            Duration::from_secs(10),
+            model.map(|m| m.name.clone()),
+        );
+        add_how_to_reach(&mut plan, url, model.map(|m| m.name.clone()), "cargo xtask down");
         Ok(plan)
     }
 
@@ -80,13 +94,18 @@ impl Local {
 }
 
 /// Adds the closing lines of a `ship`: where the service is, how to try it and stop it.
-pub(crate) fn add_how_to_reach(plan: &mut Plan<'_>, url: String, stop: &'static str) {
+pub(crate) fn add_how_to_reach(plan: &mut Plan<'_>, url: String, model: Option<String>, stop: &'static str) {
     plan.check(format!("print how to reach {url}"), move || {
         println!("The service is running at {url}");
-        println!(
-            "Try it:  curl -X POST {url}/score -H 'Content-Type: application/json' -d '{}'",
-            crate::smoke::REQUEST
-        );
+        match model {
+            None => println!(
+                "Try it:  curl -X POST {url}/score -H 'Content-Type: application/json' -d '{}'",
+                crate::smoke::REQUEST
+            ),
+            Some(model) => {
+                println!("Its model: curl {url}/v2/models/{model}   (then POST /score with rows that wide)")
+            }
+        }
         println!("Stop it: {stop}");
         Ok(())
     });

@@ -22,6 +22,36 @@ pub(crate) struct ShipCmd {
     /// Build the image inside Docker from source instead of packaging a binary built here.
     #[arg(long)]
     from_source: bool,
+
+    /// Serve this ONNX model instead of the identity echo (local and docker targets; on
+    /// GKE use the with-model overlay).
+    #[arg(long, value_parser = ModelFile::parse)]
+    model: Option<ModelFile>,
+}
+
+/// A model file to serve: checked to exist before anything runs.
+#[derive(Clone, Debug)]
+pub(crate) struct ModelFile {
+    /// Absolute, so it means the same to the service, Docker and us.
+    pub(crate) path: std::path::PathBuf,
+    /// The file's name without `.onnx`: what the service calls the model.
+    pub(crate) name: String,
+}
+
+impl ModelFile {
+    fn parse(text: &str) -> Result<Self, String> {
+        let path = std::path::Path::new(text);
+        if path.extension().and_then(|e| e.to_str()) != Some("onnx") {
+            return Err(format!("{text} is not an .onnx file"));
+        }
+        let path = path.canonicalize().map_err(|err| format!("{text}: {err}"))?;
+        let name = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("model")
+            .to_owned();
+        Ok(ModelFile { path, name })
+    }
 }
 
 impl ShipCmd {
@@ -29,13 +59,20 @@ impl ShipCmd {
         match self.target.target {
             Target::Local => {
                 let local = Local::new(sh);
-                local.ship_plan(sh, self.port)?.execute(dry_run)
+                local
+                    .ship_plan(sh, self.port, self.model.as_ref())?
+                    .execute(dry_run)
             }
             Target::Docker => {
                 let docker = Docker::new(sh);
                 docker
-                    .ship_plan(sh, self.port, self.from_source)?
+                    .ship_plan(sh, self.port, self.from_source, self.model.as_ref())?
                     .execute(dry_run)
+            }
+            Target::Gke if self.model.is_some() => {
+                bail!(
+                    "--model ships with the local and docker targets; on GKE, use the with-model overlay (--overlay with-model)"
+                )
             }
             Target::Gke => {
                 let (settings, _) = Settings::resolve(sh, settings)?;

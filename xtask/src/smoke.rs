@@ -29,6 +29,11 @@ pub(crate) struct SmokeCmd {
     /// Seconds to keep retrying (a new cloud load balancer can take minutes).
     #[arg(long, default_value_t = 60)]
     timeout: u64,
+
+    /// The service serves this model (the .onnx file's name, without .onnx): send a row of
+    /// its width instead of the tutorial's echo request.
+    #[arg(long)]
+    model: Option<String>,
 }
 
 impl SmokeCmd {
@@ -41,30 +46,44 @@ impl SmokeCmd {
             (None, Target::Docker) => Docker::new(sh).running_url()?,
             (None, Target::Gke) => {
                 let (settings, _) = Settings::resolve(sh, settings)?;
-                crate::gke::add_gke_smoke(sh, &mut plan, &settings, timeout);
+                crate::gke::add_gke_smoke(sh, &mut plan, &settings, timeout, self.model);
                 return plan.execute(dry_run);
             }
         };
-        add_smoke_test(&mut plan, url, timeout);
+        add_smoke_test(&mut plan, url, timeout, self.model);
         plan.execute(dry_run)
     }
 }
 
-/// Adds the smoke test of `url` to `plan`.
-pub(crate) fn add_smoke_test(plan: &mut Plan<'_>, url: String, timeout: Duration) {
+/// Adds the smoke test of `url` to `plan`: the tutorial's request, or with `model`, a row
+/// as wide as the model takes.
+pub(crate) fn add_smoke_test(plan: &mut Plan<'_>, url: String, timeout: Duration, model: Option<String>) {
     let url = url.trim_end_matches('/').to_owned();
     plan.check(
-        format!("smoke test {url}: GET /readyz must answer 200, POST /score {REQUEST} must answer {EXPECTED} (retrying for {timeout:?})"),
-        move || smoke_test(&url, timeout),
+        format!(
+            "smoke test {url}: {} (retrying for {timeout:?})",
+            describe(model.as_deref())
+        ),
+        move || smoke_test(&url, timeout, model.as_deref()),
     );
 }
 
-/// What one attempt saw when it did not pass.
-type Outcome = Result<(), String>;
+/// What the smoke test checks, for the plan.
+pub(crate) fn describe(model: Option<&str>) -> String {
+    match model {
+        None => format!("GET /readyz must answer 200, POST /score {REQUEST} must answer {EXPECTED}"),
+        Some(model) => format!(
+            "GET /readyz must answer 200, GET /v2/models/{model} gives the input width, POST /score with a row that wide must answer one score"
+        ),
+    }
+}
+
+/// What one attempt got: the passing answer, or what it saw instead.
+type Outcome = Result<String, String>;
 
 /// Retries with backoff until the checks pass or `timeout` runs out; the error reports
 /// what came back last.
-pub(crate) fn smoke_test(url: &str, timeout: Duration) -> anyhow::Result<()> {
+pub(crate) fn smoke_test(url: &str, timeout: Duration, model: Option<&str>) -> anyhow::Result<()> {
     if !url.starts_with("http://") {
         bail!("smoke needs an http:// URL, got {url:?}");
     }
@@ -74,10 +93,10 @@ pub(crate) fn smoke_test(url: &str, timeout: Duration) -> anyhow::Result<()> {
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let outcome = attempt(&agent, url);
+        let outcome = attempt(&agent, url, model);
         let last = match outcome {
-            Ok(()) => {
-                println!("smoke test passed: {url}/score answered {EXPECTED}");
+            Ok(answer) => {
+                println!("smoke test passed: {url}/score answered {answer}");
                 return Ok(());
             }
             Err(last) => last,
@@ -93,17 +112,33 @@ pub(crate) fn smoke_test(url: &str, timeout: Duration) -> anyhow::Result<()> {
     }
 }
 
-fn attempt(agent: &ureq::Agent, url: &str) -> Outcome {
+fn attempt(agent: &ureq::Agent, url: &str, model: Option<&str>) -> Outcome {
     let (status, body) = get(agent, &format!("{url}/readyz"))?;
     if status != 200 {
         return Err(format!("GET /readyz answered {status} {body}"));
     }
-    let (status, body) = post_json(agent, &format!("{url}/score"), REQUEST)?;
-    let expected = json!({"score": [1, 2]});
+    let Some(model) = model else {
+        let (status, body) = post_json(agent, &format!("{url}/score"), REQUEST)?;
+        return match serde_json::from_str::<Value>(&body) {
+            Ok(value) if status == 200 && value == json!({"score": [1, 2]}) => Ok(EXPECTED.to_owned()),
+            _ => Err(format!(
+                "POST /score answered {status} {body} (expected 200 {EXPECTED})"
+            )),
+        };
+    };
+    let (status, body) = get(agent, &format!("{url}/v2/models/{model}"))?;
+    let width = serde_json::from_str::<Value>(&body)
+        .ok()
+        .and_then(|meta| meta["inputs"][0]["shape"][1].as_u64());
+    let Some(width) = width.filter(|_| status == 200) else {
+        return Err(format!("GET /v2/models/{model} answered {status} {body}"));
+    };
+    let request = json!({"X": vec![0.0; width as usize]}).to_string();
+    let (status, body) = post_json(agent, &format!("{url}/score"), &request)?;
     match serde_json::from_str::<Value>(&body) {
-        Ok(value) if status == 200 && value == expected => Ok(()),
+        Ok(value) if status == 200 && value["score"].as_array().is_some_and(|s| s.len() == 1) => Ok(body),
         _ => Err(format!(
-            "POST /score answered {status} {body} (expected 200 {EXPECTED})"
+            "POST /score {request} answered {status} {body} (expected 200 with one score)"
         )),
     }
 }

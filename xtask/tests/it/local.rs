@@ -189,3 +189,46 @@ fn smoke_fails_against_nothing_listening() {
     assert!(!output.status.success());
     assert!(stderr(&output).contains("no answer from"), "{}", stderr(&output));
 }
+
+#[test]
+fn ship_serves_a_model_file() {
+    let state = scratch_dir("ship-model");
+    let port = free_port().to_string();
+    let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/logistic_regression.onnx");
+    let shipped = xtask(
+        &state,
+        &["ship", "--port", &port, "--model", model.to_str().unwrap()],
+    );
+    assert!(shipped.status.success(), "{}", stderr(&shipped));
+    assert!(
+        stderr(&shipped).contains("--model /"),
+        "the binary is started with the model's absolute path"
+    );
+    assert!(
+        stdout(&shipped).contains(r#"answered {"score":[2],"probabilities":[["#),
+        "{}",
+        stdout(&shipped)
+    );
+    let smoked = xtask(
+        &state,
+        &["smoke", "--model", "logistic_regression", "--timeout", "5"],
+    );
+    assert!(smoked.status.success());
+    let wrong = xtask(&state, &["smoke", "--timeout", "1"]);
+    assert!(
+        stderr(&wrong).contains("expects 4"),
+        "the tutorial's two numbers do not fit this model: {}",
+        stderr(&wrong)
+    );
+    assert!(xtask(&state, &["down"]).status.success());
+
+    let missing = xtask(
+        &state,
+        &["ship", "--port", &port, "--model", "no/such/model.onnx"],
+    );
+    assert!(!missing.status.success() && stderr(&missing).contains("no/such/model.onnx"));
+    assert!(
+        !stderr(&missing).contains("$ cargo build"),
+        "refused before anything ran"
+    );
+}

@@ -182,7 +182,7 @@ fn manifests_validate_against_the_kubernetes_schemas() {
         return;
     }
     let state = state_with_push("gke-validate");
-    for overlay in ["dev", "prod"] {
+    for overlay in ["dev", "prod", "with-model"] {
         let file = state.join(format!("{overlay}.yaml"));
         std::fs::write(&file, render(&state, overlay)).unwrap();
         let output = Command::new(&validator)
@@ -192,11 +192,12 @@ fn manifests_validate_against_the_kubernetes_schemas() {
             .unwrap();
         let report = format!("{}{}", stdout(&output), stderr(&output));
         assert!(output.status.success(), "{overlay} fails validation:\n{report}");
-        assert_eq!(
-            report.matches("passed").count(),
-            if overlay == "prod" { 5 } else { 3 },
-            "{report}"
-        );
+        let resources = match overlay {
+            "prod" => 5,
+            "with-model" => 4,
+            _ => 3,
+        };
+        assert_eq!(report.matches("passed").count(), resources, "{report}");
     }
 }
 
@@ -498,4 +499,55 @@ fn deploy_and_ship_plans_list_every_command_in_order() {
         ],
         "{plan}"
     );
+}
+
+#[test]
+fn the_with_model_overlay_mounts_its_model_from_a_config_map() {
+    let state = state_with_push("gke-with-model");
+    let docs = documents(&render(&state, "with-model"));
+    let config_map = of_kind(&docs, "ConfigMap").expect("a ConfigMap");
+    let name = config_map["metadata"]["name"].as_str().unwrap();
+    assert!(
+        name.starts_with("score-model-"),
+        "the name carries a content hash: {name}"
+    );
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests/overlays/with-model/model.onnx");
+    let encoded = config_map["binaryData"]["model.onnx"]
+        .as_str()
+        .unwrap()
+        .replace('\n', "");
+    let decoded = Command::new("base64")
+        .arg("--decode")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(encoded.as_bytes())?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    assert_eq!(
+        decoded.stdout,
+        std::fs::read(model).unwrap(),
+        "the ConfigMap holds the model's bytes"
+    );
+    let pod = &of_kind(&docs, "Deployment").unwrap()["spec"]["template"]["spec"];
+    assert_eq!(
+        pod["volumes"][0]["configMap"]["name"].as_str(),
+        Some(name),
+        "the volume follows the hashed name"
+    );
+    let container = &pod["containers"][0];
+    assert_eq!(
+        container["volumeMounts"][0]["mountPath"].as_str(),
+        Some("/models")
+    );
+    let env: Vec<_> = container["env"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|e| (e["name"].as_str().unwrap(), e["value"].as_str().unwrap()))
+        .collect();
+    assert!(env.contains(&("SCORE_MODEL", "/models/model.onnx")), "{env:?}");
 }

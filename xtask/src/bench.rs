@@ -16,6 +16,7 @@ use xshell::{Cmd, Shell, cmd};
 use crate::image::Image;
 use crate::local::target_dir;
 use crate::plan::Plan;
+use crate::ship::ModelFile;
 use crate::smoke::{self, REQUEST};
 use crate::tools::{ensure_apt_package, ensure_python_tools};
 
@@ -30,12 +31,29 @@ pub(crate) struct BenchCmd {
     /// Connections the load generator keeps open.
     #[arg(long, default_value_t = 64)]
     connections: u32,
+
+    /// Bench this ONNX model instead: 1-row and 64-row requests through /score and the
+    /// Open Inference Protocol, against Flask + onnxruntime serving the same file.
+    #[arg(long, value_parser = ModelFile::parse)]
+    model: Option<ModelFile>,
 }
+
+/// One kind of request a contender is loaded with.
+struct Load {
+    label: String,
+    url: String,
+    script: PathBuf,
+}
+
+/// Asks a starting server whether it answers yet: the status and body it got.
+type ReadyProbe = Box<dyn Fn() -> Result<(u16, String), String>>;
 
 /// One server's figures.
 #[derive(Serialize, Debug, Clone)]
 struct Measurement {
     server: &'static str,
+    /// What was sent: the endpoint and how many rows.
+    load: String,
     requests_per_second: f64,
     p50_ms: f64,
     p99_ms: f64,
@@ -76,6 +94,9 @@ struct Contender<'a> {
 
 impl BenchCmd {
     pub(crate) fn run(self, sh: &Shell, dry_run: bool) -> anyhow::Result<()> {
+        if let Some(model) = self.model.clone() {
+            return self.run_model(sh, dry_run, model);
+        }
         let results = Rc::new(RefCell::new(Vec::new()));
         let mut plan = Plan::new();
         ensure_apt_package(sh, &mut plan, "wrk", "wrk")?;
@@ -85,7 +106,15 @@ impl BenchCmd {
             "fix the build error above, then run `cargo xtask bench` again",
         );
         for contender in contenders(sh, &venv_bin)? {
-            self.add_measurement(sh, &mut plan, contender, results.clone());
+            let url = format!("http://127.0.0.1:{}/score", contender.port);
+            let load = Load {
+                label: "/score, the tutorial's request".into(),
+                url: url.clone(),
+                script: "bench/score.lua".into(),
+            };
+            let agent = smoke::agent(Duration::from_secs(2));
+            let ready: ReadyProbe = Box::new(move || smoke::post_json(&agent, &url, REQUEST));
+            self.add_measurement(sh, &mut plan, contender, ready, vec![load], results.clone());
         }
         let container = Rc::new(RefCell::new(ContainerFigures::default()));
         add_container_measurement(sh, &mut plan, container.clone())?;
@@ -97,16 +126,19 @@ impl BenchCmd {
         plan.execute(dry_run)
     }
 
+    /// Adds: start the contender, wait until it answers, then for each load a warm-up
+    /// and a measured wrk run; then stop it.
     fn add_measurement<'a>(
         &self,
         sh: &'a Shell,
         plan: &mut Plan<'a>,
         contender: Contender<'a>,
+        ready: ReadyProbe,
+        loads: Vec<Load>,
         results: Rc<RefCell<Vec<Measurement>>>,
     ) {
         let Contender { name, command, port } = contender;
         let pid = Rc::new(Cell::new(0));
-        let url = format!("http://127.0.0.1:{port}/score");
         let log = PathBuf::from(REPORT_DIR).join(format!("{name}.log"));
         plan.start(command, log, {
             let pid = pid.clone();
@@ -115,37 +147,42 @@ impl BenchCmd {
                 Ok(())
             }
         });
-        plan.check(format!("wait up to 30s for {url} to answer 200"), {
-            let (pid, url) = (pid.clone(), url.clone());
-            move || wait_until_scoring(&url, pid.get())
-        });
-        // Two wrk threads: with one, wrk saturates its core before our server does
-        // (measured here: ~97k vs ~130k requests/s), and the Python servers are unaffected.
-        let script = "bench/score.lua";
-        let connections = self.connections.to_string();
-        let warm_up = "2s";
-        plan.read(
-            cmd!(
-                sh,
-                "wrk --threads 2 --connections {connections} --duration {warm_up} --script {script} {url}"
-            ),
-            "check the server's log under target/bench/",
-            |_| Ok(()),
-        );
-        let duration = format!("{}s", self.duration);
-        plan.read(
-            cmd!(sh, "wrk --threads 2 --connections {connections} --duration {duration} --latency --script {script} {url}"),
-            "check the server's log under target/bench/",
+        plan.check(
+            format!("wait up to 30s for {name} on port {port} to answer 200"),
             {
                 let pid = pid.clone();
-                move |output| {
-                    let mut measurement = parse_wrk(name, &output)?;
-                    measurement.peak_rss_mib = peak_rss_kib(pid.get()) as f64 / 1024.0;
-                    results.borrow_mut().push(measurement);
-                    Ok(())
-                }
+                move || wait_until_answering(name, ready, pid.get())
             },
         );
+        // Two wrk threads: with one, wrk saturates its core before our server does
+        // (measured here: ~97k vs ~130k requests/s), and the Python servers are unaffected.
+        let connections = self.connections.to_string();
+        let (warm_up, duration) = ("2s".to_owned(), format!("{}s", self.duration));
+        for Load { label, url, script } in loads {
+            let next = "check the server's log under target/bench/";
+            plan.read(
+                cmd!(
+                    sh,
+                    "wrk --threads 2 --connections {connections} --duration {warm_up} --script {script} {url}"
+                ),
+                next,
+                |_| Ok(()),
+            );
+            plan.read(
+                cmd!(sh, "wrk --threads 2 --connections {connections} --duration {duration} --latency --script {script} {url}"),
+                next,
+                {
+                    let (pid, results) = (pid.clone(), results.clone());
+                    move |output| {
+                        let mut measurement = parse_wrk(name, &output)?;
+                        measurement.load = label;
+                        measurement.peak_rss_mib = peak_rss_kib(pid.get()) as f64 / 1024.0;
+                        results.borrow_mut().push(measurement);
+                        Ok(())
+                    }
+                },
+            );
+        }
         plan.check(
             format!("stop {name} (SIGTERM) and wait for it to exit"),
             move || stop(sh, pid.get()),
@@ -193,14 +230,13 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
-fn wait_until_scoring(url: &str, pid: u32) -> anyhow::Result<()> {
-    let agent = smoke::agent(Duration::from_secs(2));
+fn wait_until_answering(name: &str, ready: ReadyProbe, pid: u32) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        match smoke::post_json(&agent, url, REQUEST) {
+        match ready() {
             Ok((200, _)) => return Ok(()),
             outcome if Instant::now() > deadline || !Path::new(&format!("/proc/{pid}")).exists() => {
-                bail!("{url} never answered 200 (last: {outcome:?}); see its log under {REPORT_DIR}/")
+                bail!("{name} never answered 200 (last: {outcome:?}); see its log under {REPORT_DIR}/")
             }
             _ => std::thread::sleep(Duration::from_millis(50)),
         }
@@ -279,6 +315,7 @@ fn parse_wrk(server: &'static str, output: &str) -> anyhow::Result<Measurement> 
         .unwrap_or(0);
     Ok(Measurement {
         server,
+        load: String::new(),
         requests_per_second,
         p50_ms: latency("50%")?,
         p99_ms: latency("99%")?,
@@ -476,4 +513,218 @@ Transfer/sec:     10.00MB
         assert_eq!(parse_duration_ms("250.00us").unwrap(), 0.25);
         assert!(parse_duration_ms("3 weeks").is_err());
     }
+}
+
+/// Deterministic feature values, the same the model_timing example feeds tract.
+fn feature(index: usize) -> f64 {
+    (index * 37 % 101) as f64 / 50.0 - 1.0
+}
+
+/// Writes target/bench/{score,infer}-{rows}.lua (wrk scripts) and score-1.json for a
+/// model `width` features wide, with input named `input`.
+fn write_model_scripts(width: usize, input: &str) -> anyhow::Result<()> {
+    std::fs::create_dir_all(REPORT_DIR)?;
+    for rows in MODEL_ROWS {
+        let values: Vec<f64> = (0..rows * width).map(feature).collect();
+        let matrix: Vec<&[f64]> = values.chunks(width).collect();
+        let score = serde_json::json!({"X": matrix}).to_string();
+        let infer = serde_json::json!({"inputs": [{"name": input, "shape": [rows, width], "datatype": "FP32", "data": values}]})
+            .to_string();
+        for (kind, body) in [("score", &score), ("infer", &infer)] {
+            // A level-1 long string: JSON never contains "]=]".
+            let script = format!(
+                "-- Written by cargo xtask bench --model.\nwrk.method = \"POST\"\nwrk.body = [=[{body}]=]\nwrk.headers[\"Content-Type\"] = \"application/json\"\n"
+            );
+            std::fs::write(Path::new(REPORT_DIR).join(format!("{kind}-{rows}.lua")), script)?;
+        }
+        if rows == 1 {
+            std::fs::write(Path::new(REPORT_DIR).join("score-1.json"), &score)?;
+        }
+    }
+    Ok(())
+}
+
+/// Rows per request in the model bench: one, and a batch.
+const MODEL_ROWS: [usize; 2] = [1, 64];
+
+/// tract's own mean time per run, by rows.
+#[derive(Serialize, Debug, Clone)]
+struct TractTiming {
+    rows: usize,
+    mean_us: f64,
+}
+
+impl BenchCmd {
+    fn run_model(self, sh: &Shell, dry_run: bool, model: ModelFile) -> anyhow::Result<()> {
+        let results = Rc::new(RefCell::new(Vec::new()));
+        let timings = Rc::new(RefCell::new(Vec::new()));
+        let mut plan = Plan::new();
+        ensure_apt_package(sh, &mut plan, "wrk", "wrk")?;
+        let venv_bin = ensure_python_tools(sh, &mut plan, "bench/requirements.txt");
+        plan.run(
+            cmd!(
+                sh,
+                "cargo build --release --locked --package score-service --bins --examples"
+            ),
+            "fix the build error above, then run `cargo xtask bench` again",
+        );
+        let release = target_dir(sh).join("release");
+        let (binary, timing) = (
+            release.join("score-service"),
+            release.join("examples/model_timing"),
+        );
+        let path = model.path.clone();
+        let name = model.name.clone();
+        for rows in MODEL_ROWS {
+            let rows_arg = rows.to_string();
+            let timings = timings.clone();
+            plan.read(
+                cmd!(sh, "{timing} {path} {rows_arg}"),
+                "the model does not load; see above",
+                move |out| {
+                    let mean_us = out
+                        .split_whitespace()
+                        .find_map(|field| field.strip_prefix("mean_us="))
+                        .and_then(|v| v.parse().ok())
+                        .with_context(|| format!("model_timing printed {out:?}"))?;
+                    timings.borrow_mut().push(TractTiming { rows, mean_us });
+                    Ok(())
+                },
+            );
+        }
+
+        let [ours, theirs] = [free_port()?, free_port()?];
+        let ours_arg = ours.to_string();
+        let metadata_url = format!("http://127.0.0.1:{ours}/v2/models/{name}");
+        let agent = smoke::agent(Duration::from_secs(2));
+        let ready: ReadyProbe = Box::new(move || {
+            let (status, body) = smoke::get(&agent, &metadata_url)?;
+            if status == 200 {
+                // The model's own metadata says how wide and how named its input is.
+                let meta: serde_json::Value = serde_json::from_str(&body).map_err(|err| err.to_string())?;
+                let width = meta["inputs"][0]["shape"][1].as_u64().ok_or("no input width")? as usize;
+                let input = meta["inputs"][0]["name"].as_str().ok_or("no input name")?;
+                write_model_scripts(width, input).map_err(|err| err.to_string())?;
+            }
+            Ok((status, body))
+        });
+        let loads = |port: u16, with_infer: bool| -> Vec<Load> {
+            let mut loads = Vec::new();
+            for rows in MODEL_ROWS {
+                loads.push(Load {
+                    label: format!("/score, {rows} row(s)"),
+                    url: format!("http://127.0.0.1:{port}/score"),
+                    script: Path::new(REPORT_DIR).join(format!("score-{rows}.lua")),
+                });
+                if with_infer {
+                    loads.push(Load {
+                        label: format!("/v2 infer, {rows} row(s)"),
+                        url: format!("http://127.0.0.1:{port}/v2/models/{name}/infer"),
+                        script: Path::new(REPORT_DIR).join(format!("infer-{rows}.lua")),
+                    });
+                }
+            }
+            loads
+        };
+        let contender = Contender {
+            name: "score-service",
+            command: cmd!(
+                sh,
+                "{binary} --host 127.0.0.1 --port {ours_arg} --log-format text --model {path}"
+            ),
+            port: ours,
+        };
+        self.add_measurement(
+            sh,
+            &mut plan,
+            contender,
+            ready,
+            loads(ours, true),
+            results.clone(),
+        );
+
+        let gunicorn = venv_bin.join("gunicorn");
+        let (bind, env) = (format!("127.0.0.1:{theirs}"), format!("MODEL={}", path.display()));
+        let contender = Contender {
+            name: "flask-onnxruntime-gunicorn-2-workers",
+            command: cmd!(
+                sh,
+                "{gunicorn} --workers 2 --bind {bind} --chdir bench --log-level warning --env {env} flask_onnx_app:app"
+            ),
+            port: theirs,
+        };
+        let score_url = format!("http://127.0.0.1:{theirs}/score");
+        let agent = smoke::agent(Duration::from_secs(2));
+        let ready: ReadyProbe = Box::new(move || {
+            let body = std::fs::read_to_string(Path::new(REPORT_DIR).join("score-1.json"))
+                .map_err(|err| err.to_string())?;
+            smoke::post_json(&agent, &score_url, &body)
+        });
+        self.add_measurement(
+            sh,
+            &mut plan,
+            contender,
+            ready,
+            loads(theirs, false),
+            results.clone(),
+        );
+
+        let (connections, duration) = (self.connections, self.duration);
+        plan.check(
+            format!("write {REPORT_DIR}/model-report.md and model-report.json"),
+            move || model_report(&name, &results.borrow(), &timings.borrow(), connections, duration),
+        );
+        plan.execute(dry_run)
+    }
+}
+
+fn model_report(
+    model: &str,
+    results: &[Measurement],
+    timings: &[TractTiming],
+    connections: u32,
+    duration: u32,
+) -> anyhow::Result<()> {
+    let find = |server: &str, load: &str| {
+        results
+            .iter()
+            .find(|m| m.server.starts_with(server) && m.load == load)
+    };
+    let mut table = format!(
+        "Model {model}: wrk with 2 threads and {connections} connections for {duration}s per row, on {} cores shared with the load generator.\n\n\
+         | request | score-service req/s | p99 (ms) | Flask + onnxruntime (gunicorn, 2 workers) req/s | p99 (ms) | ratio |\n\
+         |---|---:|---:|---:|---:|---:|\n",
+        cores()
+    );
+    for m in results.iter().filter(|m| m.server == "score-service") {
+        let theirs = find("flask-onnxruntime", &m.load);
+        let (their_rps, their_p99, ratio) = match theirs {
+            Some(t) => (
+                format!("{:.0}", t.requests_per_second),
+                format!("{:.3}", t.p99_ms),
+                format!("{:.1}x", m.requests_per_second / t.requests_per_second),
+            ),
+            None => ("—".into(), "—".into(), "—".into()),
+        };
+        let _ = writeln!(
+            table,
+            "| {} | {:.0} | {:.3} | {their_rps} | {their_p99} | {ratio} |",
+            m.load, m.requests_per_second, m.p99_ms
+        );
+    }
+    let _ = writeln!(table, "\ntract alone (no HTTP), mean time per run:");
+    for t in timings {
+        let _ = writeln!(table, "- {} row(s): {:.1} µs", t.rows, t.mean_us);
+    }
+    let errors: u64 = results.iter().map(|m| m.errors).sum();
+    let _ = writeln!(table, "\nErrors (non-2xx or socket) across all runs: {errors}.");
+    println!("\n{table}");
+    let json = serde_json::to_string_pretty(&serde_json::json!({
+        "model": model, "connections": connections, "duration_seconds": duration, "cores": cores(),
+        "results": results, "tract": timings,
+    }))?;
+    std::fs::create_dir_all(REPORT_DIR)?;
+    std::fs::write(Path::new(REPORT_DIR).join("model-report.md"), &table)?;
+    std::fs::write(Path::new(REPORT_DIR).join("model-report.json"), json)?;
+    Ok(())
 }

@@ -39,7 +39,7 @@ pub(crate) struct ModelFile {
 }
 
 impl ModelFile {
-    fn parse(text: &str) -> Result<Self, String> {
+    pub(crate) fn parse(text: &str) -> Result<Self, String> {
         let path = std::path::Path::new(text);
         if path.extension().and_then(|e| e.to_str()) != Some("onnx") {
             return Err(format!("{text} is not an .onnx file"));

@@ -6,7 +6,9 @@ use score_service::config::{Config, LogFormat};
 use score_service::{App, model};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 fn main() -> ExitCode {
     let config = Config::parse();
@@ -78,17 +80,21 @@ fn check_ready(addr: std::net::SocketAddr) -> ExitCode {
 }
 
 fn init_logging(config: &Config) {
-    let filter = EnvFilter::try_new(&config.log).unwrap_or_else(|err| {
+    // Targets takes "info" or "score_service=debug,hyper=info" like RUST_LOG, without
+    // EnvFilter's regex engine (a megabyte of binary for a start-up flag).
+    let filter: Targets = config.log.parse().unwrap_or_else(|err| {
         eprintln!("ignoring log filter {:?}: {err}; using \"info\"", config.log);
-        EnvFilter::new("info")
+        Targets::new().with_default(tracing::Level::INFO)
     });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let registry = tracing_subscriber::registry().with(filter);
     match config.log_format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
-        LogFormat::Text => builder.init(),
+        LogFormat::Json => registry
+            .with(layer.json().flatten_event(true).with_current_span(false))
+            .init(),
+        LogFormat::Text => registry.with(layer).init(),
     }
 }
 

@@ -235,7 +235,7 @@ fn wait_until_answering(name: &str, ready: ReadyProbe, pid: u32) -> anyhow::Resu
     loop {
         match ready() {
             Ok((200, _)) => return Ok(()),
-            outcome if Instant::now() > deadline || !Path::new(&format!("/proc/{pid}")).exists() => {
+            outcome if Instant::now() > deadline || !crate::daemon::is_running(pid) => {
                 bail!("{name} never answered 200 (last: {outcome:?}); see its log under {REPORT_DIR}/")
             }
             _ => std::thread::sleep(Duration::from_millis(50)),
@@ -246,19 +246,7 @@ fn wait_until_answering(name: &str, ready: ReadyProbe, pid: u32) -> anyhow::Resu
 fn stop(sh: &Shell, pid: u32) -> anyhow::Result<()> {
     let pid_arg = pid.to_string();
     cmd!(sh, "kill -TERM {pid_arg}").run()?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    // Our own child: it stays a zombie until we reap it, so look at its state.
-    while std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        !stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
-    }) {
-        if Instant::now() > deadline {
-            bail!("process {pid} did not exit within 30s of SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(())
+    crate::daemon::wait_for_exit(pid, None, Duration::from_secs(30))
 }
 
 /// Peak resident memory of `pid` and its direct children (gunicorn's workers), in KiB.

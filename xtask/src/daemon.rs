@@ -101,7 +101,7 @@ impl Daemon {
         plan.check(
             format!("wait up to {timeout:?} for process {pid} to exit"),
             move || {
-                wait_for_exit(instance.pid, self.program, timeout)?;
+                wait_for_exit(instance.pid, Some(self.program), timeout)?;
                 let path = self.instance_file();
                 std::fs::remove_file(&path).with_context(|| format!("remove {}", path.display()))
             },
@@ -140,9 +140,9 @@ impl Daemon {
     }
 }
 
-/// Whether `pid` is a live (not zombie) process running `program`: a record can outlive
-/// its process, and the pid can be reused by something we must not signal.
-fn is_alive(pid: u32, program: &str) -> bool {
+/// Whether `pid` is running: it exists and is not a zombie (a child we started stays one
+/// until we exit, so existence alone says nothing).
+pub(crate) fn is_running(pid: u32) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return false;
     };
@@ -150,7 +150,13 @@ fn is_alive(pid: u32, program: &str) -> bool {
     let state = stat
         .rsplit_once(')')
         .and_then(|(_, rest)| rest.split_whitespace().next());
-    if matches!(state, Some("Z" | "X") | None) {
+    !matches!(state, Some("Z" | "X") | None)
+}
+
+/// Whether `pid` is a running process of `program`: a record can outlive its process,
+/// and the pid can be reused by something we must not signal.
+fn is_alive(pid: u32, program: &str) -> bool {
+    if !is_running(pid) {
         return false;
     }
     match std::fs::read(format!("/proc/{pid}/cmdline")) {
@@ -165,9 +171,11 @@ fn is_alive(pid: u32, program: &str) -> bool {
     }
 }
 
-fn wait_for_exit(pid: u32, program: &str, timeout: Duration) -> anyhow::Result<()> {
+/// Waits until `pid` has exited; a `program` given must also match, so a reused pid
+/// does not keep us waiting.
+pub(crate) fn wait_for_exit(pid: u32, program: Option<&str>, timeout: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
-    while is_alive(pid, program) {
+    while program.map_or_else(|| is_running(pid), |program| is_alive(pid, program)) {
         if Instant::now() > deadline {
             bail!("process {pid} is still running {timeout:?} after SIGTERM\n  next: `kill -KILL {pid}`");
         }

@@ -20,8 +20,7 @@ impl Revision {
     /// (echoed) even for `--dry-run`, letting the plan show the real tag.
     pub(crate) fn of_worktree(sh: &Shell) -> anyhow::Result<Self> {
         use anyhow::Context as _;
-        let commit = query(cmd!(sh, "git rev-parse HEAD"))
-            .context("find the current commit: images are tagged by commit, so commit at least once")?;
+        let commit = commit(sh)?;
         let short = query(cmd!(sh, "git rev-parse --short=12 HEAD"))?;
         let time = match sh.var("SOURCE_DATE_EPOCH") {
             Ok(epoch) => epoch
@@ -45,6 +44,14 @@ impl Revision {
         let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(self.time);
         humantime::format_rfc3339_seconds(time).to_string()
     }
+}
+
+/// The full id of the current commit: all that render and deploy need, without reading
+/// the whole tree as the image tag does.
+pub(crate) fn commit(sh: &Shell) -> anyhow::Result<String> {
+    use anyhow::Context as _;
+    query(cmd!(sh, "git rev-parse HEAD"))
+        .context("find the current commit: images are tagged by commit, so commit at least once")
 }
 
 /// A digest of every file git would see (tracked or untracked, not ignored): paths and

@@ -9,7 +9,6 @@ use clap::Args;
 use serde_json::Value;
 use xshell::{Shell, cmd};
 
-use crate::git::Revision;
 use crate::image::Image;
 use crate::plan::{Plan, Probe, query};
 use crate::push::{self, Pushed};
@@ -35,17 +34,10 @@ impl DeployCmd {
     pub(crate) fn run(self, sh: &Shell, dry_run: bool, settings: &SettingsArgs) -> anyhow::Result<()> {
         let (settings, _) = Settings::resolve(sh, settings)?;
         recorded_push(sh)?;
-        let revision = Revision::of_worktree(sh)?;
+        let commit = crate::git::commit(sh)?;
         let renderer = Renderer::new(sh, &settings);
         let mut plan = Plan::new();
-        add_deploy(
-            sh,
-            &mut plan,
-            &renderer,
-            &settings,
-            &revision.commit,
-            self.rollout(),
-        );
+        add_deploy(sh, &mut plan, &renderer, &settings, &commit, self.rollout());
         plan.execute(dry_run)
     }
 

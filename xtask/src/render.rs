@@ -26,10 +26,10 @@ impl RenderCmd {
         let (settings, _) = Settings::resolve(sh, settings)?;
         // Fail now, before any step, if there is nothing to render.
         recorded_push(sh)?;
-        let revision = crate::git::Revision::of_worktree(sh)?;
+        let commit = crate::git::commit(sh)?;
         let mut plan = Plan::new();
         let rendered = Renderer::new(sh, &settings);
-        rendered.add_render(&mut plan, &revision.commit, |yaml| {
+        rendered.add_render(&mut plan, &commit, |yaml| {
             print!("{yaml}");
             Ok(())
         });

@@ -59,6 +59,28 @@ pub(crate) struct SettingsArgs {
     overlay: Option<String>,
 }
 
+impl SettingsArgs {
+    /// Every setting's name (as in deploy.yaml and XTASK_<NAME>) with its flag's value:
+    /// the one list of the settings there is.
+    fn by_key(&self) -> [(&'static str, &Option<String>); 13] {
+        [
+            ("project", &self.project),
+            ("location", &self.location),
+            ("cluster", &self.cluster),
+            ("mode", &self.mode),
+            ("machine_type", &self.machine_type),
+            ("nodes", &self.nodes),
+            ("repository", &self.repository),
+            ("image", &self.image),
+            ("namespace", &self.namespace),
+            ("app", &self.app),
+            ("replicas", &self.replicas),
+            ("service_port", &self.service_port),
+            ("overlay", &self.overlay),
+        ]
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Mode {
     Standard,
@@ -111,22 +133,8 @@ impl fmt::Display for Source {
 impl Settings {
     /// Resolves every setting, or explains every invalid one at once.
     pub(crate) fn resolve(sh: &Shell, args: &SettingsArgs) -> anyhow::Result<(Settings, Vec<Origin>)> {
-        let file = read_file(sh)?;
-        let flags: [(&'static str, &Option<String>); 13] = [
-            ("project", &args.project),
-            ("location", &args.location),
-            ("cluster", &args.cluster),
-            ("mode", &args.mode),
-            ("machine_type", &args.machine_type),
-            ("nodes", &args.nodes),
-            ("repository", &args.repository),
-            ("image", &args.image),
-            ("namespace", &args.namespace),
-            ("app", &args.app),
-            ("replicas", &args.replicas),
-            ("service_port", &args.service_port),
-            ("overlay", &args.overlay),
-        ];
+        let flags = args.by_key();
+        let file = read_file(sh, &flags.map(|(key, _)| key))?;
         let mut values: BTreeMap<&'static str, (String, Source)> = BTreeMap::new();
         for (key, flag) in flags {
             let env = format!("XTASK_{}", key.to_ascii_uppercase());
@@ -259,22 +267,7 @@ impl Settings {
 
 /// `deploy.yaml` as key → scalar text; unknown keys are refused (a typo would otherwise
 /// be silently ignored).
-fn read_file(sh: &Shell) -> anyhow::Result<BTreeMap<String, String>> {
-    const KNOWN: [&str; 13] = [
-        "project",
-        "location",
-        "cluster",
-        "mode",
-        "machine_type",
-        "nodes",
-        "repository",
-        "image",
-        "namespace",
-        "app",
-        "replicas",
-        "service_port",
-        "overlay",
-    ];
+fn read_file(sh: &Shell, known: &[&str]) -> anyhow::Result<BTreeMap<String, String>> {
     if !sh.path_exists(SETTINGS_FILE) {
         return Ok(BTreeMap::new());
     }
@@ -283,10 +276,10 @@ fn read_file(sh: &Shell) -> anyhow::Result<BTreeMap<String, String>> {
         serde_yaml::from_str(&text).with_context(|| format!("{SETTINGS_FILE} is not a YAML mapping"))?;
     let mut values = BTreeMap::new();
     for (key, value) in raw.unwrap_or_default() {
-        if !KNOWN.contains(&key.as_str()) {
+        if !known.contains(&key.as_str()) {
             bail!(
                 "{SETTINGS_FILE}: unknown setting {key:?}; known: {}",
-                KNOWN.join(", ")
+                known.join(", ")
             );
         }
         let text = match value {

@@ -25,12 +25,12 @@ fn main() -> anyhow::Result<()> {
         values: &values,
     };
     for _ in 0..100 {
-        model.predict(&batch).map_err(|err| anyhow::anyhow!(err.0))?;
+        model.predict(&batch)?;
     }
     let runs = if rows == 1 { 20_000 } else { 2_000 };
     let started = Instant::now();
     for _ in 0..runs {
-        std::hint::black_box(model.predict(&batch).map_err(|err| anyhow::anyhow!(err.0))?);
+        std::hint::black_box(model.predict(&batch)?);
     }
     let mean = started.elapsed().as_secs_f64() * 1e6 / runs as f64;
     println!("rows={rows} runs={runs} mean_us={mean:.2}");

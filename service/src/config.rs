@@ -44,6 +44,16 @@ pub struct Config {
     #[arg(long, env = "SCORE_DRAIN_DEADLINE", default_value = "20s", value_parser = humantime::parse_duration)]
     pub drain_deadline: Duration,
 
+    /// Threads that run inference (default: one per core). Health, readiness and metrics
+    /// never wait behind them.
+    #[arg(long, env = "SCORE_COMPUTE_THREADS", default_value_t = default_compute_threads())]
+    pub compute_threads: usize,
+
+    /// Inference requests that may wait for a compute thread; beyond them a request is
+    /// answered 503 with Retry-After at once.
+    #[arg(long, env = "SCORE_COMPUTE_QUEUE", default_value_t = 64)]
+    pub compute_queue: usize,
+
     /// Log format: JSON lines for log collectors, or text for people.
     #[arg(long, env = "SCORE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
@@ -88,8 +98,14 @@ impl Config {
             header_timeout: self.header_timeout,
             body_timeout: self.body_timeout,
             drain_deadline: self.drain_deadline,
+            compute_threads: self.compute_threads,
+            compute_queue: self.compute_queue,
         }
     }
+}
+
+fn default_compute_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// The limits that protect the server from slow or oversized clients.
@@ -100,6 +116,8 @@ pub struct Limits {
     pub header_timeout: Duration,
     pub body_timeout: Duration,
     pub drain_deadline: Duration,
+    pub compute_threads: usize,
+    pub compute_queue: usize,
 }
 
 impl Default for Limits {
@@ -111,6 +129,8 @@ impl Default for Limits {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
             drain_deadline: Duration::from_secs(20),
+            compute_threads: default_compute_threads(),
+            compute_queue: 64,
         }
     }
 }

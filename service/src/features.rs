@@ -25,19 +25,19 @@ pub struct Features<'a> {
 
 impl<'a> Features<'a> {
     /// Parses and validates a request body. The error says what is wrong and where.
-    pub fn from_body(body: &'a [u8]) -> Result<Self, String> {
+    pub fn from_body(body: &'a [u8]) -> Result<Self, FeatureError> {
         let request: ScoreRequest<'a> = serde_json::from_slice(body).map_err(|err| {
             if err.is_data() {
-                err.to_string()
+                FeatureError::Shape(err)
             } else {
-                format!("request body is not valid JSON: {err}")
+                FeatureError::NotJson(err)
             }
         })?;
         Self::from_raw(request.x.get())
     }
 
     /// Validates the text of `X`, which serde_json has already checked is JSON.
-    fn from_raw(raw: &'a str) -> Result<Self, String> {
+    fn from_raw(raw: &'a str) -> Result<Self, FeatureError> {
         let mut scan = Scanner {
             bytes: raw.as_bytes(),
             pos: 0,
@@ -45,19 +45,25 @@ impl<'a> Features<'a> {
         let mut values = Vec::new();
         let kind = scan.peek_kind();
         if kind != Kind::Array {
-            return Err(format!(
-                "X is {kind}, expected a row of numbers or a list of rows"
-            ));
+            return Err(FeatureError::WrongKind {
+                place: Place::X,
+                found: kind,
+                expected: "a row of numbers or a list of rows",
+            });
         }
         scan.pos += 1;
         if scan.at_close() {
-            return Err("X is empty, expected a row of numbers or a list of rows".to_owned());
+            return Err(FeatureError::EmptyX);
         }
         let (width, batched) = match scan.peek_kind() {
-            Kind::Number => (scan.read_row(&mut values, &RowPath::Single)?, false),
+            Kind::Number => (scan.read_row(&mut values, None)?, false),
             Kind::Array => (scan.read_batch(&mut values)?, true),
             other => {
-                return Err(format!("X[0] is {other}, expected a number or a row of numbers"));
+                return Err(FeatureError::WrongKind {
+                    place: Place::Row(0),
+                    found: other,
+                    expected: "a number or a row of numbers",
+                });
             }
         };
         Ok(Features {
@@ -88,13 +94,9 @@ impl<'a> Features<'a> {
         &self.values
     }
 
-    /// The rows, as a model takes them.
-    pub fn batch(&self) -> crate::model::Batch<'_> {
-        crate::model::Batch {
-            rows: self.rows(),
-            width: self.width,
-            values: &self.values,
-        }
+    /// All values, row-major, for a model to score.
+    pub fn into_values(self) -> Vec<f64> {
+        self.values
     }
 
     /// Appends `X` as sent, minus insignificant whitespace, so numbers keep their exact
@@ -176,7 +178,7 @@ impl<'de> serde::Deserialize<'de> for KeyName<'de> {
 
 /// What a JSON value is, told from its first byte.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Kind {
+pub enum Kind {
     Array,
     Object,
     String,
@@ -198,20 +200,84 @@ impl fmt::Display for Kind {
     }
 }
 
-/// Where a row sits, for error messages: `X[i]` for a lone row, `X[r][i]` in a batch.
-enum RowPath {
-    Single,
-    InBatch(usize),
+/// A place in `X`, for error messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    X,
+    /// `X[i]`: a row of a batch, or a number of a lone row.
+    Row(usize),
+    /// `X[r][i]`.
+    Element(usize, usize),
 }
 
-impl RowPath {
-    fn element(&self, index: usize) -> String {
-        match self {
-            RowPath::Single => format!("X[{index}]"),
-            RowPath::InBatch(row) => format!("X[{row}][{index}]"),
+impl Place {
+    /// Element `index` of the row at `row` (`None` for a lone row).
+    fn element(row: Option<usize>, index: usize) -> Place {
+        match row {
+            None => Place::Row(index),
+            Some(row) => Place::Element(row, index),
         }
     }
 }
+
+impl fmt::Display for Place {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            Place::X => f.write_str("X"),
+            Place::Row(index) => write!(f, "X[{index}]"),
+            Place::Element(row, index) => write!(f, "X[{row}][{index}]"),
+        }
+    }
+}
+
+/// Why a body is not a scoring request; each names the place in `X` that is wrong.
+#[derive(Debug)]
+pub enum FeatureError {
+    NotJson(serde_json::Error),
+    /// Valid JSON of the wrong shape at the top: not an object, no `X`, a repeated key.
+    Shape(serde_json::Error),
+    WrongKind {
+        place: Place,
+        found: Kind,
+        expected: &'static str,
+    },
+    EmptyX,
+    EmptyRow(usize),
+    Ragged {
+        row: usize,
+        width: usize,
+        first: usize,
+    },
+    OutOfRange {
+        place: Place,
+        token: String,
+    },
+}
+
+impl fmt::Display for FeatureError {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            FeatureError::NotJson(err) => write!(f, "request body is not valid JSON: {err}"),
+            FeatureError::Shape(err) => write!(f, "{err}"),
+            FeatureError::WrongKind {
+                place,
+                found,
+                expected,
+            } => write!(f, "{place} is {found}, expected {expected}"),
+            FeatureError::EmptyX => write!(f, "X is empty, expected a row of numbers or a list of rows"),
+            FeatureError::EmptyRow(row) => write!(f, "X[{row}] is an empty row, expected numbers"),
+            FeatureError::Ragged { row, width, first } => write!(
+                f,
+                "X[{row}] has {width} values but X[0] has {first}: rows must have equal length"
+            ),
+            FeatureError::OutOfRange { place, token } => {
+                write!(f, "{place} is {token}, which is out of range for a 64-bit float")
+            }
+        }
+    }
+}
+
+impl std::error::Error for FeatureError {}
 
 /// A cursor over text that serde_json has already validated as one JSON value, so the
 /// scanner only has to classify tokens, never to reject malformed syntax.
@@ -258,24 +324,30 @@ impl Scanner<'_> {
     }
 
     /// Reads rows `[..], [..]` up to the closing `]` of `X`; returns the common width.
-    fn read_batch(&mut self, values: &mut Vec<f64>) -> Result<usize, String> {
+    fn read_batch(&mut self, values: &mut Vec<f64>) -> Result<usize, FeatureError> {
         let mut width = 0;
         for row in 0.. {
             let kind = self.peek_kind();
             if kind != Kind::Array {
-                return Err(format!("X[{row}] is {kind}, expected a row of numbers"));
+                return Err(FeatureError::WrongKind {
+                    place: Place::Row(row),
+                    found: kind,
+                    expected: "a row of numbers",
+                });
             }
             self.pos += 1;
             if self.at_close() {
-                return Err(format!("X[{row}] is an empty row, expected numbers"));
+                return Err(FeatureError::EmptyRow(row));
             }
-            let row_width = self.read_row(values, &RowPath::InBatch(row))?;
+            let row_width = self.read_row(values, Some(row))?;
             if row == 0 {
                 width = row_width;
             } else if row_width != width {
-                return Err(format!(
-                    "X[{row}] has {row_width} values but X[0] has {width}: rows must have equal length"
-                ));
+                return Err(FeatureError::Ragged {
+                    row,
+                    width: row_width,
+                    first: width,
+                });
             }
             if self.after_element() {
                 break;
@@ -285,12 +357,16 @@ impl Scanner<'_> {
     }
 
     /// Reads numbers up to the `]` closing a row whose `[` is consumed; returns the count.
-    fn read_row(&mut self, values: &mut Vec<f64>, path: &RowPath) -> Result<usize, String> {
+    fn read_row(&mut self, values: &mut Vec<f64>, row: Option<usize>) -> Result<usize, FeatureError> {
         let mut count = 0;
         loop {
             let kind = self.peek_kind();
             if kind != Kind::Number {
-                return Err(format!("{} is {kind}, expected a number", path.element(count)));
+                return Err(FeatureError::WrongKind {
+                    place: Place::element(row, count),
+                    found: kind,
+                    expected: "a number",
+                });
             }
             let start = self.pos;
             while self
@@ -305,10 +381,10 @@ impl Scanner<'_> {
             match token.parse::<f64>() {
                 Ok(value) if value.is_finite() => values.push(value),
                 _ => {
-                    return Err(format!(
-                        "{} is {token}, which is out of range for a 64-bit float",
-                        path.element(count)
-                    ));
+                    return Err(FeatureError::OutOfRange {
+                        place: Place::element(row, count),
+                        token: token.to_owned(),
+                    });
                 }
             }
             count += 1;
@@ -324,7 +400,7 @@ mod tests {
     use super::*;
 
     fn parse(body: &str) -> Result<Features<'_>, String> {
-        Features::from_body(body.as_bytes())
+        Features::from_body(body.as_bytes()).map_err(|err| err.to_string())
     }
 
     fn compact(features: &Features) -> String {

@@ -6,12 +6,13 @@
 
 pub mod config;
 pub mod features;
+pub mod http;
 pub mod model;
 
+mod api;
 mod app;
+mod compute;
 mod metrics;
-mod oip;
-mod onnx;
 mod server;
 
 pub use app::App;

@@ -33,7 +33,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = TcpListener::bind(address)
         .await
         .with_context(|| format!("listen on {address}"))?;
-    let app = Arc::new(App::new(model, config.limits()));
+    let app = Arc::new(App::new(model, config.limits()).context("start the compute threads")?);
     tracing::info!(
         address = %listener.local_addr()?,
         model = app.model_name(),

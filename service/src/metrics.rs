@@ -10,55 +10,8 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
-/// The routes the server knows, as they appear in the `route` label. Unknown paths share
-/// one label value so a scanner cannot grow the metric set without bound.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Route {
-    // Discriminants index `Metrics::latency`, in the order of `Route::ALL`.
-    Score,
-    Healthz,
-    Readyz,
-    Metrics,
-    V2Server,
-    V2Live,
-    V2Ready,
-    V2Model,
-    V2ModelReady,
-    V2Infer,
-    Unmatched,
-}
-
-impl Route {
-    const ALL: [Route; 11] = [
-        Route::Score,
-        Route::Healthz,
-        Route::Readyz,
-        Route::Metrics,
-        Route::V2Server,
-        Route::V2Live,
-        Route::V2Ready,
-        Route::V2Model,
-        Route::V2ModelReady,
-        Route::V2Infer,
-        Route::Unmatched,
-    ];
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Route::Score => "/score",
-            Route::Healthz => "/healthz",
-            Route::Readyz => "/readyz",
-            Route::Metrics => "/metrics",
-            Route::V2Server => "/v2",
-            Route::V2Live => "/v2/health/live",
-            Route::V2Ready => "/v2/health/ready",
-            Route::V2Model => "/v2/models/{name}",
-            Route::V2ModelReady => "/v2/models/{name}/ready",
-            Route::V2Infer => "/v2/models/{name}/infer",
-            Route::Unmatched => "unmatched",
-        }
-    }
-}
+use crate::compute::PoolMetrics;
+use crate::http::Route;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -80,9 +33,10 @@ struct BuildLabels {
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
-    /// One histogram per route, resolved once so the hot path takes no family lock.
-    latency: [Histogram; Route::ALL.len()],
+    /// Each route's histogram, resolved once so the hot path takes no family lock.
+    latency: Vec<(Route, Histogram)>,
     in_flight: Gauge,
+    pool: PoolMetrics,
 }
 
 impl Metrics {
@@ -103,8 +57,13 @@ impl Metrics {
             "Time from request headers to response, by route",
             latency_family.clone(),
         );
-        let latency =
-            Route::ALL.map(|route| latency_family.get_or_create_owned(&RouteLabels { route: route.label() }));
+        let latency = Route::ALL
+            .iter()
+            .map(|route| {
+                let histogram = latency_family.get_or_create_owned(&RouteLabels { route: route.label() });
+                (*route, histogram)
+            })
+            .collect();
         let in_flight = Gauge::default();
         registry.register(
             "http_requests_in_flight",
@@ -119,11 +78,28 @@ impl Metrics {
                 model: model.to_owned(),
             }),
         );
+        let pool = PoolMetrics::default();
+        registry.register(
+            "compute_queued",
+            "Inference jobs waiting for a compute thread",
+            pool.queued.clone(),
+        );
+        registry.register(
+            "compute_running",
+            "Inference jobs running on a compute thread",
+            pool.running.clone(),
+        );
+        registry.register(
+            "compute_rejected",
+            "Inference jobs refused with 503 because the compute queue was full",
+            pool.rejected.clone(),
+        );
         Metrics {
             registry,
             requests,
             latency,
             in_flight,
+            pool,
         }
     }
 
@@ -140,7 +116,14 @@ impl Metrics {
                 status,
             })
             .inc();
-        self.latency[route as usize].observe(elapsed.as_secs_f64());
+        if let Some((_, histogram)) = self.latency.iter().find(|(r, _)| *r == route) {
+            histogram.observe(elapsed.as_secs_f64());
+        }
+    }
+
+    /// The handles the compute pool updates.
+    pub fn pool(&self) -> PoolMetrics {
+        self.pool.clone()
     }
 
     pub fn encode(&self) -> String {

@@ -78,12 +78,8 @@ fn battery() -> Vec<(&'static str, Vec<u8>, u16, &'static str)> {
         ("unknown path", post("/predict", "application/json", r#"{"X": [1]}"#).into_bytes(), 404, "no such path"),
         ("text/plain", post("/score", "text/plain", r#"{"X": [1]}"#).into_bytes(), 415, r#"Content-Type "text/plain" is not JSON"#),
         ("form encoded", post("/score", "application/x-www-form-urlencoded", "X=1").into_bytes(), 415, "is not JSON"),
-        (
-            "no content type",
-            b"POST /score HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n{\"X\": [1]}".to_vec(),
-            415,
-            "has no Content-Type",
-        ),
+        ("JSON Lines", post("/v2/models/echo/infer", "application/jsonl", "{}").into_bytes(), 415, r#"Content-Type "application/jsonl" is not JSON"#),
+        ("latin-1 to /v2", post("/v2/models/echo/infer", "application/json; charset=latin1", "{}").into_bytes(), 415, "is not UTF-8"),
         ("latin-1 charset", post("/score", "application/json; charset=iso-8859-1", r#"{"X": [1]}"#).into_bytes(), 415, "is not UTF-8"),
         ("slow headers", b"POST /score HTTP/1.1\r\nHost: t\r\nContent-Type: appl".to_vec(), 408, "headers did not arrive"),
     ]
@@ -117,6 +113,28 @@ async fn every_bad_request_gets_a_4xx_json_error_and_the_server_carries_on() {
             (200, r#"{"score":[1,2]}"#),
             "after {what}"
         );
+    }
+}
+
+/// One Content-Type policy for every JSON route: none is read as JSON (the Open Inference
+/// Protocol's clients send none), a wrong one is refused on /score and /v2 alike.
+#[tokio::test]
+async fn every_json_route_reads_a_body_without_content_type_as_json() {
+    let server = TestServer::start().await;
+    let without = |path: &str, body: &str| {
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let score = server.send(without("/score", r#"{"X": [1]}"#)).await;
+    assert_eq!((score.status, score.text()), (200, r#"{"score":[1]}"#));
+    let infer = r#"{"inputs": [{"name": "x", "shape": [1], "datatype": "FP64", "data": [1]}]}"#;
+    let infer = server.send(without("/v2/models/echo/infer", infer)).await;
+    assert_eq!(infer.status, 200, "{infer:?}");
+    for path in ["/score", "/v2/models/echo/infer"] {
+        let refused = server.send(post(path, "application/jsonl", "{}")).await;
+        assert_eq!(refused.status, 415, "{path}: {refused:?}");
     }
 }
 

@@ -9,3 +9,4 @@ mod models;
 mod oip_client;
 mod score;
 mod support;
+mod zoo;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use score_service::config::Limits;
 use serde_json::{Value, json};
 
-use crate::support::{TestServer, post};
+use crate::support::{TestServer, assert_close, post};
 
 const MODELS: [&str; 3] = ["linear_regression", "logistic_regression", "random_forest"];
 
@@ -27,35 +27,6 @@ async fn serve(model: &str) -> TestServer {
 async fn serve_with(model: &str, limits: Limits) -> TestServer {
     let path = models_dir().join(format!("{model}.onnx"));
     TestServer::serving(path.to_str().unwrap(), limits).await
-}
-
-fn floats(value: &Value) -> Vec<f64> {
-    let mut out = Vec::new();
-    let mut stack = vec![value];
-    while let Some(value) = stack.pop() {
-        match value {
-            Value::Array(items) => stack.extend(items.iter().rev()),
-            Value::Number(n) => out.push(n.as_f64().unwrap()),
-            other => panic!("not a number: {other}"),
-        }
-    }
-    out
-}
-
-/// Equal within 1e-5, relative to the magnitude (regression outputs are in the tens).
-fn assert_close(actual: &Value, expected: &Value, what: &str) {
-    let (actual, expected) = (floats(actual), floats(expected));
-    assert_eq!(
-        actual.len(),
-        expected.len(),
-        "{what}: lengths differ\n  actual {actual:?}\n  expected {expected:?}"
-    );
-    for (a, e) in actual.iter().zip(&expected) {
-        assert!(
-            (a - e).abs() <= 1e-5 * e.abs().max(1.0),
-            "{what}: {a} vs onnxruntime's {e}\n  actual {actual:?}\n  expected {expected:?}"
-        );
-    }
 }
 
 fn infer_request(model: &str, rows: &Value) -> String {

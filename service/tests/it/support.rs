@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use score_service::config::Limits;
 use score_service::{App, model};
+use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
@@ -34,7 +35,7 @@ impl TestServer {
             .await
             .expect("bind an ephemeral port");
         let addr = listener.local_addr().unwrap();
-        let app = Arc::new(App::new(model::load(model).unwrap(), limits));
+        let app = Arc::new(App::new(model::load(model).unwrap(), limits).unwrap());
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(score_service::run(listener, app.clone(), async {
             let _ = rx.await;
@@ -191,4 +192,33 @@ pub async fn is_closed(stream: &mut TcpStream) -> bool {
         tokio::time::timeout(PATIENCE, stream.read(&mut byte)).await,
         Ok(Ok(0) | Err(_))
     )
+}
+
+pub fn floats(value: &Value) -> Vec<f64> {
+    let mut out = Vec::new();
+    let mut stack = vec![value];
+    while let Some(value) = stack.pop() {
+        match value {
+            Value::Array(items) => stack.extend(items.iter().rev()),
+            Value::Number(n) => out.push(n.as_f64().unwrap()),
+            other => panic!("not a number: {other}"),
+        }
+    }
+    out
+}
+
+/// Equal within 1e-5, relative to the magnitude (regression outputs are in the tens).
+pub fn assert_close(actual: &Value, expected: &Value, what: &str) {
+    let (actual, expected) = (floats(actual), floats(expected));
+    assert_eq!(
+        actual.len(),
+        expected.len(),
+        "{what}: lengths differ\n  actual {actual:?}\n  expected {expected:?}"
+    );
+    for (a, e) in actual.iter().zip(&expected) {
+        assert!(
+            (a - e).abs() <= 1e-5 * e.abs().max(1.0),
+            "{what}: {a} vs onnxruntime's {e}\n  actual {actual:?}\n  expected {expected:?}"
+        );
+    }
 }

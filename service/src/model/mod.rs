@@ -1,8 +1,19 @@
 //! Models: loaded once at start-up, shared by every request.
+//!
+//! `identity` is the tutorial's echo; `onnx` runs ONNX files through tract, with the
+//! ONNX-ML operators scikit-learn, XGBoost and LightGBM exports use implemented in `ml`.
 
-use std::path::Path;
+mod identity;
+mod ml;
+mod onnx;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
+
+pub use identity::Identity;
+pub use onnx::OnnxModel;
 
 /// Rows of features, row-major: what a model scores.
 pub struct Batch<'a> {
@@ -104,7 +115,59 @@ pub struct ModelOutput {
 
 /// A model failed on input that passed validation: the server's fault, not the client's.
 #[derive(Debug)]
-pub struct PredictError(pub String);
+pub enum PredictError {
+    /// The runtime could not run the graph.
+    Runtime(String),
+    /// An output came back in a form this service cannot serve.
+    Output { name: String, problem: String },
+}
+
+impl fmt::Display for PredictError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PredictError::Runtime(message) => write!(f, "the runtime failed: {message}"),
+            PredictError::Output { name, problem } => write!(f, "output {name}: {problem}"),
+        }
+    }
+}
+
+impl std::error::Error for PredictError {}
+
+/// Why a model could not be loaded. Each names the file; start-up prints it as one line.
+#[derive(Debug)]
+pub enum LoadError {
+    Missing(PathBuf),
+    /// tract could not read, translate or plan the graph.
+    Unsupported {
+        path: PathBuf,
+        reason: String,
+    },
+    /// The graph loads but is not one this service can serve (inputs, types, shapes).
+    Unservable {
+        path: PathBuf,
+        reason: String,
+    },
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LoadError::Missing(path) => write!(
+                f,
+                "cannot load model {}: no such file (give an .onnx file, or \"identity\")",
+                path.display()
+            ),
+            LoadError::Unsupported { path, reason } => {
+                write!(f, "cannot load model {}: {reason}", path.display())
+            }
+            LoadError::Unservable { path, reason } => {
+                write!(f, "cannot serve model {}: {reason}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for LoadError {}
 
 /// A loaded model. Implementations are immutable after loading, so one instance serves
 /// every request concurrently.
@@ -132,76 +195,14 @@ pub trait Model: Send + Sync + 'static {
     fn predict(&self, batch: &Batch<'_>) -> Result<ModelOutput, PredictError>;
 }
 
-/// The tutorial's model: the score is the input. Served as `echo` on the Open Inference
-/// Protocol.
-pub struct Identity {
-    inputs: [TensorSpec; 1],
-    outputs: [TensorSpec; 1],
-}
-
-impl Default for Identity {
-    fn default() -> Self {
-        let spec = |name: &str| TensorSpec {
-            name: name.to_owned(),
-            datatype: "FP64",
-            shape: vec![-1, -1],
-        };
-        Identity {
-            inputs: [spec("input0")],
-            outputs: [spec("output0")],
-        }
-    }
-}
-
-impl Model for Identity {
-    fn name(&self) -> &str {
-        "echo"
-    }
-
-    fn platform(&self) -> &str {
-        "echo"
-    }
-
-    fn input_width(&self) -> Option<usize> {
-        None
-    }
-
-    fn inputs(&self) -> &[TensorSpec] {
-        &self.inputs
-    }
-
-    fn outputs(&self) -> &[TensorSpec] {
-        &self.outputs
-    }
-
-    fn echoes(&self) -> bool {
-        true
-    }
-
-    fn predict(&self, batch: &Batch<'_>) -> Result<ModelOutput, PredictError> {
-        let data = Data::F64(batch.values.to_vec());
-        Ok(ModelOutput {
-            tensors: vec![Output {
-                name: "output0".into(),
-                shape: vec![batch.rows, batch.width],
-                data: data.clone(),
-            }],
-            score: data,
-            probabilities: None,
-        })
-    }
-}
-
 /// Loads the model named on the command line: `identity`, or a path to an `.onnx` file.
-pub fn load(spec: &str) -> anyhow::Result<Box<dyn Model>> {
+pub fn load(spec: &str) -> Result<Box<dyn Model>, LoadError> {
     if spec == "identity" {
         return Ok(Box::new(Identity::default()));
     }
     let path = Path::new(spec);
     if !path.exists() {
-        anyhow::bail!("cannot load model {spec}: no such file (give an .onnx file, or \"identity\")");
+        return Err(LoadError::Missing(path.to_owned()));
     }
-    crate::onnx::OnnxModel::load(path)
-        .map(|model| Box::new(model) as Box<dyn Model>)
-        .map_err(|err| anyhow::anyhow!("cannot load model {spec}: {err:#}"))
+    Ok(Box::new(OnnxModel::load(path)?))
 }

@@ -1,0 +1,32 @@
+//! `/healthz`, `/readyz` and `/metrics`: answered on the async workers straight from
+//! memory, never behind inference.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::{Response, StatusCode};
+
+use crate::http::{ApiError, HttpResponse, json};
+use crate::metrics::Metrics;
+
+const OPENMETRICS: HeaderValue =
+    HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8");
+
+pub fn live() -> HttpResponse {
+    json(StatusCode::OK, r#"{"status":"live"}"#)
+}
+
+/// Ready until draining starts; then 503 so load balancers stop sending new work.
+pub fn ready(ready: bool) -> Result<HttpResponse, ApiError> {
+    if ready {
+        Ok(json(StatusCode::OK, r#"{"status":"ready"}"#))
+    } else {
+        Err(ApiError::Draining)
+    }
+}
+
+pub fn metrics(metrics: &Metrics) -> HttpResponse {
+    let mut response = Response::new(Full::new(Bytes::from(metrics.encode())));
+    response.headers_mut().insert(CONTENT_TYPE, OPENMETRICS);
+    response
+}

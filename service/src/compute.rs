@@ -1,0 +1,155 @@
+//! The compute pool: model inference runs on a few OS threads, never on the async
+//! workers, so `/healthz`, `/readyz` and `/metrics` answer at once however long a batch
+//! takes. The queue in front of the threads is bounded: when it is full a request is
+//! refused at once (503 with `Retry-After`) instead of waiting without bound.
+
+use std::fmt;
+use std::sync::mpsc::{self, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// How the pool reports itself in /metrics.
+#[derive(Clone, Default)]
+pub struct PoolMetrics {
+    /// Jobs accepted and not yet started.
+    pub queued: Gauge,
+    /// Jobs running now.
+    pub running: Gauge,
+    /// Jobs refused because the queue was full.
+    pub rejected: Counter,
+}
+
+pub struct ComputePool {
+    queue: mpsc::SyncSender<Job>,
+    metrics: PoolMetrics,
+}
+
+/// Why a job did not run.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PoolError {
+    /// The queue is full.
+    Busy,
+    /// The job ended without an answer (it panicked, or the pool is gone).
+    Lost,
+}
+
+impl fmt::Display for PoolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PoolError::Busy => write!(f, "the compute queue is full"),
+            PoolError::Lost => write!(f, "the computation ended without an answer"),
+        }
+    }
+}
+
+impl std::error::Error for PoolError {}
+
+impl ComputePool {
+    /// `threads` workers behind a queue of `queue` waiting jobs.
+    pub fn new(threads: usize, queue: usize, metrics: PoolMetrics) -> std::io::Result<Self> {
+        let (sender, receiver) = mpsc::sync_channel::<Job>(queue);
+        let receiver = Arc::new(Mutex::new(receiver));
+        for index in 0..threads.max(1) {
+            let receiver = receiver.clone();
+            thread::Builder::new()
+                .name(format!("compute-{index}"))
+                .spawn(move || {
+                    loop {
+                        // The lock is held only while waiting for the next job.
+                        let next = match receiver.lock() {
+                            Ok(receiver) => receiver.recv(),
+                            Err(_) => return,
+                        };
+                        match next {
+                            Ok(job) => job(),
+                            // The pool was dropped: no more work will come.
+                            Err(_) => return,
+                        }
+                    }
+                })?;
+        }
+        Ok(ComputePool {
+            queue: sender,
+            metrics,
+        })
+    }
+
+    /// Runs `work` on a compute thread and waits for its result without blocking the
+    /// async worker. If the caller stops waiting (the client went away) before a thread
+    /// picks the job up, the job is skipped.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, PoolError> {
+        let (answer, result) = tokio::sync::oneshot::channel();
+        let metrics = self.metrics.clone();
+        let job: Job = Box::new(move || {
+            metrics.queued.dec();
+            if answer.is_closed() {
+                return;
+            }
+            metrics.running.inc();
+            let value = work();
+            metrics.running.dec();
+            let _ = answer.send(value);
+        });
+        self.metrics.queued.inc();
+        match self.queue.try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.metrics.queued.dec();
+                self.metrics.rejected.inc();
+                return Err(PoolError::Busy);
+            }
+        }
+        result.await.map_err(|_| PoolError::Lost)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc::channel;
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_at_once_and_recovers() {
+        let metrics = PoolMetrics::default();
+        let pool = Arc::new(ComputePool::new(1, 1, metrics.clone()).unwrap());
+        let (release, blocked) = channel::<()>();
+        let (started_tx, started) = tokio::sync::oneshot::channel::<()>();
+        // One job holds the only thread until released...
+        let first = tokio::spawn({
+            let pool = pool.clone();
+            async move {
+                pool.run(move || {
+                    started_tx.send(()).unwrap();
+                    blocked.recv().unwrap();
+                    1
+                })
+                .await
+            }
+        });
+        started.await.unwrap();
+        // ...one waits in the queue (counted as queued once submitted)...
+        let second = tokio::spawn({
+            let pool = pool.clone();
+            async move { pool.run(|| 2).await }
+        });
+        while metrics.queued.get() < 1 {
+            tokio::task::yield_now().await;
+        }
+        // ...and the next is refused at once, and counted.
+        assert_eq!(pool.run(|| 3).await, Err(PoolError::Busy));
+        assert_eq!(metrics.rejected.get(), 1);
+        release.send(()).unwrap();
+        assert_eq!(first.await.unwrap(), Ok(1));
+        assert_eq!(second.await.unwrap(), Ok(2));
+        assert_eq!(pool.run(|| 4).await, Ok(4));
+        assert_eq!((metrics.queued.get(), metrics.running.get()), (0, 0));
+    }
+}

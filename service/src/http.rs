@@ -1,0 +1,345 @@
+//! The HTTP vocabulary every route shares: the route table, the one Content-Type policy,
+//! reading a body within the limits, and [`ApiError`], which knows its status and turns
+//! into the JSON answer in one place.
+
+use std::fmt;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
+use hyper::{Method, Request, Response, StatusCode};
+
+use crate::config::Limits;
+use crate::model::PredictError;
+
+pub type HttpResponse = Response<Full<Bytes>>;
+
+const JSON: HeaderValue = HeaderValue::from_static("application/json");
+
+/// The routes the server knows. Unknown paths share one variant, so a scanner cannot
+/// grow the metrics' label set without bound.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Route {
+    Score,
+    Healthz,
+    Readyz,
+    Metrics,
+    V2Server,
+    V2Live,
+    V2Ready,
+    V2Model,
+    V2ModelReady,
+    V2Infer,
+    Unmatched,
+}
+
+impl Route {
+    pub const ALL: [Route; 11] = [
+        Route::Score,
+        Route::Healthz,
+        Route::Readyz,
+        Route::Metrics,
+        Route::V2Server,
+        Route::V2Live,
+        Route::V2Ready,
+        Route::V2Model,
+        Route::V2ModelReady,
+        Route::V2Infer,
+        Route::Unmatched,
+    ];
+
+    pub fn of(path: &str) -> Route {
+        match path {
+            "/score" => Route::Score,
+            "/healthz" => Route::Healthz,
+            "/readyz" => Route::Readyz,
+            "/metrics" => Route::Metrics,
+            "/v2" => Route::V2Server,
+            "/v2/health/live" => Route::V2Live,
+            "/v2/health/ready" => Route::V2Ready,
+            _ => match model_path(path) {
+                Some((_, route)) => route,
+                None => Route::Unmatched,
+            },
+        }
+    }
+
+    /// The route as it appears in the `route` label of the metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Route::Score => "/score",
+            Route::Healthz => "/healthz",
+            Route::Readyz => "/readyz",
+            Route::Metrics => "/metrics",
+            Route::V2Server => "/v2",
+            Route::V2Live => "/v2/health/live",
+            Route::V2Ready => "/v2/health/ready",
+            Route::V2Model => "/v2/models/{name}",
+            Route::V2ModelReady => "/v2/models/{name}/ready",
+            Route::V2Infer => "/v2/models/{name}/infer",
+            Route::Unmatched => "unmatched",
+        }
+    }
+
+    /// The methods the route answers, as an `Allow` header lists them.
+    pub fn allow(self) -> &'static str {
+        match self {
+            Route::Score | Route::V2Infer => "POST",
+            _ => "GET, HEAD",
+        }
+    }
+}
+
+/// `/v2/models/{name}[/versions/{v}][/ready|/infer]` → the name and the route.
+pub fn model_path(path: &str) -> Option<(&str, Route)> {
+    let rest = path.strip_prefix("/v2/models/")?;
+    let (name, rest) = rest.split_once('/').unwrap_or((rest, ""));
+    let rest = match rest.strip_prefix("versions/") {
+        Some(versioned) => versioned.split_once('/').map_or("", |(_, rest)| rest),
+        None => rest,
+    };
+    let route = match rest {
+        "" => Route::V2Model,
+        "ready" => Route::V2ModelReady,
+        "infer" => Route::V2Infer,
+        _ => return None,
+    };
+    (!name.is_empty()).then_some((name, route))
+}
+
+/// Why a request's Content-Type is refused.
+#[derive(Debug, PartialEq)]
+pub enum ContentTypeProblem {
+    Unreadable,
+    NotJson(String),
+    NotUtf8(String),
+}
+
+impl fmt::Display for ContentTypeProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ContentTypeProblem::Unreadable => write!(f, "the Content-Type is not readable text"),
+            ContentTypeProblem::NotJson(essence) => write!(f, "Content-Type {essence:?} is not JSON"),
+            ContentTypeProblem::NotUtf8(charset) => write!(f, "charset {charset:?} is not UTF-8"),
+        }
+    }
+}
+
+/// The one Content-Type policy of every JSON route: `application/json`, with parameters,
+/// as long as any charset is UTF-8 (the only encoding JSON may use between systems, RFC
+/// 8259 §8.1). A request without a Content-Type is read as JSON: the Open Inference
+/// Protocol's clients (Triton's among them) send none, and a wrong body still gets a 400
+/// that names what is wrong with it.
+pub fn check_json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(value) = headers.get(CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let refuse = |problem| Err(ApiError::UnsupportedMediaType(problem));
+    let Ok(value) = value.to_str() else {
+        return refuse(ContentTypeProblem::Unreadable);
+    };
+    let mut parts = value.split(';');
+    let essence = parts.next().unwrap_or_default().trim();
+    if !essence.eq_ignore_ascii_case("application/json") {
+        return refuse(ContentTypeProblem::NotJson(essence.to_owned()));
+    }
+    for parameter in parts {
+        let Some((name, charset)) = parameter.split_once('=') else {
+            continue;
+        };
+        let charset = charset.trim().trim_matches('"');
+        let utf8 = charset.eq_ignore_ascii_case("utf-8") || charset.eq_ignore_ascii_case("utf8");
+        if name.trim().eq_ignore_ascii_case("charset") && !utf8 {
+            return refuse(ContentTypeProblem::NotUtf8(charset.to_owned()));
+        }
+    }
+    Ok(())
+}
+
+/// The whole body, within the size limit and the body timeout.
+pub async fn read_body(request: Request<Incoming>, limits: &Limits) -> Result<Bytes, ApiError> {
+    let limit = limits.body_limit;
+    // Refuse a declared oversized body before reading any of it.
+    let declared = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    let body = Limited::new(request.into_body(), limit).collect();
+    match tokio::time::timeout(limits.body_timeout, body).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(err)) if err.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(ApiError::PayloadTooLarge { limit })
+        }
+        Ok(Err(err)) => Err(ApiError::BodyUnreadable(err.to_string())),
+        Err(_) => Err(ApiError::BodyTimeout(limits.body_timeout)),
+    }
+}
+
+/// Everything that ends a request with an error answer.
+#[derive(Debug)]
+pub enum ApiError {
+    /// The request is not one the route takes; the error says what is wrong and where.
+    BadRequest(Box<dyn std::error::Error + Send + Sync>),
+    UnsupportedMediaType(ContentTypeProblem),
+    PayloadTooLarge {
+        limit: usize,
+    },
+    BodyTimeout(Duration),
+    BodyUnreadable(String),
+    NoSuchPath,
+    UnknownModel {
+        asked: String,
+        served: String,
+    },
+    MethodNotAllowed {
+        method: Method,
+        route: Route,
+    },
+    /// The instance is shutting down (what readiness answers while draining).
+    Draining,
+    /// Every compute thread is busy and the queue is full.
+    Busy {
+        retry_after: Duration,
+    },
+    /// The model failed on input that passed validation: the server's fault.
+    ModelFailed {
+        model: String,
+        error: PredictError,
+    },
+}
+
+impl ApiError {
+    pub fn bad_request(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        ApiError::BadRequest(Box::new(error))
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) | ApiError::BodyUnreadable(_) => StatusCode::BAD_REQUEST,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::NoSuchPath | ApiError::UnknownModel { .. } => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Draining | ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::ModelFailed { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// `{"error": message}` with the status, and the headers the status calls for.
+    pub fn into_response(self) -> HttpResponse {
+        if let ApiError::ModelFailed { model, error } = &self {
+            tracing::error!(model, error = %error, "the model failed on valid input");
+        }
+        let body = serde_json::to_vec(&serde_json::json!({ "error": self.to_string() }))
+            .unwrap_or_else(|_| br#"{"error":"unprintable error"}"#.to_vec());
+        let mut response = json(self.status(), body);
+        let headers = response.headers_mut();
+        match &self {
+            ApiError::MethodNotAllowed { route, .. } => {
+                headers.insert(ALLOW, HeaderValue::from_static(route.allow()));
+            }
+            ApiError::Busy { retry_after } => {
+                headers.insert(RETRY_AFTER, HeaderValue::from(retry_after.as_secs().max(1)));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ApiError::BadRequest(error) => write!(f, "{error}"),
+            ApiError::UnsupportedMediaType(problem) => {
+                write!(f, "{problem}: send Content-Type: application/json")
+            }
+            ApiError::PayloadTooLarge { limit } => write!(
+                f,
+                "the request body is larger than the limit of {limit} bytes; send fewer rows per request"
+            ),
+            ApiError::BodyTimeout(timeout) => {
+                write!(f, "the request body did not arrive within {timeout:?}")
+            }
+            ApiError::BodyUnreadable(error) => write!(f, "could not read the request body: {error}"),
+            ApiError::NoSuchPath => write!(f, "no such path: try POST /score"),
+            ApiError::UnknownModel { asked, served } => {
+                write!(f, "unknown model {asked:?}: this server serves {served:?}")
+            }
+            ApiError::MethodNotAllowed { method, route } => write!(
+                f,
+                "{method} is not allowed on {}: use {}",
+                route.label(),
+                route.allow()
+            ),
+            ApiError::Draining => write!(f, "draining: this instance is shutting down"),
+            ApiError::Busy { retry_after } => write!(
+                f,
+                "busy: every compute thread is working and the queue is full; retry after {}s",
+                retry_after.as_secs().max(1)
+            ),
+            ApiError::ModelFailed { model, error } => write!(f, "model {model:?} failed: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+/// A JSON answer.
+pub fn json(status: StatusCode, body: impl Into<Bytes>) -> HttpResponse {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(CONTENT_TYPE, JSON);
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_maps_back_from_its_paths() {
+        for (path, route) in [
+            ("/score", Route::Score),
+            ("/v2/models/m", Route::V2Model),
+            ("/v2/models/m/versions/1", Route::V2Model),
+            ("/v2/models/m/versions/1/infer", Route::V2Infer),
+            ("/v2/models/m/ready", Route::V2ModelReady),
+            ("/v2/models//infer", Route::Unmatched),
+            ("/v2/models/m/explain", Route::Unmatched),
+        ] {
+            assert_eq!(Route::of(path), route, "{path}");
+        }
+        let labels: std::collections::HashSet<_> = Route::ALL.iter().map(|r| r.label()).collect();
+        assert_eq!(labels.len(), Route::ALL.len(), "labels are distinct");
+    }
+
+    #[test]
+    fn one_content_type_policy() {
+        let check = |value: Option<&str>| {
+            let mut headers = HeaderMap::new();
+            if let Some(value) = value {
+                headers.insert(CONTENT_TYPE, HeaderValue::from_str(value).unwrap());
+            }
+            check_json_content_type(&headers).map_err(|err| err.to_string())
+        };
+        assert_eq!(check(None), Ok(()));
+        assert_eq!(check(Some("Application/JSON; charset=\"utf-8\"")), Ok(()));
+        for (value, problem) in [
+            ("application/jsonl", "is not JSON"),
+            ("application/json-seq", "is not JSON"),
+            ("text/plain", "is not JSON"),
+            ("application/json; charset=latin1", "is not UTF-8"),
+        ] {
+            let err = check(Some(value)).unwrap_err();
+            assert!(err.contains(problem), "{value}: {err}");
+        }
+    }
+}

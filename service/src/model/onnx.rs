@@ -1,0 +1,264 @@
+//! ONNX models, run by tract: loaded, optimised and planned once at start-up.
+//!
+//! tract reads the graph; the ONNX-ML operators that scikit-learn, XGBoost and LightGBM
+//! exports use are ours (`ml`), registered over tract's own. skl2onnx declares an unnamed
+//! dynamic batch dimension, so the input fact is set with a symbolic batch size.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use tract_onnx::pb;
+use tract_onnx::prelude::*;
+use tract_onnx::tract_hir::infer::Factoid;
+
+use super::{Batch, Data, LoadError, Model, ModelOutput, Output, PredictError, TensorSpec};
+
+pub struct OnnxModel {
+    name: String,
+    plan: Arc<TypedSimplePlan>,
+    input_type: DatumType,
+    width: usize,
+    inputs: Vec<TensorSpec>,
+    outputs: Vec<TensorSpec>,
+    /// The output holding per-class probabilities, for classifiers.
+    probabilities: Option<usize>,
+}
+
+impl OnnxModel {
+    /// Loads `path`; the error names the file and what is wrong with it.
+    pub fn load(path: &Path) -> Result<Self, LoadError> {
+        let unsupported = |reason: String| LoadError::Unsupported {
+            path: path.to_owned(),
+            reason,
+        };
+        let unservable = |reason: String| LoadError::Unservable {
+            path: path.to_owned(),
+            reason,
+        };
+        let name = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("model")
+            .to_owned();
+        let onnx = super::ml::onnx();
+        let proto = onnx
+            .proto_model_for_path(path)
+            .map_err(|err| unsupported(format!("not an ONNX file: {err}")))?;
+        if let Some(graph) = &proto.graph
+            && let Some((operator, node)) = super::ml::missing_operators(&onnx, graph).first()
+        {
+            return Err(unsupported(format!(
+                "operator {operator} (node {node:?}) is not implemented; the README lists the operators served"
+            )));
+        }
+        let is_classifier = declares_classes(&proto);
+        let mut model = onnx
+            .model_for_proto_model(&proto)
+            .map_err(|err| unsupported(format!("{err:#}")))?;
+        if model.inputs.len() != 1 {
+            return Err(unservable(format!(
+                "it has {} inputs; only models with one input of feature rows are served",
+                model.inputs.len()
+            )));
+        }
+        let fact = model
+            .input_fact(0)
+            .map_err(|err| unsupported(format!("{err}")))?
+            .clone();
+        let input_type = fact
+            .datum_type
+            .concretize()
+            .ok_or_else(|| unservable("its input has no declared type".into()))?;
+        if !matches!(input_type, DatumType::F32 | DatumType::F64) {
+            return Err(unservable(format!(
+                "its input is {input_type:?}; only float (FP32 or FP64) features are served"
+            )));
+        }
+        let dims: Vec<Option<TDim>> = fact.shape.dims().map(|dim| dim.concretize()).collect();
+        let width = match dims.as_slice() {
+            [_, Some(width)] => width.to_i64().ok().filter(|w| *w > 0),
+            _ => None,
+        }
+        .ok_or_else(|| {
+            unservable(format!(
+                "its input has shape {:?}; only [batch, features] inputs are served",
+                fact.shape
+            ))
+        })? as usize;
+        let input_name = model.node(model.inputs[0].node).name.clone();
+        let batch = model.symbols.sym("batch");
+        model
+            .set_input_fact(
+                0,
+                InferenceFact::dt_shape(input_type, tvec![batch.to_dim(), width.to_dim()]),
+            )
+            .map_err(|err| unsupported(format!("{err}")))?;
+        let typed = model
+            .into_optimized()
+            .map_err(|err| unsupported(format!("{err:#}")))?;
+        let mut outputs = Vec::new();
+        for (index, outlet) in typed.outputs.iter().enumerate() {
+            let fact = typed
+                .output_fact(index)
+                .map_err(|err| unsupported(format!("{err}")))?;
+            let name = typed
+                .outlet_label(*outlet)
+                .map(str::to_owned)
+                .unwrap_or_else(|| typed.node(outlet.node).name.clone());
+            let shape = fact.shape.iter().map(|dim| dim.to_i64().unwrap_or(-1)).collect();
+            outputs.push(TensorSpec {
+                name,
+                datatype: datatype_name(fact.datum_type),
+                shape,
+            });
+        }
+        // A classifier answers its labels first, then a [batch, classes] float tensor.
+        let probabilities = (is_classifier
+            && outputs.len() == 2
+            && outputs[1].datatype.starts_with("FP")
+            && outputs[1].shape.len() == 2)
+            .then_some(1);
+        let plan = typed
+            .into_runnable()
+            .map_err(|err| unsupported(format!("{err:#}")))?;
+        let inputs = vec![TensorSpec {
+            name: input_name,
+            datatype: datatype_name(input_type),
+            shape: vec![-1, width as i64],
+        }];
+        Ok(OnnxModel {
+            name,
+            plan,
+            input_type,
+            width,
+            inputs,
+            outputs,
+            probabilities,
+        })
+    }
+}
+
+/// Whether the graph holds a classifier: an operator that declares class labels.
+fn declares_classes(proto: &pb::ModelProto) -> bool {
+    let Some(graph) = proto.graph.as_ref() else {
+        return false;
+    };
+    graph.node.iter().any(|node| {
+        node.attribute.iter().any(|attribute| {
+            matches!(
+                attribute.name.as_str(),
+                "classlabels_int64s" | "classlabels_ints" | "classlabels_strings"
+            )
+        })
+    })
+}
+
+/// The Open Inference Protocol's name for a tensor type.
+fn datatype_name(datum_type: DatumType) -> &'static str {
+    match datum_type {
+        DatumType::F32 => "FP32",
+        DatumType::F64 => "FP64",
+        DatumType::F16 => "FP16",
+        // tract's Cast to int64 may type its output as a symbolic dimension.
+        DatumType::I64 | DatumType::TDim => "INT64",
+        DatumType::I32 => "INT32",
+        DatumType::I8 => "INT8",
+        DatumType::U8 => "UINT8",
+        DatumType::Bool => "BOOL",
+        DatumType::String => "BYTES",
+        _ => "UNSUPPORTED",
+    }
+}
+
+fn to_data(name: &str, tensor: &Tensor) -> Result<Data, PredictError> {
+    let problem = |problem: String| PredictError::Output {
+        name: name.to_owned(),
+        problem,
+    };
+    fn values<D: Datum + Clone>(tensor: &Tensor) -> TractResult<Vec<D>> {
+        Ok(tensor.try_as_plain_ram()?.as_slice::<D>()?.to_vec())
+    }
+    let data = match tensor.datum_type() {
+        DatumType::F32 => values(tensor).map(Data::F32),
+        DatumType::F64 => values(tensor).map(Data::F64),
+        DatumType::I64 => values(tensor).map(Data::I64),
+        DatumType::TDim => tensor
+            .cast_to::<i64>()
+            .and_then(|cast| values(&cast))
+            .map(Data::I64),
+        DatumType::String => values(tensor).map(Data::Str),
+        other => tensor
+            .cast_to::<f64>()
+            .map_err(|_| anyhow::anyhow!("a tensor of type {other:?}"))
+            .and_then(|cast| values(&cast))
+            .map(Data::F64),
+    };
+    data.map_err(|err| problem(format!("{err}")))
+}
+
+impl Model for OnnxModel {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn platform(&self) -> &str {
+        "onnx_onnxv1"
+    }
+
+    fn input_width(&self) -> Option<usize> {
+        Some(self.width)
+    }
+
+    fn inputs(&self) -> &[TensorSpec] {
+        &self.inputs
+    }
+
+    fn outputs(&self) -> &[TensorSpec] {
+        &self.outputs
+    }
+
+    fn predict(&self, batch: &Batch<'_>) -> Result<ModelOutput, PredictError> {
+        let shape = [batch.rows, self.width];
+        let input = match self.input_type {
+            DatumType::F64 => Tensor::from_shape(&shape, batch.values),
+            _ => {
+                let values: Vec<f32> = batch.values.iter().map(|v| *v as f32).collect();
+                Tensor::from_shape(&shape, &values)
+            }
+        }
+        .map_err(|err| PredictError::Runtime(format!("{err}")))?;
+        let results = self
+            .plan
+            .run(tvec!(input.into()))
+            .map_err(|err| PredictError::Runtime(format!("{err:#}")))?;
+        let mut tensors = Vec::with_capacity(results.len());
+        for (spec, value) in self.outputs.iter().zip(results.iter()) {
+            tensors.push(Output {
+                name: spec.name.clone(),
+                shape: value.shape().to_vec(),
+                data: to_data(&spec.name, value)?,
+            });
+        }
+        let first = &tensors[0];
+        let per_row: usize = first.shape.iter().skip(1).product();
+        if per_row != 1 {
+            return Err(PredictError::Output {
+                name: first.name.clone(),
+                problem: format!(
+                    "it has shape {:?}; /score serves one value or label per row (use /v2/models/{}/infer for the whole tensor)",
+                    first.shape, self.name
+                ),
+            });
+        }
+        let score = first.data.clone();
+        let probabilities = self.probabilities.map(|index| {
+            let classes = tensors[index].shape.get(1).copied().unwrap_or(1);
+            tensors[index].data.rows(classes)
+        });
+        Ok(ModelOutput {
+            tensors,
+            score,
+            probabilities,
+        })
+    }
+}

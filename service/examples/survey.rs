@@ -64,8 +64,16 @@ fn differences(output: &ModelOutput, entry: &Value) -> Option<String> {
         if labels(&output.score) != want {
             return Some("labels differ".into());
         }
-        let probabilities: Vec<f64> = output.probabilities.iter().flatten().flat_map(Data::as_f64).collect();
-        let want: Vec<f64> = flatten(expected.get(1)?).iter().filter_map(Value::as_f64).collect();
+        let probabilities: Vec<f64> = output
+            .probabilities
+            .iter()
+            .flatten()
+            .flat_map(Data::as_f64)
+            .collect();
+        let want: Vec<f64> = flatten(expected.get(1)?)
+            .iter()
+            .filter_map(Value::as_f64)
+            .collect();
         return (!close(&probabilities, &want)).then(|| "probabilities differ".into());
     }
     let want: Vec<f64> = flatten(expected[0]).iter().filter_map(Value::as_f64).collect();
@@ -80,5 +88,8 @@ fn flatten(value: &Value) -> Vec<Value> {
 }
 
 fn close(a: &[f64], b: &[f64]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= 1e-5 * y.abs().max(1.0))
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| (x - y).abs() <= 1e-5 * y.abs().max(1.0))
 }

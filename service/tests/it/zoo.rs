@@ -41,10 +41,18 @@ async fn every_zoo_model_answers_like_onnxruntime() {
     for (name, entry) in &index {
         let path = zoo_dir().join(format!("{name}.onnx"));
         if let Some(expect) = entry.get("expect") {
-            let operator = expect.as_str().unwrap().strip_prefix("refused: ").expect("refused: OPERATOR");
-            let error = score_service::model::load(path.to_str().unwrap()).err().expect("refused").to_string();
+            let operator = expect
+                .as_str()
+                .unwrap()
+                .strip_prefix("refused: ")
+                .expect("refused: OPERATOR");
+            let error = score_service::model::load(path.to_str().unwrap())
+                .err()
+                .expect("refused")
+                .to_string();
             assert!(
-                error.contains(&format!("operator {operator} (node ")) && error.contains(&*path.to_string_lossy()),
+                error.contains(&format!("operator {operator} (node "))
+                    && error.contains(&*path.to_string_lossy()),
                 "{name}: {error}"
             );
             continue;

@@ -148,7 +148,7 @@ impl fmt::Display for CompileError {
                     "a leaf weight is for target {target}, but there are {n_targets}"
                 )
             }
-            CompileError::TooLarge => write!(f, "the ensemble has more than 2^32 nodes or 2^24 features"),
+            CompileError::TooLarge => write!(f, "the ensemble has more than 2^32 nodes or features"),
         }
     }
 }
@@ -198,68 +198,77 @@ impl Number for f64 {
     }
 }
 
-// A node's `feature` word: the feature index, the split's mode when the ensemble mixes
-// them, and whether a missing value (NaN) goes to the true child.
-const FEATURE_MASK: u32 = (1 << 24) - 1;
-const MODE_SHIFT: u32 = 24;
-const MISSING_TRUE: u32 = 1 << 31;
-
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[repr(C)]
 struct Node<T> {
+    /// A split's threshold; a leaf's weight when leaves carry one each (see `Leaves`).
     threshold: T,
     feature: u32,
     /// `[false child, true child]`; a leaf's are itself.
     children: [u32; 2],
 }
 
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Tree {
+    root: u32,
+    /// Steps from the root to the deepest leaf.
+    depth: u32,
+    /// The target every leaf of the tree weighs, when leaves carry their weight.
+    target: u32,
+}
+
+/// Where leaf weights live.
+#[derive(Debug, Clone, PartialEq)]
+enum Leaves<T> {
+    /// Each leaf has one weight, and all leaves of a tree weigh the same target (every
+    /// regressor, binary classifier and gradient-boosted model): the weight sits in the
+    /// leaf's threshold slot, read from the cache line the walk just loaded.
+    InNode,
+    /// Leaves weigh several targets (random forests over several classes): leaf `n`'s
+    /// weights are `weights[first[n]..first[n + 1]]`.
+    Apart {
+        first: Vec<u32>,
+        targets: Vec<u32>,
+        weights: Vec<T>,
+    },
+}
+
 /// A compiled ensemble.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Forest<T> {
     nodes: Vec<Node<T>>,
-    roots: Vec<u32>,
-    /// Steps from each tree's root to its deepest leaf.
-    depths: Vec<u32>,
-    /// Leaf `n`'s weights are `weights[leaf_first[n]..leaf_first[n + 1]]`.
-    leaf_first: Vec<u32>,
-    weight_targets: Vec<u32>,
-    weights: Vec<T>,
-    /// The values of each `Member` split, by node.
-    members: HashMap<u32, Vec<T>>,
+    trees: Vec<Tree>,
+    leaves: Leaves<T>,
     /// The one mode every split uses, if they share one.
     uniform_mode: Option<Mode>,
+    /// What the fast walk does not read: each node's mode (when the ensemble mixes
+    /// them), where its missing values go, and the values of `Member` splits.
+    careful: Careful<T>,
     pub(crate) n_targets: usize,
     pub(crate) aggregate: Aggregate,
     /// The largest feature index a split reads.
     pub(crate) max_feature: usize,
 }
 
-/// Raw per-row scores: `values[row * n_targets + target]`, and for `Min`/`Max` whether
-/// any tree contributed to that target.
+/// Per-node facts only the careful walk reads, kept out of the nodes so the fast walk's
+/// nodes are 16 bytes of what every step needs.
+#[derive(Debug, Clone, PartialEq, Default)]
+struct Careful<T> {
+    modes: Vec<Mode>,
+    missing_true: Vec<bool>,
+    /// Whether any split sends a missing value to its true child.
+    any_missing_true: bool,
+    members: HashMap<u32, Vec<T>>,
+}
+
+/// Raw per-row scores: `values[row * n_targets + target]`, and whether any tree
+/// contributed to that target.
 pub(crate) struct Scores<T> {
     pub(crate) values: Vec<T>,
     pub(crate) contributed: Vec<bool>,
 }
 
 impl Mode {
-    const ALL: [Mode; 7] = [
-        Mode::Leq,
-        Mode::Lt,
-        Mode::Gte,
-        Mode::Gt,
-        Mode::Eq,
-        Mode::Neq,
-        Mode::Member,
-    ];
-
-    fn code(self) -> u32 {
-        Mode::ALL.iter().position(|m| *m == self).unwrap_or(0) as u32
-    }
-
-    fn from_code(code: u32) -> Mode {
-        Mode::ALL[code as usize % Mode::ALL.len()]
-    }
-
     #[inline(always)]
     fn compare<T: Number>(self, value: T, threshold: T) -> bool {
         match self {
@@ -273,6 +282,12 @@ impl Mode {
             Mode::Member => false,
         }
     }
+}
+
+/// One tree's nodes as the compiler first places them, before leaf weights are laid out.
+struct Placed {
+    /// (leaf node index, its weights) in placement order.
+    leaves: Vec<(u32, Vec<(usize, f64)>)>,
 }
 
 impl<T: Number> Forest<T> {
@@ -318,8 +333,8 @@ impl<T: Number> Forest<T> {
                 .or_default()
                 .push((leaf.target, leaf.weight));
         }
-        let mut trees: Vec<usize> = by_tree.keys().copied().collect();
-        trees.sort_unstable();
+        let mut tree_ids: Vec<usize> = by_tree.keys().copied().collect();
+        tree_ids.sort_unstable();
         let modes: Vec<Mode> = spec
             .nodes
             .iter()
@@ -332,22 +347,37 @@ impl<T: Number> Forest<T> {
         };
         let mut forest = Forest {
             nodes: Vec::with_capacity(spec.nodes.len()),
-            roots: Vec::with_capacity(trees.len()),
-            depths: Vec::with_capacity(trees.len()),
-            leaf_first: Vec::with_capacity(spec.nodes.len() + 1),
-            weight_targets: Vec::with_capacity(spec.leaves.len()),
-            weights: Vec::with_capacity(spec.leaves.len()),
-            members: HashMap::new(),
+            trees: Vec::with_capacity(tree_ids.len()),
+            leaves: Leaves::InNode,
             uniform_mode,
+            careful: Careful {
+                modes: Vec::with_capacity(spec.nodes.len()),
+                missing_true: Vec::with_capacity(spec.nodes.len()),
+                any_missing_true: false,
+                members: HashMap::new(),
+            },
             n_targets: spec.n_targets,
             aggregate: spec.aggregate,
             max_feature: 0,
         };
-        for tree in trees {
-            forest.add_tree(tree, &by_tree[&tree], &leaf_weights)?;
+        let mut placed = Vec::with_capacity(tree_ids.len());
+        for tree in tree_ids {
+            placed.push(forest.add_tree(tree, &by_tree[&tree], &leaf_weights)?);
         }
-        forest.leaf_first.push(forest.weights.len() as u32);
+        forest.lay_out_leaves(placed);
+        forest.check_indices();
         Ok(forest)
+    }
+
+    /// The invariant the walk's unchecked loads rely on: every root and child is a node,
+    /// and no split reads a feature beyond `max_feature`.
+    fn check_indices(&self) {
+        let len = self.nodes.len();
+        assert!(self.trees.iter().all(|tree| (tree.root as usize) < len));
+        assert!(self.nodes.iter().all(|node| {
+            node.children.iter().all(|&child| (child as usize) < len)
+                && node.feature as usize <= self.max_feature
+        }));
     }
 
     fn add_tree(
@@ -355,7 +385,7 @@ impl<T: Number> Forest<T> {
         tree: usize,
         nodes: &HashMap<usize, &NodeSpec>,
         leaf_weights: &HashMap<(usize, usize), Vec<(usize, f64)>>,
-    ) -> Result<(), CompileError> {
+    ) -> Result<Placed, CompileError> {
         // The root is the one node no split points to.
         let mut pointed = std::collections::HashSet::new();
         for node in nodes.values() {
@@ -379,8 +409,8 @@ impl<T: Number> Forest<T> {
                 roots: roots.len(),
             });
         };
-        self.roots
-            .push(u32::try_from(self.nodes.len()).map_err(|_| CompileError::TooLarge)?);
+        let root_index = u32::try_from(self.nodes.len()).map_err(|_| CompileError::TooLarge)?;
+        let mut placed = Placed { leaves: Vec::new() };
         // Depth-first, true child first; each node's children are patched in once placed.
         let mut index_of: HashMap<usize, u32> = HashMap::with_capacity(nodes.len());
         let mut stack = vec![(root, 0u32, None::<(usize, usize)>)];
@@ -397,17 +427,14 @@ impl<T: Number> Forest<T> {
             let node = nodes[&id];
             match &node.split {
                 Some(split) => {
-                    if split.feature > FEATURE_MASK as usize {
-                        return Err(CompileError::TooLarge);
-                    }
+                    let feature = u32::try_from(split.feature).map_err(|_| CompileError::TooLarge)?;
                     self.max_feature = self.max_feature.max(split.feature);
-                    let mut feature = split.feature as u32 & FEATURE_MASK;
-                    feature |= split.mode.code() << MODE_SHIFT;
-                    if split.missing_tracks_true {
-                        feature |= MISSING_TRUE;
-                    }
+                    self.careful.modes.push(split.mode);
+                    self.careful.missing_true.push(split.missing_tracks_true);
+                    self.careful.any_missing_true |= split.missing_tracks_true;
                     if split.mode == Mode::Member {
-                        self.members
+                        self.careful
+                            .members
                             .insert(index, split.members.iter().map(|v| T::from_f64(*v)).collect());
                     }
                     self.nodes.push(Node {
@@ -415,36 +442,32 @@ impl<T: Number> Forest<T> {
                         feature,
                         children: [index, index],
                     });
-                    self.leaf_first.push(self.weights.len() as u32);
                     let at = index as usize;
                     stack.push((split.false_id, level + 1, Some((at, 0))));
                     stack.push((split.true_id, level + 1, Some((at, 1))));
                 }
                 None => {
+                    self.careful.modes.push(Mode::Leq);
+                    self.careful.missing_true.push(false);
                     self.nodes.push(Node {
                         threshold: T::default(),
                         feature: 0,
                         children: [index, index],
                     });
-                    self.leaf_first.push(self.weights.len() as u32);
                     let weights = leaf_weights.get(&(tree, id)).map_or(&[][..], Vec::as_slice);
-                    if self.n_targets == 1 {
+                    let weights = if self.n_targets == 1 {
                         // One target: a leaf counts once, with its first weight, or with
                         // its own value when no weight names it (as onnxruntime does).
-                        let weight = weights.first().map_or(node.value, |&(_, weight)| weight);
-                        self.weight_targets.push(0);
-                        self.weights.push(T::from_f64(weight));
+                        vec![(0, weights.first().map_or(node.value, |&(_, weight)| weight))]
                     } else {
-                        for &(target, weight) in weights {
-                            self.weight_targets.push(target as u32);
-                            self.weights.push(T::from_f64(weight));
-                        }
-                    }
+                        weights.to_vec()
+                    };
+                    placed.leaves.push((index, weights));
                 }
             }
         }
         if index_of.len() != nodes.len() {
-            // Nodes unreachable from the root: harmless, but not what any exporter writes.
+            // Nodes unreachable from the root: not what any exporter writes.
             let stray = nodes
                 .keys()
                 .find(|id| !index_of.contains_key(id))
@@ -452,82 +475,254 @@ impl<T: Number> Forest<T> {
                 .unwrap_or(0);
             return Err(CompileError::NotATree { tree, id: stray });
         }
-        self.depths.push(depth);
-        Ok(())
+        self.trees.push(Tree {
+            root: root_index,
+            depth,
+            target: 0,
+        });
+        Ok(placed)
+    }
+
+    /// Puts leaf weights in the leaves themselves when every leaf has one and every tree
+    /// weighs one target; otherwise in arrays beside the nodes.
+    fn lay_out_leaves(&mut self, placed: Vec<Placed>) {
+        let tree_target = |tree: &Placed| -> Option<usize> {
+            let first = tree.leaves.first()?.1.first()?.0;
+            tree.leaves
+                .iter()
+                .all(|(_, weights)| matches!(weights[..], [(target, _)] if target == first))
+                .then_some(first)
+        };
+        let targets: Option<Vec<usize>> = placed.iter().map(tree_target).collect();
+        if let Some(targets) = targets {
+            for ((tree, target), placed) in self.trees.iter_mut().zip(targets).zip(&placed) {
+                tree.target = target as u32;
+                for (index, weights) in &placed.leaves {
+                    self.nodes[*index as usize].threshold = T::from_f64(weights[0].1);
+                }
+            }
+            return;
+        }
+        let mut by_node: HashMap<u32, &Vec<(usize, f64)>> = HashMap::new();
+        for (index, weights) in placed.iter().flat_map(|tree| &tree.leaves) {
+            by_node.insert(*index, weights);
+        }
+        let mut first = Vec::with_capacity(self.nodes.len() + 1);
+        let (mut targets, mut weights) = (Vec::new(), Vec::new());
+        for index in 0..self.nodes.len() as u32 {
+            first.push(weights.len() as u32);
+            for &(target, weight) in by_node.get(&index).into_iter().flat_map(|w| w.iter()) {
+                targets.push(target as u32);
+                weights.push(T::from_f64(weight));
+            }
+        }
+        first.push(weights.len() as u32);
+        self.leaves = Leaves::Apart {
+            first,
+            targets,
+            weights,
+        };
     }
 
     /// Scores `rows` rows of `width` features (row-major) into raw per-target sums (or
     /// minima, maxima), before base values and post-transforms.
     pub(crate) fn scores(&self, x: &[T], rows: usize, width: usize) -> Scores<T> {
+        assert!(
+            x.len() == rows * width && self.max_feature < width,
+            "the caller checks the input's shape against the ensemble"
+        );
         let mut scores = Scores {
             values: vec![T::default(); rows * self.n_targets],
             contributed: vec![false; rows * self.n_targets],
         };
         match self.uniform_mode {
-            Some(Mode::Leq) => self.walk_all(x, rows, width, &mut scores, Uniform::<{ LEQ }>),
-            Some(Mode::Lt) => self.walk_all(x, rows, width, &mut scores, Uniform::<{ LT }>),
-            Some(Mode::Gte) => self.walk_all(x, rows, width, &mut scores, Uniform::<{ GTE }>),
-            Some(Mode::Gt) => self.walk_all(x, rows, width, &mut scores, Uniform::<{ GT }>),
-            _ => self.walk_all(x, rows, width, &mut scores, Mixed(self)),
+            Some(Mode::Leq) => self.walk_all::<LEQ>(x, rows, width, &mut scores),
+            Some(Mode::Lt) => self.walk_all::<LT>(x, rows, width, &mut scores),
+            Some(Mode::Gte) => self.walk_all::<GTE>(x, rows, width, &mut scores),
+            Some(Mode::Gt) => self.walk_all::<GT>(x, rows, width, &mut scores),
+            _ => self.walk_all::<MIXED>(x, rows, width, &mut scores),
+        }
+        if self.aggregate_kind() == SUM && matches!(self.leaves, Leaves::InNode) {
+            // Every tree scores its target for every row: mark them once, not per leaf.
+            for tree in &self.trees {
+                for row in 0..rows {
+                    scores.contributed[row * self.n_targets + tree.target as usize] = true;
+                }
+            }
         }
         scores
     }
 
-    fn walk_all<S: Step<T>>(&self, x: &[T], rows: usize, width: usize, scores: &mut Scores<T>, step: S) {
-        let mut start = 0;
-        while start < rows {
-            let count = BLOCK.min(rows - start);
-            self.walk_block(
-                &x[start * width..(start + count) * width],
-                count,
-                width,
-                start,
-                scores,
-                &step,
-            );
-            start += count;
+    fn aggregate_kind(&self) -> u8 {
+        match self.aggregate {
+            Aggregate::Sum | Aggregate::Average => SUM,
+            Aggregate::Min => MIN,
+            Aggregate::Max => MAX,
         }
     }
 
-    #[inline(always)]
-    fn walk_block<S: Step<T>>(
-        &self,
-        x: &[T],
-        count: usize,
-        width: usize,
-        first_row: usize,
-        scores: &mut Scores<T>,
-        step: &S,
-    ) {
-        let nodes = self.nodes.as_slice();
-        let mut at = [0u32; BLOCK];
-        for (tree, &root) in self.roots.iter().enumerate() {
-            at[..count].fill(root);
-            for _ in 0..self.depths[tree] {
-                for (row, position) in at[..count].iter_mut().enumerate() {
-                    let node = &nodes[*position as usize];
-                    let value = x[row * width + (node.feature & FEATURE_MASK) as usize];
-                    let go_true = step.go_true(*position, node, value);
-                    *position = node.children[go_true as usize];
+    /// Tree by tree, so each tree's nodes stay in cache while every row walks it; within
+    /// a tree, rows in blocks walked in lockstep. A block takes the fast walk (one
+    /// comparison per step, fixed at compile time) unless the ensemble mixes modes or the
+    /// block holds a missing value that some split treats specially.
+    fn walk_all<const MODE: u8>(&self, x: &[T], rows: usize, width: usize, scores: &mut Scores<T>) {
+        let careful = |values: &[T]| {
+            MODE == MIXED || (self.careful.any_missing_true && values.iter().any(|v| v.is_nan()))
+        };
+        // Each full block transposed, feature by feature: a step then reads
+        // `block[feature * BLOCK + row]`, one addressing mode with no per-row offset.
+        let full = rows / BLOCK;
+        let mut blocks: Vec<(usize, bool)> = Vec::with_capacity(full);
+        let mut transposed = vec![T::default(); full * BLOCK * width];
+        for (block, out) in transposed.chunks_exact_mut(BLOCK * width).enumerate() {
+            let rows = &x[block * BLOCK * width..(block + 1) * BLOCK * width];
+            for (row, values) in rows.chunks_exact(width).enumerate() {
+                for (feature, value) in values.iter().enumerate() {
+                    out[feature * BLOCK + row] = *value;
                 }
             }
-            for (row, &leaf) in at[..count].iter().enumerate() {
-                let leaf = leaf as usize;
-                let range = self.leaf_first[leaf] as usize..self.leaf_first[leaf + 1] as usize;
-                let base = (first_row + row) * self.n_targets;
-                for (target, weight) in self.weight_targets[range.clone()]
-                    .iter()
-                    .zip(&self.weights[range])
-                {
-                    let slot = base + *target as usize;
-                    let (value, contributed) = (&mut scores.values[slot], &mut scores.contributed[slot]);
-                    *value = match self.aggregate {
-                        Aggregate::Sum | Aggregate::Average => value.add(*weight),
-                        Aggregate::Min if !*contributed || *weight < *value => *weight,
-                        Aggregate::Max if !*contributed || *weight > *value => *weight,
-                        Aggregate::Min | Aggregate::Max => *value,
-                    };
+            blocks.push((block * BLOCK, careful(rows)));
+        }
+        let singles: Vec<(usize, bool)> = (full * BLOCK..rows)
+            .map(|row| (row, careful(&x[row * width..(row + 1) * width])))
+            .collect();
+        for tree in &self.trees {
+            for (&(start, careful), block) in blocks.iter().zip(transposed.chunks_exact(BLOCK * width)) {
+                let leaves = if careful {
+                    self.walk::<BLOCK, MIXED>(tree, block)
+                } else {
+                    self.walk::<BLOCK, MODE>(tree, block)
+                };
+                self.accumulate_any(tree, start, &leaves, scores);
+            }
+            for &(row, careful) in &singles {
+                let one = &x[row * width..(row + 1) * width];
+                let leaves = if careful {
+                    self.walk::<1, MIXED>(tree, one)
+                } else {
+                    self.walk::<1, MODE>(tree, one)
+                };
+                self.accumulate_any(tree, row, &leaves, scores);
+            }
+        }
+    }
+
+    /// Walks `B` rows down `tree` together; `x` holds their features transposed
+    /// (`x[feature * B + row]`). Returns the leaf each row reached.
+    #[inline(always)]
+    fn walk<const B: usize, const MODE: u8>(&self, tree: &Tree, x: &[T]) -> [u32; B] {
+        let nodes = self.nodes.as_slice();
+        assert!(
+            x.len() >= B * (self.max_feature + 1),
+            "a block holds every feature a split reads"
+        );
+        let mut at = [tree.root; B];
+        for _ in 0..tree.depth {
+            for (row, position) in at.iter_mut().enumerate() {
+                // The walk's two loads are unchecked: bounds checks cost 40% of the time
+                // here. SAFETY: `compile` places every root and child index inside
+                // `nodes` and `check_indices` proves it before a Forest exists; every
+                // feature is at most `max_feature`, and the assertion above holds the
+                // block to at least `max_feature + 1` features of `B` rows.
+                #[allow(unsafe_code)]
+                let node = unsafe { nodes.get_unchecked(*position as usize) };
+                #[allow(unsafe_code)]
+                let value = unsafe { *x.get_unchecked(node.feature as usize * B + row) };
+                let go_true = match MODE {
+                    LEQ => value <= node.threshold,
+                    LT => value < node.threshold,
+                    GTE => value >= node.threshold,
+                    GT => value > node.threshold,
+                    _ => self.careful_step(*position, node, value),
+                };
+                // Both children are loaded before the comparison settles, and one picked
+                // by a conditional move: the next node's address does not wait for a
+                // load that depends on the comparison.
+                let [false_child, true_child] = node.children;
+                *position = if go_true { true_child } else { false_child };
+            }
+        }
+        at
+    }
+
+    /// A step that reads the node's own mode and missing-value direction.
+    #[inline(always)]
+    fn careful_step(&self, index: u32, node: &Node<T>, value: T) -> bool {
+        let careful = &self.careful;
+        let mode = careful.modes[index as usize];
+        let compared = if mode == Mode::Member {
+            careful
+                .members
+                .get(&index)
+                .is_some_and(|set| set.contains(&value))
+        } else {
+            mode.compare(value, node.threshold)
+        };
+        compared || (value.is_nan() && careful.missing_true[index as usize])
+    }
+
+    #[inline(always)]
+    fn accumulate_any(&self, tree: &Tree, first_row: usize, leaves: &[u32], scores: &mut Scores<T>) {
+        match (self.aggregate_kind(), &self.leaves) {
+            (SUM, Leaves::InNode) => self.accumulate::<SUM, true>(tree, first_row, leaves, scores),
+            (SUM, _) => self.accumulate::<SUM, false>(tree, first_row, leaves, scores),
+            (MIN, Leaves::InNode) => self.accumulate::<MIN, true>(tree, first_row, leaves, scores),
+            (MIN, _) => self.accumulate::<MIN, false>(tree, first_row, leaves, scores),
+            (_, Leaves::InNode) => self.accumulate::<MAX, true>(tree, first_row, leaves, scores),
+            (_, _) => self.accumulate::<MAX, false>(tree, first_row, leaves, scores),
+        }
+    }
+
+    /// Adds each row's leaf weights into its scores. Sums with weights in the leaves
+    /// (the common case) only add: which targets were scored is marked once at the end.
+    #[inline(always)]
+    fn accumulate<const AGG: u8, const IN_NODE: bool>(
+        &self,
+        tree: &Tree,
+        first_row: usize,
+        leaves: &[u32],
+        scores: &mut Scores<T>,
+    ) {
+        let add = |scores: &mut Scores<T>, slot: usize, weight: T| {
+            let value = &mut scores.values[slot];
+            match AGG {
+                SUM => *value = value.add(weight),
+                _ => {
+                    let contributed = &mut scores.contributed[slot];
+                    let replace = !*contributed
+                        || if AGG == MIN {
+                            weight < *value
+                        } else {
+                            weight > *value
+                        };
+                    if replace {
+                        *value = weight;
+                    }
                     *contributed = true;
+                }
+            }
+        };
+        for (row, &leaf) in leaves.iter().enumerate() {
+            let base = (first_row + row) * self.n_targets;
+            match &self.leaves {
+                Leaves::InNode if IN_NODE => add(
+                    scores,
+                    base + tree.target as usize,
+                    self.nodes[leaf as usize].threshold,
+                ),
+                Leaves::InNode => unreachable!("dispatched on the layout"),
+                Leaves::Apart {
+                    first,
+                    targets,
+                    weights,
+                } => {
+                    let range = first[leaf as usize] as usize..first[leaf as usize + 1] as usize;
+                    for (target, weight) in targets[range.clone()].iter().zip(&weights[range]) {
+                        add(scores, base + *target as usize, *weight);
+                        if AGG == SUM {
+                            scores.contributed[base + *target as usize] = true;
+                        }
+                    }
                 }
             }
         }
@@ -538,47 +733,17 @@ impl<T: Number> Forest<T> {
 /// enough that their positions stay in registers.
 const BLOCK: usize = 16;
 
+// The fast walk's comparison, fixed at compile time; MIXED reads each node's own.
 const LEQ: u8 = 0;
 const LT: u8 = 1;
 const GTE: u8 = 2;
 const GT: u8 = 3;
+const MIXED: u8 = 4;
 
-/// One step of a walk: whether a row goes to the true child.
-trait Step<T> {
-    fn go_true(&self, index: u32, node: &Node<T>, value: T) -> bool;
-}
-
-/// Every split compares the same way, fixed at compile time.
-struct Uniform<const MODE: u8>;
-
-impl<T: Number, const MODE: u8> Step<T> for Uniform<MODE> {
-    #[inline(always)]
-    fn go_true(&self, _: u32, node: &Node<T>, value: T) -> bool {
-        let compared = match MODE {
-            LEQ => value <= node.threshold,
-            LT => value < node.threshold,
-            GTE => value >= node.threshold,
-            _ => value > node.threshold,
-        };
-        compared | (value.is_nan() & (node.feature & MISSING_TRUE != 0))
-    }
-}
-
-/// Splits of several modes: each node's mode is read from its feature word.
-struct Mixed<'a, T>(&'a Forest<T>);
-
-impl<T: Number> Step<T> for Mixed<'_, T> {
-    #[inline(always)]
-    fn go_true(&self, index: u32, node: &Node<T>, value: T) -> bool {
-        let mode = Mode::from_code((node.feature >> MODE_SHIFT) & 0x7f);
-        let compared = if mode == Mode::Member {
-            self.0.members.get(&index).is_some_and(|set| set.contains(&value))
-        } else {
-            mode.compare(value, node.threshold)
-        };
-        compared | (value.is_nan() & (node.feature & MISSING_TRUE != 0))
-    }
-}
+// How scores combine, fixed at compile time.
+const SUM: u8 = 0;
+const MIN: u8 = 1;
+const MAX: u8 = 2;
 
 #[cfg(test)]
 mod tests {

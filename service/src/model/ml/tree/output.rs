@@ -248,21 +248,24 @@ impl Finish {
                 let n = classes.len();
                 let mut picked = Vec::with_capacity(rows);
                 let mut out = Vec::with_capacity(rows * n);
+                // One row's working copies, reused across rows.
+                let (mut values, mut scored) = (Vec::with_capacity(n), Vec::with_capacity(n));
                 for row in 0..rows {
                     let slots = row * n..(row + 1) * n;
-                    let values: Vec<T> = scores.values[slots.clone()].to_vec();
-                    let contributed: Vec<bool> = scores.contributed[slots].to_vec();
-                    let (label, row_out) = self.classify(values, contributed);
-                    picked.push(label);
-                    out.extend(row_out);
+                    values.clear();
+                    values.extend_from_slice(&scores.values[slots.clone()]);
+                    scored.clear();
+                    scored.extend_from_slice(&scores.contributed[slots]);
+                    picked.push(self.classify(&mut values, &mut scored, &mut out));
                 }
                 Ok(tvec![classes.labels(&picked)?, kernel::matrix_f32(rows, n, out)?])
             }
         }
     }
 
-    /// One classifier row: the label and the `n_classes` values of its score row.
-    fn classify<T: Number>(&self, mut values: Vec<T>, mut scored: Vec<bool>) -> (Label, Vec<f32>) {
+    /// One classifier row: appends its `n_classes` score values to `out` and returns its
+    /// label. `values` and `scored` are the row's raw scores, changed in place.
+    fn classify<T: Number>(&self, values: &mut [T], scored: &mut [bool], out: &mut Vec<f32>) -> Label {
         let Finish::Classification {
             base_values,
             post_transform,
@@ -274,12 +277,14 @@ impl Finish {
             unreachable!("only classifiers classify")
         };
         let n = classes.len();
-        let as_written = |values: &[T], scored: &[bool]| -> Vec<f32> {
-            values
-                .iter()
-                .zip(scored)
-                .map(|(v, s)| if *s { v.to_f64() as f32 } else { 0.0 })
-                .collect()
+        let first = out.len();
+        let write = |out: &mut Vec<f32>, values: &[T], scored: &[bool]| {
+            out.extend(
+                values
+                    .iter()
+                    .zip(scored)
+                    .map(|(v, s)| if *s { v.to_f64() as f32 } else { 0.0 }),
+            );
         };
         if n == 1 {
             // A single class: every leaf counted once, as for a single target.
@@ -288,12 +293,12 @@ impl Finish {
                 s = s.add(T::from_f64(base_values[0]));
             }
             let s32 = s.to_f64() as f32;
-            let z = if *post_transform == PostTransform::Probit {
+            out.push(if *post_transform == PostTransform::Probit {
                 probit(s32)
             } else {
                 s32
-            };
-            return (Label::Raw(s.to_f64() > 0.0), vec![z]);
+            });
+            return Label::Raw(s.to_f64() > 0.0);
         }
         if n > 2 {
             for (k, base) in base_values.iter().enumerate().take(n) {
@@ -310,9 +315,9 @@ impl Finish {
                     best = Some(k);
                 }
             }
-            let mut z = as_written(&values, &scored);
-            post_transform.apply(&mut z);
-            return (Label::Class(best.unwrap_or(0)), z);
+            write(out, values, scored);
+            post_transform.apply(&mut out[first..]);
+            return Label::Class(best.unwrap_or(0));
         }
         // Two classes.
         let mut second = Second::None;
@@ -358,22 +363,22 @@ impl Finish {
         } else {
             Label::Raw(positive > 0.0)
         };
-        let mut z = as_written(&values[..columns], &scored[..columns]);
+        write(out, &values[..columns], &scored[..columns]);
         if columns == 2 {
-            post_transform.apply(&mut z);
-            return (label, z);
+            post_transform.apply(&mut out[first..]);
+            return label;
         }
-        let s = z[0];
-        let z = match (post_transform, second) {
+        let s = out[first];
+        let pair = match (post_transform, second) {
             // onnxruntime leaves the second column unwritten here; we write 0.
-            (PostTransform::Probit, _) => vec![probit(s), 0.0],
-            (PostTransform::Logistic, Second::Complement | Second::Negated) => {
-                vec![logistic(-s), logistic(s)]
-            }
-            (_, Second::Complement) => vec![1.0 - s, s],
-            (_, Second::Negated) => vec![-s, s],
-            (_, Second::None) => vec![s, 0.0],
+            (PostTransform::Probit, _) => [probit(s), 0.0],
+            (PostTransform::Logistic, Second::Complement | Second::Negated) => [logistic(-s), logistic(s)],
+            (_, Second::Complement) => [1.0 - s, s],
+            (_, Second::Negated) => [-s, s],
+            (_, Second::None) => [s, 0.0],
         };
-        (label, z)
+        out.truncate(first);
+        out.extend(pair);
+        label
     }
 }

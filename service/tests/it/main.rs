@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod check;
+mod compute;
 mod drain;
 mod metrics;
 mod models;

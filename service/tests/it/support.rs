@@ -31,11 +31,16 @@ impl TestServer {
 
     /// A server for `model`: "identity" or a path to an .onnx file.
     pub async fn serving(model: &str, limits: Limits) -> Self {
+        Self::with_model(model::load(model).unwrap(), limits).await
+    }
+
+    /// A server for a model the test made.
+    pub async fn with_model(model: Box<dyn model::Model>, limits: Limits) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind an ephemeral port");
         let addr = listener.local_addr().unwrap();
-        let app = Arc::new(App::new(model::load(model).unwrap(), limits).unwrap());
+        let app = Arc::new(App::new(model, limits).unwrap());
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(score_service::run(listener, app.clone(), async {
             let _ = rx.await;

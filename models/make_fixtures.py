@@ -277,7 +277,9 @@ def fixtures():
 def large(directory):
     """The benchmark's models, at the sizes users ship: a 100-tree, depth-10 random forest
     on 20 features, and a 300-tree, depth-5 gradient-boosting regressor (each a few MB, so
-    generated rather than committed)."""
+    generated rather than committed). Each is written as ONNX for us and onnxruntime, and
+    as joblib for MLServer's scikit-learn runtime."""
+    import joblib
     from sklearn.ensemble import GradientBoostingRegressor, RandomForestClassifier
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -285,9 +287,11 @@ def large(directory):
     forest = RandomForestClassifier(n_estimators=100, max_depth=10, random_state=0, n_jobs=1).fit(x, y)
     (directory / "forest_100x10.onnx").write_bytes(
         to_onnx(forest, x[:1], options={id(forest): {"zipmap": False}}, target_opset=OPSETS).SerializeToString())
+    joblib.dump(forest, directory / "forest_100x10.joblib")
     x, y = regression_data(width=20, seed=22, samples=20000)
     booster = GradientBoostingRegressor(n_estimators=300, max_depth=5, random_state=0).fit(x, y)
     (directory / "boosting_300x5.onnx").write_bytes(to_onnx(booster, x[:1], target_opset=OPSETS).SerializeToString())
+    joblib.dump(booster, directory / "boosting_300x5.joblib")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use crate::App;
+use crate::app::App;
 
 /// Serves `listener` until `shutdown` resolves, then drains: readiness turns 503, the
 /// listener closes (new connections are refused), and requests in flight get up to the

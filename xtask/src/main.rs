@@ -1,33 +1,28 @@
 //! `cargo xtask`: build, ship and smoke-test the score service.
 //!
-//! This file only parses flags and dispatches; each task lives in its own module.
+//! This file only parses flags and dispatches. The code below it is in layers whose
+//! imports only point down (the tidy test holds them to it): `core` (plans, processes,
+//! HTTP, paths and records, git, settings), `steps` (what plans are made of), `targets`
+//! (where the service runs), `tasks` (one clap command each).
 
-mod bench;
-mod ci;
-mod cluster;
-mod daemon;
-mod docker;
-mod fixtures;
-mod git;
-mod gke;
-mod image;
-mod kustomize;
-mod local;
-mod plan;
-mod push;
-mod registry;
-mod render;
-mod settings;
-mod ship;
-mod smoke;
-mod target;
-mod tools;
+mod core;
+mod steps;
+mod targets;
+mod tasks;
+#[cfg(test)]
+mod tidy;
 
-use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use xshell::Shell;
+
+use crate::core::paths::project_root;
+use crate::core::plan::stop_scoped_programs;
+use crate::tasks::{
+    bench, ci, cluster, config, deploy, down, fixtures, image, kustomize, push, registry, render, ship,
+    smoke, tools,
+};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -36,12 +31,10 @@ use xshell::Shell;
     version
 )]
 struct Cli {
-    /// Print every command the task would run, in order, and run nothing.
+    /// Print every command the task would run, in order, and run nothing that changes
+    /// anything (commands that only read, like `git status`, run and are echoed).
     #[arg(long, global = true)]
     dry_run: bool,
-
-    #[command(flatten)]
-    settings: settings::SettingsArgs,
 
     #[command(subcommand)]
     task: Task,
@@ -54,7 +47,7 @@ enum Task {
     /// Send the tutorial's request to a running service and check the answer.
     Smoke(smoke::SmokeCmd),
     /// Stop what `ship` started.
-    Down(ship::DownCmd),
+    Down(down::DownCmd),
     /// Build and tag the container image.
     Image(image::ImageCmd),
     /// Push the image and record the digest the registry stored.
@@ -62,7 +55,7 @@ enum Task {
     /// Run or stop a local OCI registry for the docker target.
     Registry(registry::RegistryCmd),
     /// Print the deployment settings in force and where each came from.
-    Config(settings::ConfigCmd),
+    Config(config::ConfigCmd),
     /// Create the GKE cluster and Artifact Registry repository (only what is missing).
     ClusterUp(cluster::ClusterUpCmd),
     /// Delete what cluster-up created.
@@ -70,21 +63,29 @@ enum Task {
     /// Print the final manifests, the image pinned to the pushed digest.
     Render(render::RenderCmd),
     /// Apply the manifests to the cluster and wait for the rollout.
-    Deploy(gke::DeployCmd),
+    Deploy(deploy::DeployCmd),
     /// Check the tools GKE delivery needs, and gcloud's authentication.
     Tools(tools::ToolsCmd),
     /// Install a pinned, checksum-verified kustomize into target/tools.
     InstallKustomize(kustomize::InstallKustomizeCmd),
-    /// Regenerate the test models in models/, or survey which estimators are served.
+    /// Regenerate the test models in models/, or survey which are served.
     Fixtures(fixtures::FixturesCmd),
     /// Run everything CI checks: formatting, lints, tests.
     Ci(ci::CiCmd),
-    /// Load-test POST /score against the tutorial's Flask app, in the same run.
+    /// Load-test the service against baselines measured in the same run.
     Bench(bench::BenchCmd),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Ctrl-C (or SIGTERM) stops what the running plan started for itself (a benchmark's
+    // servers) before exiting; programs meant to outlive the task are left running.
+    if let Err(err) = ctrlc::set_handler(|| {
+        stop_scoped_programs();
+        std::process::exit(130);
+    }) {
+        eprintln!("warning: cannot handle Ctrl-C ({err}); an interrupted task may leave programs running");
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -99,38 +100,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     // every path in them is relative to the root.
     std::env::set_current_dir(project_root())?;
     let sh = Shell::new()?;
+    let dry_run = cli.dry_run;
     match cli.task {
-        Task::Ship(cmd) => cmd.run(&sh, cli.dry_run, &cli.settings),
-        Task::Smoke(cmd) => cmd.run(&sh, cli.dry_run, &cli.settings),
-        Task::Down(cmd) => cmd.run(&sh, cli.dry_run),
-        Task::Image(cmd) => cmd.run(&sh, cli.dry_run, &cli.settings),
-        Task::Push(cmd) => cmd.run(&sh, cli.dry_run, &cli.settings),
-        Task::Registry(cmd) => cmd.run(&sh, cli.dry_run),
-        Task::Config(cmd) => cmd.run(&sh, &cli.settings),
-        Task::ClusterUp(cmd) => cmd.run(&sh, cli.dry_run, &cli.settings),
-        Task::ClusterDown(cmd) => cmd.run(&sh, cli.dry_run, &cli.settings),
-        Task::Render(cmd) => cmd.run(&sh, cli.dry_run, &cli.settings),
-        Task::Deploy(cmd) => cmd.run(&sh, cli.dry_run, &cli.settings),
-        Task::Tools(cmd) => cmd.run(&sh),
-        Task::InstallKustomize(cmd) => cmd.run(&sh, cli.dry_run),
-        Task::Fixtures(cmd) => cmd.run(&sh, cli.dry_run),
-        Task::Ci(cmd) => cmd.run(&sh, cli.dry_run),
-        Task::Bench(cmd) => cmd.run(&sh, cli.dry_run),
+        Task::Ship(cmd) => cmd.run(&sh, dry_run),
+        Task::Smoke(cmd) => cmd.run(&sh, dry_run),
+        Task::Down(cmd) => cmd.run(&sh, dry_run),
+        Task::Image(cmd) => cmd.run(&sh, dry_run),
+        Task::Push(cmd) => cmd.run(&sh, dry_run),
+        Task::Registry(cmd) => cmd.run(&sh, dry_run),
+        Task::Config(cmd) => cmd.run(&sh, dry_run),
+        Task::ClusterUp(cmd) => cmd.run(&sh, dry_run),
+        Task::ClusterDown(cmd) => cmd.run(&sh, dry_run),
+        Task::Render(cmd) => cmd.run(&sh, dry_run),
+        Task::Deploy(cmd) => cmd.run(&sh, dry_run),
+        Task::Tools(cmd) => cmd.run(&sh, dry_run),
+        Task::InstallKustomize(cmd) => cmd.run(&sh, dry_run),
+        Task::Fixtures(cmd) => cmd.run(&sh, dry_run),
+        Task::Ci(cmd) => cmd.run(&sh, dry_run),
+        Task::Bench(cmd) => cmd.run(&sh, dry_run),
     }
-}
-
-/// Where tasks record what they started and pushed: `target/xtask/`, or
-/// `$XTASK_STATE_DIR` (tests give each case its own).
-fn state_dir(sh: &Shell) -> PathBuf {
-    sh.var("XTASK_STATE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| local::target_dir(sh).join("xtask"))
-}
-
-/// The workspace root: every path the tasks use is relative to it.
-fn project_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask sits in the workspace root")
-        .to_path_buf()
 }

@@ -1,6 +1,6 @@
 //! The tutorial's model: the score is the input.
 
-use super::{Batch, Data, Model, ModelOutput, Output, PredictError, TensorSpec};
+use crate::model::types::{Batch, Data, Model, ModelOutput, Output, PredictError, TensorSpec};
 
 /// Echoes its input. Served as `echo` on the Open Inference Protocol; `/score` answers
 /// with the request's own text, so numbers keep their exact spelling.

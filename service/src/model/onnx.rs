@@ -11,7 +11,7 @@ use tract_onnx::pb;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::Factoid;
 
-use super::{Batch, Data, LoadError, Model, ModelOutput, Output, PredictError, TensorSpec};
+use crate::model::types::{Batch, Data, LoadError, Model, ModelOutput, Output, PredictError, TensorSpec};
 
 pub struct OnnxModel {
     name: String,
@@ -40,12 +40,12 @@ impl OnnxModel {
             .and_then(|s| s.to_str())
             .unwrap_or("model")
             .to_owned();
-        let onnx = super::ml::onnx();
+        let onnx = crate::model::ml::onnx();
         let proto = onnx
             .proto_model_for_path(path)
             .map_err(|err| unsupported(format!("not an ONNX file: {err}")))?;
         if let Some(graph) = &proto.graph
-            && let Some((operator, node)) = super::ml::missing_operators(&onnx, graph).first()
+            && let Some((operator, node)) = crate::model::ml::missing_operators(&onnx, graph).first()
         {
             return Err(unsupported(format!(
                 "operator {operator} (node {node:?}) is not implemented; the README lists the operators served"

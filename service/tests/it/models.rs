@@ -29,14 +29,13 @@ async fn serve_with(model: &str, limits: Limits) -> TestServer {
     TestServer::serving(path.to_str().unwrap(), limits).await
 }
 
-fn infer_request(model: &str, rows: &Value) -> String {
+fn infer_request(rows: &Value) -> String {
     let count = rows.as_array().unwrap().len();
     json!({
         "id": "request-7",
         "inputs": [{"name": "X", "shape": [count, 4], "datatype": "FP32", "data": rows}],
     })
     .to_string()
-    .replace("MODEL", model)
 }
 
 #[tokio::test]
@@ -77,7 +76,7 @@ async fn infer_answers_like_onnxruntime() {
     for model in MODELS {
         let server = serve(model).await;
         let expected = expected(model);
-        let request = infer_request(model, &expected["inputs"]);
+        let request = infer_request(&expected["inputs"]);
         let response = server
             .send(post(
                 &format!("/v2/models/{model}/infer"),
@@ -91,7 +90,17 @@ async fn infer_answers_like_onnxruntime() {
             (answer["model_name"].as_str(), answer["id"].as_str()),
             (Some(model), Some("request-7"))
         );
-        for output in answer["outputs"].as_array().unwrap() {
+        let outputs = answer["outputs"].as_array().unwrap();
+        let wanted_outputs = expected["outputs"].as_object().unwrap();
+        assert_eq!(
+            outputs
+                .iter()
+                .map(|o| o["name"].as_str().unwrap())
+                .collect::<Vec<_>>(),
+            wanted_outputs.keys().map(String::as_str).collect::<Vec<_>>(),
+            "{model}: every output onnxruntime gave, in its order"
+        );
+        for output in outputs {
             let name = output["name"].as_str().unwrap();
             let wanted = &expected["outputs"][name];
             if output["datatype"] == "INT64" {

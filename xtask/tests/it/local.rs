@@ -47,7 +47,7 @@ fn ci_dry_run_lists_the_checks() {
             "$ target/venv/bin/hadolint Dockerfile",
             "$ target/venv/bin/actionlint ci/github-actions.yml",
             "$ cargo clippy --workspace --all-targets --locked -- -D warnings",
-            "$ cargo test --workspace --locked --no-fail-fast",
+            "$ cargo test --workspace --locked --no-fail-fast -- --include-ignored",
         ],
         "{plan}"
     );
@@ -230,5 +230,39 @@ fn ship_serves_a_model_file() {
     assert!(
         !stderr(&missing).contains("$ cargo build"),
         "refused before anything ran"
+    );
+}
+
+#[test]
+fn deployment_flags_belong_only_to_the_tasks_that_deploy() {
+    let output = xtask(&scratch_dir("ci-cluster"), &["--dry-run", "ci", "--cluster", "x"]);
+    assert_eq!(output.status.code(), Some(2), "clap refuses the flag");
+    assert!(
+        stderr(&output).contains("unexpected argument '--cluster'"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn a_dry_run_of_ci_needs_neither_root_nor_docker_registry() {
+    // As nobody, with an empty PATH (so no docker-registry): the plan says what to install.
+    let empty = scratch_dir("ci-nobody-path");
+    let output = std::process::Command::new("/usr/bin/setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_xtask"))
+        .args(["--dry-run", "ci"])
+        .env("PATH", &empty)
+        .env("XTASK_STATE_DIR", scratch_dir("ci-nobody"))
+        .env_remove("CARGO")
+        .output()
+        .expect("setpriv (util-linux) runs");
+    let plan = stdout(&output);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        plan.contains(
+            "# find docker-registry, or stop: `sudo apt-get install -y docker-registry` installs it"
+        ),
+        "{plan}"
     );
 }

@@ -1,5 +1,6 @@
 //! Runs the real `xtask` binary, as a user would through `cargo xtask`.
 
+mod bench;
 mod docker;
 mod fake_gke;
 mod gke;

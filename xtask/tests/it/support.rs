@@ -18,6 +18,8 @@ pub fn xtask(state_dir: &Path, args: &[&str]) -> Output {
         .args(args)
         .env("XTASK_STATE_DIR", state_dir)
         .env_remove("XTASK_TARGET")
+        // As from a shell: plans name `cargo`, not the toolchain path cargo test sets.
+        .env_remove("CARGO")
         .output()
         .expect("run the xtask binary");
     eprintln!(

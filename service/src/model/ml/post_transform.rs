@@ -2,7 +2,7 @@
 //! precision with onnxruntime's own formulas (its logistic, its approximate inverse error
 //! function for PROBIT), so probabilities agree with it to the last bits that matter.
 
-use super::attrs::{AttrError, Attrs};
+use crate::model::ml::attrs::{AttrError, Attrs};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum PostTransform {

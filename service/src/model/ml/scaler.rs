@@ -5,8 +5,8 @@ use tract_onnx::pb::NodeProto;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::internal::*;
 
-use super::attrs::Attrs;
-use super::kernel::{self, Kernel};
+use crate::model::ml::attrs::Attrs;
+use crate::model::ml::kernel::{self, Kernel};
 
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Scaler {

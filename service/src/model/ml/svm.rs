@@ -8,10 +8,10 @@ use tract_onnx::pb::NodeProto;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::internal::*;
 
-use super::attrs::{AttrError, Attrs};
-use super::kernel::{self, Kernel};
-use super::post_transform::{PostTransform, logistic, probit};
-use super::tree::{Classes, Label};
+use crate::model::ml::attrs::{AttrError, Attrs};
+use crate::model::ml::kernel::{self, Kernel};
+use crate::model::ml::post_transform::{PostTransform, logistic, probit};
+use crate::model::ml::tree::output::{Classes, Label};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum KernelFunction {

@@ -3,7 +3,7 @@
 //! input's type when tract wires the graph, evaluated by [`forest::Forest`].
 
 mod forest;
-mod output;
+pub(crate) mod output;
 
 use std::sync::Arc;
 
@@ -12,11 +12,11 @@ use tract_onnx::pb::NodeProto;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::internal::*;
 
-use super::attrs::{AttrError, Attrs};
-use super::kernel::{self, Kernel};
-use super::post_transform::PostTransform;
+use crate::model::ml::attrs::{AttrError, Attrs};
+use crate::model::ml::kernel::{self, Kernel};
+use crate::model::ml::post_transform::PostTransform;
 use forest::{Aggregate, Forest, LeafSpec, Mode, NodeSpec, Spec, Split};
-pub(crate) use output::{Classes, Finish, Label, OutputType};
+pub(crate) use output::{Classes, Finish, OutputType};
 
 /// A parsed ensemble and what turns its raw scores into the operator's outputs.
 #[derive(Debug, Clone)]

@@ -14,10 +14,10 @@
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::internal::*;
 
-use super::super::attrs::{AttrError, Attrs};
-use super::super::kernel;
-use super::super::post_transform::{PostTransform, logistic, probit};
-use super::forest::{Aggregate, Number, Scores, Spec};
+use crate::model::ml::attrs::{AttrError, Attrs};
+use crate::model::ml::kernel;
+use crate::model::ml::post_transform::{PostTransform, logistic, probit};
+use crate::model::ml::tree::forest::{Aggregate, Number, Scores, Spec};
 
 /// A classifier's labels: integers or strings, in the order of its score columns.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,0 +1,624 @@
+//! Plans: what a task will do, built as data before anything runs.
+//!
+//! A task first builds a [`Plan`] — the external commands in order, plus the checks the
+//! xtask performs itself — so `--dry-run` can print it whole and tests can assert it. Only
+//! then is it executed, each command echoed as `$ …` just before it runs.
+//!
+//! Steps hand values to later steps through the plan's context `C`, a plain struct the
+//! task defines (the digest a push read back, the figures a benchmark measured): each
+//! step's closure receives `&mut C`, and a command built late (`Command::later`) reads
+//! it. Background programs started as scoped (see [`Plan::start`]) are stopped when the plan
+//! ends, however it ends — success, failure, or an interrupt.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use xshell::Cmd;
+
+use crate::core::process;
+
+/// How many lines of a failed command's stderr to repeat in the error.
+const STDERR_TAIL_LINES: usize = 15;
+
+pub(crate) struct Plan<'a, C = ()> {
+    steps: Vec<Step<'a, C>>,
+}
+
+/// What a step does with what it gets, given the plan's context.
+type Action<'a, C, T> = Box<dyn FnOnce(&mut C, T) -> anyhow::Result<()> + 'a>;
+/// Reads a probe's outcome: whether the steps that depend on it should run.
+type Decision<'a, C> = Box<dyn FnOnce(&mut C, &Probe) -> anyhow::Result<bool> + 'a>;
+/// Decides, by itself, whether the steps that depend on it should run.
+type SelfDecision<'a, C> = Box<dyn FnOnce(&mut C) -> anyhow::Result<bool> + 'a>;
+/// Builds a command from what earlier steps learned.
+type MakeCmd<'a, C> = Box<dyn FnOnce(&C) -> anyhow::Result<Cmd<'a>> + 'a>;
+
+enum Step<'a, C> {
+    /// An external command, run to completion in the foreground.
+    Run {
+        cmd: Command<'a, C>,
+        next: String,
+        /// Runs when the command fails (diagnose, roll back) before the failure is reported.
+        on_failure: Option<Action<'a, C, ()>>,
+    },
+    /// Like `Run`, but its stdout is captured and handed to `on_output`.
+    Read {
+        cmd: Command<'a, C>,
+        next: String,
+        on_output: Action<'a, C, String>,
+    },
+    /// An external program left running in the background, its output going to `log`;
+    /// `scoped` names the program when the plan must stop it as it ends.
+    Start {
+        cmd: Command<'a, C>,
+        log: PathBuf,
+        scoped: Option<&'static str>,
+        on_start: Action<'a, C, u32>,
+        /// Work that needs the new process's pid (wait until it answers), shown as its
+        /// own `#` line.
+        then: Option<(String, Action<'a, C, u32>)>,
+    },
+    /// A probe command whose outcome decides whether the steps of `then` run (create
+    /// the cluster only if `describe` finds none, say).
+    When {
+        probe: Command<'a, C>,
+        condition: String,
+        decide: Decision<'a, C>,
+        then: Plan<'a, C>,
+    },
+    /// Like `When`, but the xtask asks itself (an HTTP question, a record): `decide`
+    /// says whether the steps of `then` run.
+    WhenChecked {
+        description: String,
+        condition: String,
+        decide: SelfDecision<'a, C>,
+        then: Plan<'a, C>,
+    },
+    /// Work the xtask does itself (an HTTP check, a wait), shown as a `#` line.
+    Check {
+        description: String,
+        action: Action<'a, C, ()>,
+    },
+}
+
+/// What a probe command reported.
+pub(crate) struct Probe {
+    pub(crate) success: bool,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+}
+
+impl Probe {
+    /// Whether the command failed because what it asked about does not exist, in the words
+    /// gcloud and kubectl use for that.
+    pub(crate) fn says_not_found(&self) -> bool {
+        !self.success
+            && ["NOT_FOUND", "code=404", "not found", "NotFound", "was not found"]
+                .iter()
+                .any(|needle| self.stderr.contains(needle))
+    }
+}
+
+/// A command known when the plan is built, or one whose arguments come from an earlier
+/// step (the digest a push reported, say), shown in the plan by a template.
+pub(crate) enum Command<'a, C = ()> {
+    Now(Cmd<'a>),
+    Later {
+        shown: String,
+        make: MakeCmd<'a, C>,
+    },
+}
+
+impl<'a, C> From<Cmd<'a>> for Command<'a, C> {
+    fn from(cmd: Cmd<'a>) -> Self {
+        Command::Now(cmd)
+    }
+}
+
+impl<'a, C> Command<'a, C> {
+    /// A command built from the plan's context when its turn comes; `shown` stands for it
+    /// in the plan.
+    pub(crate) fn later(
+        shown: impl Into<String>,
+        make: impl FnOnce(&C) -> anyhow::Result<Cmd<'a>> + 'a,
+    ) -> Self {
+        Command::Later {
+            shown: shown.into(),
+            make: Box::new(make),
+        }
+    }
+
+    fn resolve(self, context: &C) -> anyhow::Result<Cmd<'a>> {
+        match self {
+            Command::Now(cmd) => Ok(cmd),
+            Command::Later { make, .. } => make(context),
+        }
+    }
+}
+
+impl<C> fmt::Display for Command<'_, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Command::Now(cmd) => write!(f, "{cmd}"),
+            Command::Later { shown, .. } => f.write_str(shown),
+        }
+    }
+}
+
+impl<'a, C> Plan<'a, C> {
+    pub(crate) fn new() -> Self {
+        Plan { steps: Vec::new() }
+    }
+
+    /// Adds a command; `next` tells the user what to do if it fails.
+    pub(crate) fn run(&mut self, cmd: impl Into<Command<'a, C>>, next: impl Into<String>) -> &mut Self {
+        self.steps.push(Step::Run {
+            cmd: cmd.into(),
+            next: next.into(),
+            on_failure: None,
+        });
+        self
+    }
+
+    /// Adds a command; if it fails, `on_failure` runs before the failure is reported.
+    pub(crate) fn run_or_else(
+        &mut self,
+        cmd: impl Into<Command<'a, C>>,
+        next: impl Into<String>,
+        on_failure: impl FnOnce(&mut C) -> anyhow::Result<()> + 'a,
+    ) -> &mut Self {
+        self.steps.push(Step::Run {
+            cmd: cmd.into(),
+            next: next.into(),
+            on_failure: Some(Box::new(|context, ()| on_failure(context))),
+        });
+        self
+    }
+
+    /// Adds a command whose stdout `on_output` receives.
+    pub(crate) fn read(
+        &mut self,
+        cmd: impl Into<Command<'a, C>>,
+        next: impl Into<String>,
+        on_output: impl FnOnce(&mut C, String) -> anyhow::Result<()> + 'a,
+    ) -> &mut Self {
+        self.steps.push(Step::Read {
+            cmd: cmd.into(),
+            next: next.into(),
+            on_output: Box::new(on_output),
+        });
+        self
+    }
+
+    /// Adds a background program, its output going to `log`, then work that needs its
+    /// pid (`description` names it in the plan: wait until it answers, say). A program
+    /// meant to outlive the plan (the local service, the registry) has `scoped: None`;
+    /// one that lives only while the plan runs names its executable in `scoped`, and is
+    /// stopped (SIGTERM, then SIGKILL) when the plan ends — whether it succeeds, fails or
+    /// is interrupted.
+    pub(crate) fn start(
+        &mut self,
+        cmd: impl Into<Command<'a, C>>,
+        log: PathBuf,
+        scoped: Option<&'static str>,
+        on_start: impl FnOnce(&mut C, u32) -> anyhow::Result<()> + 'a,
+        description: impl Into<String>,
+        then: impl FnOnce(&mut C, u32) -> anyhow::Result<()> + 'a,
+    ) -> &mut Self {
+        self.steps.push(Step::Start {
+            cmd: cmd.into(),
+            log,
+            scoped,
+            on_start: Box::new(on_start),
+            then: Some((description.into(), Box::new(then))),
+        });
+        self
+    }
+
+    /// Adds work the xtask does itself.
+    pub(crate) fn check(
+        &mut self,
+        description: impl Into<String>,
+        action: impl FnOnce(&mut C) -> anyhow::Result<()> + 'a,
+    ) -> &mut Self {
+        self.steps.push(Step::Check {
+            description: description.into(),
+            action: Box::new(|context, ()| action(context)),
+        });
+        self
+    }
+
+    /// Adds `probe`, then the steps `build` adds, which run only if `decide` says so
+    /// once the probe has run. `condition` names the case in the plan.
+    pub(crate) fn when(
+        &mut self,
+        probe: impl Into<Command<'a, C>>,
+        condition: impl Into<String>,
+        decide: impl FnOnce(&mut C, &Probe) -> anyhow::Result<bool> + 'a,
+        build: impl FnOnce(&mut Plan<'a, C>),
+    ) -> &mut Self {
+        let mut then = Plan::new();
+        build(&mut then);
+        self.steps.push(Step::When {
+            probe: probe.into(),
+            condition: condition.into(),
+            decide: Box::new(decide),
+            then,
+        });
+        self
+    }
+
+    /// Adds a check of its own (`description`), then the steps `build` adds, which run
+    /// only if `decide` says so when the plan reaches them.
+    pub(crate) fn when_checked(
+        &mut self,
+        description: impl Into<String>,
+        condition: impl Into<String>,
+        decide: impl FnOnce(&mut C) -> anyhow::Result<bool> + 'a,
+        build: impl FnOnce(&mut Plan<'a, C>),
+    ) -> &mut Self {
+        let mut then = Plan::new();
+        build(&mut then);
+        self.steps.push(Step::WhenChecked {
+            description: description.into(),
+            condition: condition.into(),
+            decide: Box::new(decide),
+            then,
+        });
+        self
+    }
+
+    /// One line per step, as `--dry-run` prints them; the steps under a condition are
+    /// indented below it.
+    pub(crate) fn lines(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        for step in &self.steps {
+            lines.push(step.to_string());
+            match step {
+                Step::When { condition, then, .. } | Step::WhenChecked { condition, then, .. } => {
+                    lines.push(format!("# only if {condition}:"));
+                    lines.extend(then.lines().into_iter().map(|line| format!("  {line}")));
+                }
+                Step::Start {
+                    then: Some((description, _)),
+                    ..
+                } => lines.push(format!("# {description}")),
+                _ => {}
+            }
+        }
+        lines
+    }
+
+    /// Prints the plan (`dry_run`) or carries it out from a fresh context, stopping at
+    /// the first failure.
+    pub(crate) fn execute(self, dry_run: bool) -> anyhow::Result<()>
+    where
+        C: Default,
+    {
+        self.execute_with(dry_run, &mut C::default())
+    }
+
+    /// Prints the plan, or carries it out with `context`. Scoped programs it started are
+    /// stopped before this returns, however it ends.
+    pub(crate) fn execute_with(self, dry_run: bool, context: &mut C) -> anyhow::Result<()> {
+        if dry_run {
+            for line in self.lines() {
+                println!("{line}");
+            }
+            return Ok(());
+        }
+        let scope = Scope::open();
+        let result = self.run_steps(context);
+        scope.close();
+        result
+    }
+
+    fn run_steps(self, context: &mut C) -> anyhow::Result<()> {
+        for step in self.steps {
+            match step {
+                Step::Run {
+                    cmd,
+                    next,
+                    on_failure,
+                } => {
+                    let result = run_teeing_stderr(cmd.resolve(context)?, &next, Stdio::inherit());
+                    if result.is_err()
+                        && let Some(on_failure) = on_failure
+                    {
+                        eprintln!("# it failed; finding out why");
+                        if let Err(also) = on_failure(context, ()) {
+                            eprintln!("# while doing so: {also:#}");
+                        }
+                    }
+                    result?;
+                }
+                Step::Read { cmd, next, on_output } => {
+                    let stdout = run_teeing_stderr(cmd.resolve(context)?, &next, Stdio::piped())?;
+                    on_output(context, stdout)?;
+                }
+                Step::Start {
+                    cmd,
+                    log,
+                    scoped,
+                    on_start,
+                    then,
+                } => {
+                    let cmd = cmd.resolve(context)?;
+                    eprintln!("$ {cmd} >{} 2>&1 &", log.display());
+                    let pid = start_in_background(cmd, &log)?;
+                    if let Some(program) = scoped {
+                        Scope::register(pid, program);
+                    }
+                    on_start(context, pid)?;
+                    if let Some((description, then)) = then {
+                        eprintln!("# {description}");
+                        then(context, pid)?;
+                    }
+                }
+                Step::When {
+                    probe,
+                    condition,
+                    decide,
+                    then,
+                } => {
+                    let probe = run_probe(probe.resolve(context)?)?;
+                    if decide(context, &probe)? {
+                        eprintln!("# {condition}: yes");
+                        then.run_steps(context)?;
+                    } else {
+                        eprintln!("# {condition}: no, so skipping what depends on it");
+                    }
+                }
+                Step::WhenChecked {
+                    description,
+                    condition,
+                    decide,
+                    then,
+                } => {
+                    eprintln!("# {description}");
+                    if decide(context)? {
+                        eprintln!("# {condition}: yes");
+                        then.run_steps(context)?;
+                    } else {
+                        eprintln!("# {condition}: no, so skipping what depends on it");
+                    }
+                }
+                Step::Check { description, action } => {
+                    eprintln!("# {description}");
+                    action(context, ())?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Scoped programs started and not yet stopped: (pid, program). Global, so
+/// the interrupt handler, on its own thread, can stop them too.
+static SCOPED: Mutex<Vec<(u32, &'static str)>> = Mutex::new(Vec::new());
+
+/// How long a scoped program gets to exit after SIGTERM before SIGKILL.
+const SCOPED_STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The scoped programs one execution started: those registered after `first`.
+struct Scope {
+    first: usize,
+}
+
+impl Scope {
+    fn open() -> Self {
+        Scope {
+            first: SCOPED.lock().map_or(0, |scoped| scoped.len()),
+        }
+    }
+
+    fn register(pid: u32, program: &'static str) {
+        if let Ok(mut scoped) = SCOPED.lock() {
+            scoped.push((pid, program));
+        }
+    }
+
+    /// Stops what this execution started that still runs.
+    fn close(self) {
+        let started = match SCOPED.lock() {
+            Ok(mut scoped) => {
+                let first = self.first.min(scoped.len());
+                scoped.split_off(first)
+            }
+            Err(_) => return,
+        };
+        stop_all(started);
+    }
+}
+
+/// Stops every scoped program still running. The interrupt handler calls it, so Ctrl-C
+/// never leaves a benchmark's servers behind.
+pub(crate) fn stop_scoped_programs() {
+    let all = match SCOPED.lock() {
+        Ok(mut scoped) => std::mem::take(&mut *scoped),
+        Err(_) => return,
+    };
+    stop_all(all);
+}
+
+fn stop_all(programs: Vec<(u32, &'static str)>) {
+    for (pid, program) in programs.into_iter().rev() {
+        if !process::is_alive(pid, program) {
+            continue;
+        }
+        let pid_arg = pid.to_string();
+        eprintln!("$ kill -TERM {pid}   # stop {program}, which this task started");
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid_arg])
+            .status();
+        if process::wait_for_exit(pid, Some(program), SCOPED_STOP_TIMEOUT).is_err() {
+            eprintln!("$ kill -KILL {pid}");
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid_arg])
+                .status();
+        }
+    }
+}
+
+/// Runs a probe, echoed, capturing both outputs whatever its exit status.
+fn run_probe(cmd: Cmd<'_>) -> anyhow::Result<Probe> {
+    let shown = cmd.to_string();
+    eprintln!("$ {shown}");
+    let output = std::process::Command::from(cmd)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|err| spawn_error(&shown, err))?;
+    Ok(Probe {
+        success: output.status.success(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    })
+}
+
+impl<C> fmt::Display for Step<'_, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Step::Run { cmd, .. } | Step::Read { cmd, .. } => write!(f, "$ {cmd}"),
+            Step::Start { cmd, log, .. } => write!(f, "$ {cmd} >{} 2>&1 &", log.display()),
+            Step::When { probe, .. } => write!(f, "$ {probe}"),
+            Step::WhenChecked { description, .. } => write!(f, "# {description}"),
+            Step::Check { description, .. } => write!(f, "# {description}"),
+        }
+    }
+}
+
+/// Runs a command that only reads (a git or docker query) and returns its stdout. It is
+/// echoed like every command, and runs even for `--dry-run`, so plans can show real values.
+pub(crate) fn query(cmd: Cmd<'_>) -> anyhow::Result<String> {
+    eprintln!("$ {cmd}");
+    Ok(cmd.quiet().read()?)
+}
+
+/// Runs `cmd` with stderr both shown and remembered, so a failure can quote the lines
+/// that explain it. Returns stdout when `stdout` is piped, else an empty string.
+fn run_teeing_stderr(cmd: Cmd<'_>, next: &str, stdout: Stdio) -> anyhow::Result<String> {
+    let shown = cmd.to_string();
+    eprintln!("$ {shown}");
+    let mut command = std::process::Command::from(cmd);
+    command.stdout(stdout).stderr(Stdio::piped());
+    let mut child = command.spawn().map_err(|err| spawn_error(&shown, err))?;
+    // Drain stdout on its own thread so neither pipe can fill up and stall the child.
+    let captured = child.stdout.take().map(|mut out| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut out, &mut text).map(|_| text)
+        })
+    });
+    let mut tail = VecDeque::with_capacity(STDERR_TAIL_LINES);
+    if let Some(stderr) = child.stderr.take() {
+        for line in BufReader::new(stderr).split(b'\n') {
+            let line = String::from_utf8_lossy(&line.context("read the command's stderr")?).into_owned();
+            eprintln!("{line}");
+            if tail.len() == STDERR_TAIL_LINES {
+                tail.pop_front();
+            }
+            tail.push_back(line);
+        }
+    }
+    let status = child.wait().with_context(|| format!("wait for `{shown}`"))?;
+    let stdout = match captured {
+        Some(reader) => reader
+            .join()
+            .map_err(|_| anyhow::anyhow!("reading the stdout of `{shown}` panicked"))?
+            .with_context(|| format!("read the stdout of `{shown}`"))?,
+        None => String::new(),
+    };
+    if status.success() {
+        return Ok(stdout);
+    }
+    let status = match status.code() {
+        Some(code) => format!("exit status {code}"),
+        None => format!("{status}"),
+    };
+    let tail = if tail.is_empty() {
+        "    (nothing)".to_owned()
+    } else {
+        tail.iter()
+            .map(|line| format!("    {line}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    bail!("`{shown}` failed with {status}\n  last lines of its stderr:\n{tail}\n  next: {next}")
+}
+
+/// Starts `cmd` detached from our terminal's process group (so Ctrl-C here does not reach
+/// it) with its output appended to `log`; returns its pid.
+fn start_in_background(cmd: Cmd<'_>, log: &PathBuf) -> anyhow::Result<u32> {
+    let shown = cmd.to_string();
+    if let Some(dir) = log.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    }
+    let out = File::create(log).with_context(|| format!("create the log file {}", log.display()))?;
+    let err = out.try_clone().context("share the log file")?;
+    let mut command = std::process::Command::from(cmd);
+    command
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .process_group(0);
+    let child = command.spawn().map_err(|err| spawn_error(&shown, err))?;
+    Ok(child.id())
+}
+
+fn spawn_error(shown: &str, err: std::io::Error) -> anyhow::Error {
+    let program = shown.split(' ').next().unwrap_or(shown);
+    if err.kind() == std::io::ErrorKind::NotFound {
+        anyhow::anyhow!("`{program}` was not found: install it, or put it on PATH, then run this task again")
+    } else {
+        anyhow::Error::new(err).context(format!("could not start `{shown}`"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xshell::{Shell, cmd};
+
+    #[test]
+    fn a_failure_names_the_command_its_status_and_its_stderr() {
+        let sh = Shell::new().unwrap();
+        let script = "for i in $(seq 1 30); do echo line $i >&2; done; exit 3";
+        let mut plan: Plan = Plan::new();
+        plan.run(cmd!(sh, "sh -c {script}"), "fix it");
+        let err = format!("{:#}", plan.execute(false).unwrap_err());
+        assert!(err.contains("failed with exit status 3"), "{err}");
+        assert!(
+            err.contains("line 30") && err.contains("line 16"),
+            "the last lines are quoted: {err}"
+        );
+        assert!(!err.contains("line 15\n"), "only the tail is quoted: {err}");
+        assert!(err.contains("next: fix it"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_program_says_so() {
+        let sh = Shell::new().unwrap();
+        let mut plan: Plan = Plan::new();
+        plan.run(cmd!(sh, "no-such-program-here --flag"), "unused");
+        let err = format!("{:#}", plan.execute(false).unwrap_err());
+        assert!(err.contains("`no-such-program-here` was not found"), "{err}");
+    }
+
+    #[test]
+    fn a_dry_run_runs_nothing() {
+        let sh = Shell::new().unwrap();
+        let mut plan: Plan = Plan::new();
+        plan.run(cmd!(sh, "false"), "unused")
+            .check("would fail", |_| bail!("ran"));
+        assert_eq!(plan.lines(), ["$ false", "# would fail"]);
+        plan.execute(true).unwrap();
+    }
+}

@@ -1,0 +1,494 @@
+//! Deployment settings: flag > `XTASK_*` environment variable > `deploy.yaml`, with the
+//! project falling back to `gcloud config get project`. Every value is parsed into its
+//! type and validated before any task touches anything; `cargo xtask config` shows where
+//! each came from.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use xshell::{Shell, cmd};
+
+use crate::core::plan::query;
+
+pub(crate) const SETTINGS_FILE: &str = "deploy.yaml";
+
+/// The settings flags, accepted by the tasks that deploy (`cargo xtask ship --target gke
+/// --cluster c`); typed, so a bad flag is refused by the parser itself.
+#[derive(Args, Debug, Default, Clone)]
+#[command(next_help_heading = "Deployment settings (flag > XTASK_<NAME> environment > deploy.yaml)")]
+pub(crate) struct SettingsArgs {
+    /// Google Cloud project id [default: gcloud config get project].
+    #[arg(long)]
+    project: Option<String>,
+    /// Zone (us-west1-b) or region (us-west1) of the cluster.
+    #[arg(long)]
+    location: Option<String>,
+    /// GKE cluster name.
+    #[arg(long)]
+    cluster: Option<String>,
+    /// How GKE runs the nodes.
+    #[arg(long, value_enum)]
+    mode: Option<Mode>,
+    /// Node machine type (standard mode).
+    #[arg(long)]
+    machine_type: Option<String>,
+    /// Number of nodes (standard mode; per zone for a regional cluster).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    nodes: Option<u32>,
+    /// Artifact Registry repository.
+    #[arg(long)]
+    repository: Option<String>,
+    /// Image name in the repository.
+    #[arg(long)]
+    image: Option<String>,
+    /// Kubernetes namespace.
+    #[arg(long)]
+    namespace: Option<String>,
+    /// App name: the Deployment, the Service and their `app` label.
+    #[arg(long)]
+    app: Option<String>,
+    /// Replicas, overriding the overlay's count.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    replicas: Option<u32>,
+    /// Port the LoadBalancer Service listens on.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    service_port: Option<u16>,
+    /// Overlay of manifests/overlays/ to deploy.
+    #[arg(long)]
+    overlay: Option<String>,
+}
+
+impl SettingsArgs {
+    /// Every setting's name (as in deploy.yaml and XTASK_<NAME>) with its flag's value as
+    /// text: the one list of the settings there is.
+    fn by_key(&self) -> [(&'static str, Option<String>); 13] {
+        let text = |value: &Option<String>| value.clone();
+        let shown = |value: Option<String>| value;
+        [
+            ("project", text(&self.project)),
+            ("location", text(&self.location)),
+            ("cluster", text(&self.cluster)),
+            ("mode", shown(self.mode.map(|m| m.to_string()))),
+            ("machine_type", text(&self.machine_type)),
+            ("nodes", shown(self.nodes.map(|n| n.to_string()))),
+            ("repository", text(&self.repository)),
+            ("image", text(&self.image)),
+            ("namespace", text(&self.namespace)),
+            ("app", text(&self.app)),
+            ("replicas", shown(self.replicas.map(|n| n.to_string()))),
+            ("service_port", shown(self.service_port.map(|n| n.to_string()))),
+            ("overlay", text(&self.overlay)),
+        ]
+    }
+}
+
+/// How GKE runs the nodes.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Nodes of --machine-type, --nodes of them.
+    Standard,
+    /// Google manages the nodes (needs a region).
+    Autopilot,
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Standard => "standard",
+            Mode::Autopilot => "autopilot",
+        })
+    }
+}
+
+/// Resolved and validated settings.
+#[derive(Clone, Debug)]
+pub(crate) struct Settings {
+    pub(crate) project: String,
+    pub(crate) location: String,
+    pub(crate) cluster: String,
+    pub(crate) mode: Mode,
+    pub(crate) machine_type: String,
+    pub(crate) nodes: u32,
+    pub(crate) repository: String,
+    pub(crate) image: String,
+    pub(crate) namespace: String,
+    pub(crate) app: String,
+    pub(crate) replicas: Option<u32>,
+    pub(crate) service_port: u16,
+    pub(crate) overlay: String,
+}
+
+/// A setting's name, its value as given, and where it came from.
+pub(crate) type Origin = (&'static str, String, Source);
+
+/// Where a value came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Source {
+    Flag,
+    Env(String),
+    File,
+    Gcloud,
+    Overlay,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Flag => f.write_str("flag"),
+            Source::Env(var) => write!(f, "environment {var}"),
+            Source::File => f.write_str(SETTINGS_FILE),
+            Source::Gcloud => f.write_str("gcloud config get project"),
+            Source::Overlay => f.write_str("the overlay's manifests"),
+        }
+    }
+}
+
+/// The settings as given, before parsing: each with its text and its source.
+struct Given {
+    values: BTreeMap<&'static str, (String, Source)>,
+    problems: Vec<String>,
+}
+
+impl Given {
+    /// The setting `key` parsed by `parse`; a missing or invalid one is recorded as a
+    /// problem (and gives `None`).
+    fn take<T>(&mut self, key: &str, parse: impl FnOnce(&str) -> Result<T, String>) -> Option<T> {
+        let Some((value, source)) = self.values.get(key) else {
+            self.problems.push(format!(
+                "{key} is not set: pass --{}, set XTASK_{}, or add it to {SETTINGS_FILE}",
+                key.replace('_', "-"),
+                key.to_ascii_uppercase()
+            ));
+            return None;
+        };
+        parse(value)
+            .map_err(|why| {
+                self.problems
+                    .push(format!("{key} = {value:?} (from {source}): {why}"))
+            })
+            .ok()
+    }
+
+    /// Like `take`, for a setting that may be left unset.
+    fn take_optional<T>(
+        &mut self,
+        key: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<Option<T>, ()> {
+        if self.values.contains_key(key) {
+            self.take(key, parse).map(Some).ok_or(())
+        } else {
+            Ok(None)
+        }
+    }
+}
+
+impl Settings {
+    /// Resolves every setting, or explains every invalid one at once.
+    pub(crate) fn resolve(sh: &Shell, args: &SettingsArgs) -> anyhow::Result<(Settings, Vec<Origin>)> {
+        let flags = args.by_key();
+        let file = read_file(sh, &flags.clone().map(|(key, _)| key))?;
+        let mut values: BTreeMap<&'static str, (String, Source)> = BTreeMap::new();
+        for (key, flag) in flags {
+            let env = format!("XTASK_{}", key.to_ascii_uppercase());
+            let value = if let Some(value) = flag {
+                Some((value, Source::Flag))
+            } else if let Ok(value) = sh.var(&env) {
+                Some((value, Source::Env(env)))
+            } else {
+                file.get(key).map(|value| (value.clone(), Source::File))
+            };
+            if let Some(value) = value {
+                values.insert(key, value);
+            }
+        }
+        if !values.contains_key("project") {
+            let project = query(cmd!(sh, "gcloud config get project").ignore_stderr())
+                .context("ask gcloud for the default project (is the Google Cloud SDK installed?)")?;
+            if !project.trim().is_empty() {
+                values.insert("project", (project.trim().to_owned(), Source::Gcloud));
+            }
+        }
+        let mut given = Given {
+            values,
+            problems: Vec::new(),
+        };
+        let text = |check: fn(&str) -> Result<(), String>| move |v: &str| check(v).map(|()| v.to_owned());
+        let project = given.take("project", text(valid_project));
+        let location = given.take("location", text(valid_location));
+        let cluster = given.take("cluster", text(valid_cluster));
+        let mode = given.take("mode", |v| {
+            Mode::from_str(v, false).map_err(|_| "must be standard or autopilot".into())
+        });
+        let machine_type = given.take("machine_type", text(valid_machine_type));
+        let nodes = given.take("nodes", |v| number_in(v, 1, 1000));
+        let repository = given.take("repository", text(valid_repository));
+        let image = given.take("image", text(valid_image));
+        let namespace = given.take("namespace", text(valid_label));
+        let app = given.take("app", text(valid_label));
+        let service_port = given.take("service_port", |v| number_in(v, 1, 65535));
+        let overlay = given.take("overlay", text(valid_overlay));
+        let replicas = given.take_optional("replicas", |v| number_in(v, 1, 1000));
+        if let (Some(Mode::Autopilot), Some(location)) = (mode, &location)
+            && is_zone(location)
+        {
+            given.problems.push(format!(
+                "mode = autopilot needs a region, but location = {location:?} is a zone: use {:?}",
+                region_of(location)
+            ));
+        }
+        let settings = match (
+            project,
+            location,
+            cluster,
+            mode,
+            machine_type,
+            nodes,
+            repository,
+            image,
+            namespace,
+            app,
+            replicas,
+            service_port,
+            overlay,
+        ) {
+            (
+                Some(project),
+                Some(location),
+                Some(cluster),
+                Some(mode),
+                Some(machine_type),
+                Some(nodes),
+                Some(repository),
+                Some(image),
+                Some(namespace),
+                Some(app),
+                Ok(replicas),
+                Some(service_port),
+                Some(overlay),
+            ) if given.problems.is_empty() => Settings {
+                project,
+                location,
+                cluster,
+                mode,
+                machine_type,
+                nodes,
+                repository,
+                image,
+                namespace,
+                app,
+                replicas,
+                service_port,
+                overlay,
+            },
+            _ => bail!(
+                "invalid deployment settings; nothing was changed:\n  {}",
+                given.problems.join("\n  ")
+            ),
+        };
+        let mut sources: Vec<Origin> = given
+            .values
+            .into_iter()
+            .map(|(key, (value, source))| (key, value, source))
+            .collect();
+        if settings.replicas.is_none() {
+            sources.push(("replicas", "(the overlay's)".into(), Source::Overlay));
+        }
+        Ok((settings, sources))
+    }
+
+    /// The region: the location itself, or the region its zone is in.
+    pub(crate) fn region(&self) -> String {
+        region_of(&self.location)
+    }
+
+    /// `REGION-docker.pkg.dev`, the Artifact Registry host for this region.
+    pub(crate) fn registry_host(&self) -> String {
+        format!("{}-docker.pkg.dev", self.region())
+    }
+
+    /// `HOST/PROJECT/REPOSITORY/IMAGE`.
+    pub(crate) fn image_repository(&self) -> String {
+        format!(
+            "{}/{}/{}/{}",
+            self.registry_host(),
+            self.project,
+            self.repository,
+            self.image
+        )
+    }
+}
+
+/// `deploy.yaml` as key → scalar text; unknown keys are refused (a typo would otherwise
+/// be silently ignored).
+fn read_file(sh: &Shell, known: &[&str]) -> anyhow::Result<BTreeMap<String, String>> {
+    if !sh.path_exists(SETTINGS_FILE) {
+        return Ok(BTreeMap::new());
+    }
+    let text = sh.read_file(SETTINGS_FILE)?;
+    let raw: Option<BTreeMap<String, serde_yaml::Value>> =
+        serde_yaml::from_str(&text).with_context(|| format!("{SETTINGS_FILE} is not a YAML mapping"))?;
+    let mut values = BTreeMap::new();
+    for (key, value) in raw.unwrap_or_default() {
+        if !known.contains(&key.as_str()) {
+            bail!(
+                "{SETTINGS_FILE}: unknown setting {key:?}; known: {}",
+                known.join(", ")
+            );
+        }
+        let text = match value {
+            serde_yaml::Value::String(s) => s,
+            serde_yaml::Value::Number(n) => n.to_string(),
+            serde_yaml::Value::Bool(b) => b.to_string(),
+            serde_yaml::Value::Null => continue,
+            other => bail!("{SETTINGS_FILE}: {key} must be a single value, not {other:?}"),
+        };
+        values.insert(key, text);
+    }
+    Ok(values)
+}
+
+fn number_in<T: TryFrom<u64>>(text: &str, min: u64, max: u64) -> Result<T, String> {
+    let out_of_range = || format!("must be a whole number from {min} to {max}");
+    match text.parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => T::try_from(n).map_err(|_| out_of_range()),
+        _ => Err(out_of_range()),
+    }
+}
+
+fn is_lower_alnum_dash(text: &str) -> bool {
+    text.bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// An RFC 1123 label: what Kubernetes requires of namespace and object names.
+fn valid_label(text: &str) -> Result<(), String> {
+    let ok = !text.is_empty()
+        && text.len() <= 63
+        && is_lower_alnum_dash(text)
+        && !text.starts_with('-')
+        && !text.ends_with('-');
+    ok.then_some(()).ok_or_else(|| {
+        "must be an RFC 1123 label: 1-63 lower-case letters, digits or '-', starting and ending with a letter or digit"
+            .into()
+    })
+}
+
+fn valid_cluster(text: &str) -> Result<(), String> {
+    let ok =
+        text.len() <= 40 && valid_label(text).is_ok() && text.starts_with(|c: char| c.is_ascii_lowercase());
+    ok.then_some(()).ok_or_else(|| {
+        "GKE cluster names are 1-40 lower-case letters, digits or '-', starting with a letter".into()
+    })
+}
+
+fn valid_repository(text: &str) -> Result<(), String> {
+    let ok = valid_label(text).is_ok() && text.starts_with(|c: char| c.is_ascii_lowercase());
+    ok.then_some(()).ok_or_else(|| {
+        "Artifact Registry repository names are lower-case letters, digits or '-', starting with a letter"
+            .into()
+    })
+}
+
+fn valid_project(text: &str) -> Result<(), String> {
+    let ok = (6..=30).contains(&text.len())
+        && is_lower_alnum_dash(text)
+        && text.starts_with(|c: char| c.is_ascii_lowercase())
+        && !text.ends_with('-');
+    ok.then_some(()).ok_or_else(|| {
+        "project ids are 6-30 lower-case letters, digits or '-', starting with a letter".into()
+    })
+}
+
+fn valid_image(text: &str) -> Result<(), String> {
+    let ok = !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+        && text.starts_with(|c: char| c.is_ascii_alphanumeric());
+    ok.then_some(())
+        .ok_or_else(|| "image names are lower-case letters, digits, '.', '_' or '-'".into())
+}
+
+fn valid_machine_type(text: &str) -> Result<(), String> {
+    let ok = text.contains('-') && is_lower_alnum_dash(text) && !text.starts_with('-');
+    ok.then_some(())
+        .ok_or_else(|| "machine types look like e2-standard-2".into())
+}
+
+fn valid_overlay(text: &str) -> Result<(), String> {
+    let dir = Path::new("manifests/overlays").join(text);
+    let ok = valid_label(text).is_ok() && dir.join("kustomization.yaml").is_file();
+    ok.then_some(())
+        .ok_or_else(|| format!("no overlay {} (with a kustomization.yaml)", dir.display()))
+}
+
+/// `us-west1` (region) or `us-west1-b` (zone): letters, '-', letters and digits, and for
+/// a zone one more '-' and a letter.
+fn valid_location(text: &str) -> Result<(), String> {
+    (is_region(text) || is_zone(text))
+        .then_some(())
+        .ok_or_else(|| "is neither a zone (like us-west1-b) nor a region (like us-west1)".into())
+}
+
+fn is_region(text: &str) -> bool {
+    let Some((area, place)) = text.split_once('-') else {
+        return false;
+    };
+    let letters = place.trim_end_matches(|c: char| c.is_ascii_digit());
+    !area.is_empty()
+        && area.bytes().all(|b| b.is_ascii_lowercase())
+        && !letters.is_empty()
+        && letters.len() < place.len()
+        && letters.bytes().all(|b| b.is_ascii_lowercase())
+}
+
+fn is_zone(text: &str) -> bool {
+    text.rsplit_once('-').is_some_and(|(region, zone)| {
+        is_region(region) && zone.len() == 1 && zone.bytes().all(|b| b.is_ascii_lowercase())
+    })
+}
+
+fn region_of(location: &str) -> String {
+    if is_zone(location) {
+        location
+            .rsplit_once('-')
+            .map_or(location, |(region, _)| region)
+            .to_owned()
+    } else {
+        location.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations() {
+        assert!(is_zone("us-west1-b") && !is_region("us-west1-b"));
+        assert!(is_region("us-west1") && !is_zone("us-west1"));
+        assert!(is_region("northamerica-northeast1") && is_zone("europe-west4-a"));
+        // The tutorial's typo.
+        assert!(valid_location("us-west1b").is_err());
+        assert!(valid_location("us-west-b").is_err() && valid_location("US-west1").is_err());
+        assert_eq!(region_of("us-west1-b"), "us-west1");
+        assert_eq!(region_of("us-west1"), "us-west1");
+    }
+
+    #[test]
+    fn names() {
+        assert!(valid_label("score-app").is_ok() && valid_label("mlops").is_ok());
+        for bad in ["", "Score", "-a", "a-", "a_b", &"a".repeat(64)] {
+            assert!(valid_label(bad).is_err(), "{bad:?}");
+        }
+        assert!(valid_cluster("k8s-ml-cluster").is_ok());
+        assert!(valid_cluster("8ks").is_err() && valid_cluster(&"a".repeat(41)).is_err());
+        assert!(valid_project("my-project-123").is_ok());
+        assert!(valid_project("short").is_err() && valid_project("My-Project").is_err());
+        assert!(valid_machine_type("e2-standard-2").is_ok() && valid_machine_type("big").is_err());
+    }
+}

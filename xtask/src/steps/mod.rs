@@ -1,0 +1,15 @@
+//! The middle layer: the steps tasks and targets compose into plans — building, pushing
+//! and finding images, the local registry, background programs, rendering and deploying
+//! manifests, kustomize, gcloud's cluster plans, the Docker engine check, the smoke test.
+//! Steps import only from `core` and from each other, never from `targets` or `tasks`.
+
+pub(crate) mod daemon;
+pub(crate) mod deploy;
+pub(crate) mod engine;
+pub(crate) mod gcloud;
+pub(crate) mod image;
+pub(crate) mod kustomize;
+pub(crate) mod push;
+pub(crate) mod registry;
+pub(crate) mod render;
+pub(crate) mod smoke;

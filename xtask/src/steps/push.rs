@@ -1,0 +1,122 @@
+//! Pushing the image, then recording the digest the registry stored, so what runs later
+//! is pinned to exactly what was pushed (`repo@sha256:…`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+use xshell::{Shell, cmd};
+
+use crate::core::http;
+use crate::core::paths::state_dir;
+use crate::core::plan::Plan;
+use crate::core::records;
+use crate::core::target::TargetKind;
+use crate::steps::image::Image;
+
+/// What `push` recorded: the tag pushed and the digest the registry stored for it.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Pushed {
+    pub(crate) tag: String,
+    /// `repository:tag`.
+    pub(crate) image: String,
+    /// `repository@sha256:…`: what deployments run.
+    pub(crate) pinned: String,
+}
+
+impl Pushed {
+    pub(crate) fn digest(&self) -> &str {
+        self.pinned.rsplit_once('@').map_or("", |(_, digest)| digest)
+    }
+}
+
+/// What a shipping plan learns as it goes, for its later steps: the image pushed (or
+/// found already pushed), pinned by digest.
+#[derive(Default, Debug)]
+pub(crate) struct Release {
+    pub(crate) pushed: Option<Pushed>,
+}
+
+impl Release {
+    /// The release a `push --target TARGET` recorded, or an error saying how to get one.
+    pub(crate) fn recorded(sh: &Shell, target: TargetKind) -> anyhow::Result<Release> {
+        let path = record_path(sh, target);
+        let pushed = records::read(&path)?.with_context(|| {
+            format!(
+                "no image pushed for {target} ({} is missing): run `cargo xtask push --target {target}` first",
+                path.display()
+            )
+        })?;
+        Ok(Release { pushed: Some(pushed) })
+    }
+
+    /// The pushed image, once a step has pushed or found it.
+    pub(crate) fn pushed(&self) -> anyhow::Result<&Pushed> {
+        self.pushed
+            .as_ref()
+            .context("no image is pinned yet: push one (`cargo xtask push`) or ship")
+    }
+}
+
+/// Where the push for `target` is recorded.
+pub(crate) fn record_path(sh: &Shell, target: TargetKind) -> PathBuf {
+    state_dir(sh).join(target.to_string()).join("pushed.json")
+}
+
+/// Adds: push, read back the digest, record it in `record` (for later tasks) and in the
+/// plan's release (for the steps after).
+pub(crate) fn add_push<'a>(sh: &'a Shell, plan: &mut Plan<'a, Release>, image: &Image, record: PathBuf) {
+    let reference = image.reference();
+    let (repository, tag) = (image.repository.clone(), image.tag().to_owned());
+    plan.run(
+        cmd!(sh, "docker push {reference}"),
+        "check that the registry is reachable and that you are logged in to it",
+    );
+    let format = "{{json .RepoDigests}}";
+    plan.read(
+        cmd!(sh, "docker image inspect --format {format} {reference}"),
+        "the push succeeded but its digest could not be read: run `cargo xtask push` again",
+        move |release, output| {
+            let digests: Vec<String> = serde_json::from_str(output.trim())
+                .with_context(|| format!("docker printed {output:?}, not a list of digests"))?;
+            let prefix = format!("{repository}@");
+            let Some(pinned) = digests.into_iter().find(|d| d.starts_with(&prefix)) else {
+                bail!("docker knows no digest of {repository} for {reference}");
+            };
+            let pushed = Pushed {
+                tag,
+                image: reference,
+                pinned,
+            };
+            records::write(&record, &pushed)?;
+            println!("pushed {}", pushed.pinned);
+            release.pushed = Some(pushed);
+            Ok(())
+        },
+    );
+}
+
+/// The digest `registry` serves for `name:tag`, from the Docker-Content-Digest header of
+/// a manifest request (the registry API's own answer), or None if it has no such tag.
+pub(crate) fn registry_digest(registry: &str, name: &str, tag: &str) -> anyhow::Result<Option<String>> {
+    let url = format!("http://{registry}/v2/{name}/manifests/{tag}");
+    let agent = http::agent(Duration::from_secs(5));
+    let accept = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, \
+                  application/vnd.docker.distribution.manifest.list.v2+json, \
+                  application/vnd.docker.distribution.manifest.v2+json";
+    let response = agent
+        .head(&url)
+        .header("Accept", accept)
+        .call()
+        .with_context(|| format!("HEAD {url}"))?;
+    match response.status().as_u16() {
+        200 => Ok(response
+            .headers()
+            .get("Docker-Content-Digest")
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned)),
+        404 => Ok(None),
+        status => bail!("HEAD {url} answered {status}"),
+    }
+}

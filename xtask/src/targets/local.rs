@@ -1,0 +1,111 @@
+//! The `local` target: the release binary running in the background on this machine,
+//! recorded under `<state>/local/` so `smoke` and `down` — and the next `ship`, which
+//! replaces it — can find it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::bail;
+use xshell::{Shell, cmd};
+
+use crate::core::paths::{cargo, state_dir, target_dir};
+use crate::core::plan::Plan;
+use crate::steps::daemon::Daemon;
+use crate::steps::push::Release;
+use crate::steps::smoke::{add_how_to_reach, add_smoke_test};
+use crate::targets::target::{ShipOptions, Target};
+
+/// How long the service may take to answer `/readyz` after it starts.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a stopping service may take: its drain deadline (20 s) plus margin.
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub(crate) struct Local<'a> {
+    sh: &'a Shell,
+    daemon: Daemon,
+    binary: PathBuf,
+}
+
+impl<'a> Local<'a> {
+    pub(crate) fn new(sh: &'a Shell) -> Self {
+        Local {
+            sh,
+            daemon: Daemon::new(state_dir(sh).join("local"), "score-service"),
+            binary: target_dir(sh).join("release/score-service"),
+        }
+    }
+
+    /// The running instance's URL, or an error that says how to get one.
+    fn running_url(&self) -> anyhow::Result<String> {
+        match self.daemon.running()? {
+            Some(instance) => Ok(instance.url),
+            None => bail!("no local instance is running: start one with `cargo xtask ship`, or pass --url"),
+        }
+    }
+}
+
+impl Target for Local<'_> {
+    /// Build, replace any running instance, start, wait until ready, smoke-test.
+    fn ship_plan(&self, options: &ShipOptions) -> anyhow::Result<Plan<'_, Release>> {
+        let (sh, port, model) = (self.sh, options.port, options.model.as_ref());
+        let mut plan = Plan::new();
+        let cargo = cargo(sh);
+        plan.run(
+            cmd!(sh, "{cargo} build --release --locked --package score-service"),
+            "fix the build error above, then run `cargo xtask ship` again",
+        );
+        if let Some(old) = self.daemon.running()? {
+            self.daemon.add_stop(sh, &mut plan, old, STOP_TIMEOUT);
+        }
+        let binary = &self.binary;
+        let port_arg = port.to_string();
+        let model_args = model
+            .map(|m| vec!["--model".into(), m.path.display().to_string()])
+            .unwrap_or_default();
+        self.daemon.add_start(
+            &mut plan,
+            cmd!(
+                sh,
+                "{binary} --host 127.0.0.1 --port {port_arg} --log-format text {model_args...}"
+            ),
+            port,
+            "/readyz",
+            READY_TIMEOUT,
+        );
+        let url = format!("http://127.0.0.1:{port}");
+        add_smoke_test(
+            &mut plan,
+            url.clone(),
+            Duration::from_secs(10),
+            model.map(|m| m.name.clone()),
+        );
+        add_how_to_reach(&mut plan, url, model.map(|m| m.name.clone()), "cargo xtask down");
+        Ok(plan)
+    }
+
+    /// Stops the running instance, if any.
+    fn down_plan(&self) -> anyhow::Result<Plan<'_, Release>> {
+        let mut plan = Plan::new();
+        match self.daemon.running()? {
+            Some(instance) => self.daemon.add_stop(self.sh, &mut plan, instance, STOP_TIMEOUT),
+            None => {
+                plan.check("nothing to stop: no local instance is running", |_| Ok(()));
+            }
+        }
+        Ok(plan)
+    }
+
+    fn add_smoke<'s>(
+        &'s self,
+        plan: &mut Plan<'s, Release>,
+        timeout: Duration,
+        model: Option<String>,
+    ) -> anyhow::Result<()> {
+        add_smoke_test(plan, self.running_url()?, timeout, model);
+        Ok(())
+    }
+
+    fn image_repository(&self) -> anyhow::Result<String> {
+        bail!("the local target runs the binary directly and has no image: use --target docker or gke")
+    }
+}

@@ -1,0 +1,43 @@
+//! What a target is: where the service goes, how it is taken off, where it answers, and
+//! where its images are pushed. `ship`, `down`, `smoke`, `image` and `push` talk to a
+//! `dyn Target` chosen once from `--target`; a new target implements this trait and adds
+//! a line to `targets::choose`.
+
+use std::time::Duration;
+
+use crate::core::model_file::ModelFile;
+use crate::core::plan::Plan;
+use crate::steps::push::Release;
+
+/// What `ship` was asked for.
+pub(crate) struct ShipOptions {
+    /// Port on 127.0.0.1 (local and docker).
+    pub(crate) port: u16,
+    /// Build the image inside Docker from source.
+    pub(crate) from_source: bool,
+    pub(crate) model: Option<ModelFile>,
+}
+
+pub(crate) trait Target {
+    /// Build, put the service on the target, wait until it answers, smoke-test it.
+    fn ship_plan(&self, options: &ShipOptions) -> anyhow::Result<Plan<'_, Release>>;
+
+    /// Take the service off the target.
+    fn down_plan(&self) -> anyhow::Result<Plan<'_, Release>>;
+
+    /// Adds the smoke test of the running service, wherever it answers.
+    fn add_smoke<'s>(
+        &'s self,
+        plan: &mut Plan<'s, Release>,
+        timeout: Duration,
+        model: Option<String>,
+    ) -> anyhow::Result<()>;
+
+    /// Where images for this target are pushed: `REGISTRY/IMAGE`.
+    fn image_repository(&self) -> anyhow::Result<String>;
+
+    /// Adds what must run before a push (starting the local registry, say).
+    fn add_before_push<'s>(&'s self, _plan: &mut Plan<'s, Release>) -> anyhow::Result<()> {
+        Ok(())
+    }
+}

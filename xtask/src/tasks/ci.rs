@@ -1,0 +1,56 @@
+//! `cargo xtask ci`: everything CI checks, in the order that fails fastest.
+
+use clap::Args;
+use xshell::{Shell, cmd};
+
+use crate::core::paths::cargo;
+use crate::core::plan::Plan;
+use crate::core::tools::{ensure_apt_package, ensure_python_tools};
+
+#[derive(Args, Debug)]
+pub(crate) struct CiCmd {}
+
+impl CiCmd {
+    pub(crate) fn run(self, sh: &Shell, dry_run: bool) -> anyhow::Result<()> {
+        plan(sh).execute(dry_run)
+    }
+}
+
+fn plan(sh: &Shell) -> Plan<'_> {
+    let mut plan = Plan::new();
+    // The tests drive a real registry process beside the Docker engine.
+    ensure_apt_package(sh, &mut plan, "docker-registry", "docker-registry");
+    let venv = ensure_python_tools(sh, &mut plan, "xtask/python-tools.txt");
+    let hadolint = venv.join("hadolint");
+    let actionlint = venv.join("actionlint");
+    let cargo = cargo(sh);
+    plan.run(
+        cmd!(sh, "{cargo} fmt --all --check"),
+        "run `cargo fmt --all`, then commit the result",
+    )
+    .run(
+        cmd!(sh, "{hadolint} Dockerfile"),
+        "fix the Dockerfile findings above (each rule id has a page)",
+    )
+    .run(
+        cmd!(sh, "{actionlint} ci/github-actions.yml"),
+        "fix the workflow findings above",
+    )
+    .run(
+        cmd!(
+            sh,
+            "{cargo} clippy --workspace --all-targets --locked -- -D warnings"
+        ),
+        "fix the lints above (or, where a lint is wrong, allow it with a comment saying why)",
+    )
+    // Tests that need a tool (docker, the venv's clients) are ignored by a plain `cargo
+    // test`, which names them; CI has the tools and runs them all.
+    .run(
+        cmd!(
+            sh,
+            "{cargo} test --workspace --locked --no-fail-fast -- --include-ignored"
+        ),
+        "fix the failing tests above; rerun one with `cargo test -p PACKAGE NAME -- --include-ignored`",
+    );
+    plan
+}

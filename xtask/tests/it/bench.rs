@@ -1,0 +1,137 @@
+//! A benchmark that fails, or is interrupted, stops every server it started: the
+//! service, the Flask dev server and gunicorn with its workers.
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+/// A stand-in for wrk: a report for the first calls, then, at call `at`, `then` (a
+/// failure or a long wait). The xtask finds it first on PATH.
+fn fake_wrk(dir: &Path, at: u32, then: &str) -> PathBuf {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let count = dir.join("calls");
+    let script = format!(
+        r#"#!/bin/sh
+n=$(( $(cat {count} 2>/dev/null || echo 0) + 1 ))
+echo $n > {count}
+if [ $n -ge {at} ]; then {then}; fi
+cat <<'REPORT'
+  Latency Distribution
+     50%  600.00us
+     99%    1.20ms
+Requests/sec:  1000.00
+REPORT
+"#,
+        count = count.display()
+    );
+    let path = bin.join("wrk");
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    bin
+}
+
+/// The ports of the servers a plan's echoed start lines named.
+fn started_ports(stderr: &str) -> Vec<u16> {
+    stderr
+        .lines()
+        .filter(|line| line.starts_with("$ ") && line.ends_with("2>&1 &"))
+        .filter_map(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let after = |flag: &str| words.iter().position(|w| *w == flag).map(|i| words[i + 1]);
+            after("--port")
+                .or_else(|| after("--bind").and_then(|bind| bind.rsplit(':').next()))
+                .or_else(|| after("bench/flask_app.py"))
+                .and_then(|port| port.parse().ok())
+        })
+        .collect()
+}
+
+fn bench_with_wrk(name: &str, at: u32, then: &str) -> (Command, PathBuf) {
+    let state = scratch_dir(name);
+    let bin = fake_wrk(&state, at, then);
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    command
+        .args(["bench", "--duration", "1"])
+        .env("XTASK_STATE_DIR", &state)
+        .env("PATH", path)
+        .env_remove("CARGO")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    (command, state)
+}
+
+fn assert_all_stopped(stderr: &str) {
+    let ports = started_ports(stderr);
+    assert_eq!(
+        ports.len(),
+        3,
+        "the service, Flask and gunicorn were started:\n{stderr}"
+    );
+    for port in ports {
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+            "something still listens on {port}:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+#[ignore = "needs Flask and gunicorn in target/venv and the release build (cargo xtask ci runs it)"]
+fn a_failing_bench_stops_every_server_it_started() {
+    // Calls 1-4 load the service and Flask; the fifth, gunicorn's warm-up, fails.
+    let (mut command, _state) = bench_with_wrk("bench-fails", 5, "echo 'wrk: boom' >&2; exit 3");
+    let output = command.output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("wrk: boom"), "{stderr}");
+    assert!(
+        stderr.contains("stop gunicorn, which this task started"),
+        "{stderr}"
+    );
+    assert_all_stopped(&stderr);
+}
+
+#[test]
+#[ignore = "needs Flask and gunicorn in target/venv and the release build (cargo xtask ci runs it)"]
+fn an_interrupted_bench_stops_every_server_it_started() {
+    let (mut command, state) = bench_with_wrk("bench-interrupted", 5, "exec sleep 120");
+    // Its own process group, so the test can stop the fake wrk it leaves behind.
+    command.process_group(0);
+    let mut child = command.spawn().unwrap();
+    let calls = state.join("calls");
+    let deadline = Instant::now() + Duration::from_secs(900);
+    while std::fs::read_to_string(&calls)
+        .map(|n| n.trim() != "5")
+        .unwrap_or(true)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the bench never reached gunicorn's load"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "the bench ended early");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let output = child.wait_with_output().unwrap();
+    let _ = Command::new("kill").args(["-KILL", &format!("-{pid}")]).status();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("stop gunicorn, which this task started"),
+        "{stderr}"
+    );
+    assert_all_stopped(&stderr);
+}

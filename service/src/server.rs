@@ -67,7 +67,7 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
     if !drained {
         tracing::warn!(
             still_open = drain_tx.receiver_count(),
-            "drain deadline passed; closing the remaining connections"
+            "drain deadline passed; the connections still open end when the process exits"
         );
     }
     drained

@@ -111,10 +111,7 @@ impl Probe {
 /// step (the digest a push reported, say), shown in the plan by a template.
 pub(crate) enum Command<'a, C = ()> {
     Now(Cmd<'a>),
-    Later {
-        shown: String,
-        make: MakeCmd<'a, C>,
-    },
+    Later { shown: String, make: MakeCmd<'a, C> },
 }
 
 impl<'a, C> From<Cmd<'a>> for Command<'a, C> {

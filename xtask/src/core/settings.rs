@@ -65,22 +65,20 @@ impl SettingsArgs {
     /// Every setting's name (as in deploy.yaml and XTASK_<NAME>) with its flag's value as
     /// text: the one list of the settings there is.
     fn by_key(&self) -> [(&'static str, Option<String>); 13] {
-        let text = |value: &Option<String>| value.clone();
-        let shown = |value: Option<String>| value;
         [
-            ("project", text(&self.project)),
-            ("location", text(&self.location)),
-            ("cluster", text(&self.cluster)),
-            ("mode", shown(self.mode.map(|m| m.to_string()))),
-            ("machine_type", text(&self.machine_type)),
-            ("nodes", shown(self.nodes.map(|n| n.to_string()))),
-            ("repository", text(&self.repository)),
-            ("image", text(&self.image)),
-            ("namespace", text(&self.namespace)),
-            ("app", text(&self.app)),
-            ("replicas", shown(self.replicas.map(|n| n.to_string()))),
-            ("service_port", shown(self.service_port.map(|n| n.to_string()))),
-            ("overlay", text(&self.overlay)),
+            ("project", self.project.clone()),
+            ("location", self.location.clone()),
+            ("cluster", self.cluster.clone()),
+            ("mode", self.mode.map(|m| m.to_string())),
+            ("machine_type", self.machine_type.clone()),
+            ("nodes", self.nodes.map(|n| n.to_string())),
+            ("repository", self.repository.clone()),
+            ("image", self.image.clone()),
+            ("namespace", self.namespace.clone()),
+            ("app", self.app.clone()),
+            ("replicas", self.replicas.map(|n| n.to_string())),
+            ("service_port", self.service_port.map(|n| n.to_string())),
+            ("overlay", self.overlay.clone()),
         ]
     }
 }
@@ -147,7 +145,9 @@ impl fmt::Display for Source {
 }
 
 /// The settings as given, before parsing: each with its text and its source.
-struct Given {
+pub(crate) struct Given {
+    /// Every setting's name, in the order `config` lists them.
+    keys: Vec<&'static str>,
     values: BTreeMap<&'static str, (String, Source)>,
     problems: Vec<String>,
 }
@@ -157,8 +157,13 @@ impl Given {
     /// problem (and gives `None`).
     fn take<T>(&mut self, key: &str, parse: impl FnOnce(&str) -> Result<T, String>) -> Option<T> {
         let Some((value, source)) = self.values.get(key) else {
+            let gcloud = if key == "project" {
+                ", or set gcloud's default (`gcloud config set project ID`)"
+            } else {
+                ""
+            };
             self.problems.push(format!(
-                "{key} is not set: pass --{}, set XTASK_{}, or add it to {SETTINGS_FILE}",
+                "{key} is not set: pass --{}, set XTASK_{}, or add it to {SETTINGS_FILE}{gcloud}",
                 key.replace('_', "-"),
                 key.to_ascii_uppercase()
             ));
@@ -189,8 +194,38 @@ impl Given {
 impl Settings {
     /// Resolves every setting, or explains every invalid one at once.
     pub(crate) fn resolve(sh: &Shell, args: &SettingsArgs) -> anyhow::Result<(Settings, Vec<Origin>)> {
+        Given::gather(sh, args)?.settings()
+    }
+
+    /// The region: the location itself, or the region its zone is in.
+    pub(crate) fn region(&self) -> String {
+        region_of(&self.location)
+    }
+
+    /// `REGION-docker.pkg.dev`, the Artifact Registry host for this region.
+    pub(crate) fn registry_host(&self) -> String {
+        format!("{}-docker.pkg.dev", self.region())
+    }
+
+    /// `HOST/PROJECT/REPOSITORY/IMAGE`.
+    pub(crate) fn image_repository(&self) -> String {
+        format!(
+            "{}/{}/{}/{}",
+            self.registry_host(),
+            self.project,
+            self.repository,
+            self.image
+        )
+    }
+}
+
+impl Given {
+    /// Every setting's text and source: flag > `XTASK_*` > deploy.yaml, and the project
+    /// from gcloud's default when nothing else names one.
+    pub(crate) fn gather(sh: &Shell, args: &SettingsArgs) -> anyhow::Result<Given> {
         let flags = args.by_key();
-        let file = read_file(sh, &flags.clone().map(|(key, _)| key))?;
+        let keys: Vec<&'static str> = flags.iter().map(|(key, _)| *key).collect();
+        let file = read_file(sh, &keys)?;
         let mut values: BTreeMap<&'static str, (String, Source)> = BTreeMap::new();
         for (key, flag) in flags {
             let env = format!("XTASK_{}", key.to_ascii_uppercase());
@@ -212,10 +247,21 @@ impl Settings {
                 values.insert("project", (project.trim().to_owned(), Source::Gcloud));
             }
         }
-        let mut given = Given {
+        Ok(Given {
+            keys,
             values,
             problems: Vec::new(),
-        };
+        })
+    }
+
+    /// Each setting as given (`None` when nothing sets it), in order.
+    pub(crate) fn listed(&self) -> Vec<(&'static str, Option<&(String, Source)>)> {
+        self.keys.iter().map(|key| (*key, self.values.get(key))).collect()
+    }
+
+    /// Parses and validates every setting.
+    pub(crate) fn settings(mut self) -> anyhow::Result<(Settings, Vec<Origin>)> {
+        let given = &mut self;
         let text = |check: fn(&str) -> Result<(), String>| move |v: &str| check(v).map(|()| v.to_owned());
         let project = given.take("project", text(valid_project));
         let location = given.take("location", text(valid_location));
@@ -289,7 +335,7 @@ impl Settings {
                 given.problems.join("\n  ")
             ),
         };
-        let mut sources: Vec<Origin> = given
+        let mut sources: Vec<Origin> = self
             .values
             .into_iter()
             .map(|(key, (value, source))| (key, value, source))
@@ -298,27 +344,6 @@ impl Settings {
             sources.push(("replicas", "(the overlay's)".into(), Source::Overlay));
         }
         Ok((settings, sources))
-    }
-
-    /// The region: the location itself, or the region its zone is in.
-    pub(crate) fn region(&self) -> String {
-        region_of(&self.location)
-    }
-
-    /// `REGION-docker.pkg.dev`, the Artifact Registry host for this region.
-    pub(crate) fn registry_host(&self) -> String {
-        format!("{}-docker.pkg.dev", self.region())
-    }
-
-    /// `HOST/PROJECT/REPOSITORY/IMAGE`.
-    pub(crate) fn image_repository(&self) -> String {
-        format!(
-            "{}/{}/{}/{}",
-            self.registry_host(),
-            self.project,
-            self.repository,
-            self.image
-        )
     }
 }
 

@@ -549,3 +549,26 @@ fn the_with_model_overlay_mounts_its_model_from_a_config_map() {
         .collect();
     assert!(env.contains(&("SCORE_MODEL", "/models/model.onnx")), "{env:?}");
 }
+
+#[test]
+fn config_without_a_project_lists_the_other_settings_and_the_gcloud_fallback() {
+    let state = scratch_dir("gke-config-no-project");
+    let output = xtask_isolated(&state, &["config"]);
+    assert!(!output.status.success());
+    let text = stdout(&output);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("project ") && l.ends_with("(not set)")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("cluster ") && l.ends_with("(deploy.yaml)")),
+        "{text}"
+    );
+    assert!(
+        stderr(&output).contains("`gcloud config set project ID`"),
+        "{}",
+        stderr(&output)
+    );
+}

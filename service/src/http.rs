@@ -158,8 +158,39 @@ pub fn check_json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// A body that is not UTF-8, which JSON text must be (RFC 8259 §8.1), wherever the bad
+/// bytes sit — even inside a string the route ignores.
+#[derive(Debug)]
+pub struct NotUtf8 {
+    pub offset: usize,
+}
+
+impl fmt::Display for NotUtf8 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the request body is not UTF-8 (the byte at offset {} is not valid there): JSON text must be UTF-8",
+            self.offset
+        )
+    }
+}
+
+impl std::error::Error for NotUtf8 {}
+
+/// The whole body of a JSON request, within the size limit and the body timeout, and
+/// checked to be UTF-8 from end to end: serde_json checks only the strings it keeps.
+pub async fn read_json_body(request: Request<Incoming>, limits: &Limits) -> Result<Bytes, ApiError> {
+    let body = read_body(request, limits).await?;
+    match std::str::from_utf8(&body) {
+        Ok(_) => Ok(body),
+        Err(err) => Err(ApiError::bad_request(NotUtf8 {
+            offset: err.valid_up_to(),
+        })),
+    }
+}
+
 /// The whole body, within the size limit and the body timeout.
-pub async fn read_body(request: Request<Incoming>, limits: &Limits) -> Result<Bytes, ApiError> {
+async fn read_body(request: Request<Incoming>, limits: &Limits) -> Result<Bytes, ApiError> {
     let limit = limits.body_limit;
     // Refuse a declared oversized body before reading any of it.
     let declared = request

@@ -247,7 +247,7 @@ pub async fn infer(scorer: &Arc<Scorer>, request: Request<Incoming>) -> Result<H
     let model = scorer.model.as_ref();
     check_model(model, request.uri().path())?;
     http::check_json_content_type(request.headers())?;
-    let bytes = http::read_body(request, &scorer.limits).await?;
+    let bytes = http::read_json_body(request, &scorer.limits).await?;
     let bad = ApiError::bad_request;
     let request: InferRequest =
         serde_json::from_slice(&bytes).map_err(|err| bad(InferError::NotARequest(err)))?;

@@ -21,7 +21,7 @@ struct ScoreAnswer<'a> {
 
 pub async fn score(scorer: &Arc<Scorer>, request: Request<Incoming>) -> Result<HttpResponse, ApiError> {
     http::check_json_content_type(request.headers())?;
-    let body = http::read_body(request, &scorer.limits).await?;
+    let body = http::read_json_body(request, &scorer.limits).await?;
     let features = Features::from_body(&body).map_err(ApiError::bad_request)?;
     scorer.check_batch(features.rows(), features.width(), "X")?;
     if scorer.model.echoes() {

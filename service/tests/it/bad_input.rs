@@ -26,6 +26,25 @@ fn battery() -> Vec<(&'static str, Vec<u8>, u16, &'static str)> {
     )
     .into_bytes();
     invalid_utf8_request.extend_from_slice(&invalid_utf8);
+    // The issue's body: the bad bytes sit in a string nobody reads.
+    let with_bad_value = |path: &str, before: &[u8], after: &[u8]| {
+        let mut body = before.to_vec();
+        body.extend_from_slice(&[0xff, 0xfe]);
+        body.extend_from_slice(after);
+        let mut request = format!(
+            "POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        request.extend_from_slice(&body);
+        request
+    };
+    let invalid_utf8_value = with_bad_value("/score", br#"{"X": [1, 2], "k": ""#, br#""}"#);
+    let invalid_utf8_infer = with_bad_value(
+        "/v2/models/echo/infer",
+        br#"{"inputs": [{"name": "x", "shape": [1], "datatype": "FP64", "data": [1]}], "id": ""#,
+        br#""}"#,
+    );
     vec![
         ("truncated JSON", json_post(r#"{"X": [1, 2]"#), 400, "not valid JSON"),
         ("empty body", json_post(""), 400, "not valid JSON"),
@@ -38,7 +57,14 @@ fn battery() -> Vec<(&'static str, Vec<u8>, u16, &'static str)> {
         ("-Infinity literal", json_post(r#"{"X": [1, -Infinity]}"#), 400, "not valid JSON"),
         ("1e999", json_post(r#"{"X": [1e999]}"#), 400, "X[0] is 1e999, which is out of range"),
         ("-1e400 in a batch", json_post(r#"{"X": [[1], [-1e400]]}"#), 400, "X[1][0] is -1e400"),
-        ("invalid UTF-8", invalid_utf8_request, 400, "not valid JSON"),
+        ("invalid UTF-8 in a key", invalid_utf8_request, 400, "the request body is not UTF-8 (the byte at offset 12 "),
+        ("invalid UTF-8 in an ignored string", invalid_utf8_value, 400, "the request body is not UTF-8 (the byte at offset 20 "),
+        (
+            "invalid UTF-8 in a /v2 request",
+            invalid_utf8_infer,
+            400,
+            "the request body is not UTF-8",
+        ),
         ("top-level array", json_post("[1, 2]"), 400, "invalid type: sequence"),
         ("top-level number", json_post("42"), 400, "invalid type: integer"),
         ("missing X", json_post(r#"{"x": [1, 2]}"#), 400, r#"missing key "X""#),

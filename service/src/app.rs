@@ -38,6 +38,11 @@ impl App {
         })
     }
 
+    /// The counts the server keeps of its connections.
+    pub fn connection_metrics(&self) -> crate::metrics::ConnectionMetrics {
+        self.metrics.connections()
+    }
+
     pub fn limits(&self) -> &Limits {
         &self.scorer.limits
     }

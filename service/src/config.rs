@@ -31,9 +31,18 @@ pub struct Config {
     #[arg(long, env = "SCORE_MAX_BATCH", default_value_t = 1024)]
     pub max_batch: usize,
 
-    /// Longest wait for a request's headers; idle keep-alive connections close after it too.
+    /// Longest wait for a request's headers, from its first byte.
     #[arg(long, env = "SCORE_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub header_timeout: Duration,
+
+    /// How long a keep-alive connection may sit idle between requests before it is closed.
+    #[arg(long, env = "SCORE_IDLE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// Most connections open at once; beyond it, new ones wait in the listen backlog until
+    /// one closes.
+    #[arg(long, env = "SCORE_MAX_CONNECTIONS", default_value_t = 2048)]
+    pub max_connections: usize,
 
     /// Longest wait for a request's body once its headers have arrived.
     #[arg(long, env = "SCORE_BODY_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
@@ -96,6 +105,8 @@ impl Config {
             body_limit: self.body_limit,
             max_batch: self.max_batch,
             header_timeout: self.header_timeout,
+            idle_timeout: self.idle_timeout,
+            max_connections: self.max_connections,
             body_timeout: self.body_timeout,
             drain_deadline: self.drain_deadline,
             compute_threads: self.compute_threads,
@@ -114,6 +125,8 @@ pub struct Limits {
     pub body_limit: usize,
     pub max_batch: usize,
     pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
     pub body_timeout: Duration,
     pub drain_deadline: Duration,
     pub compute_threads: usize,
@@ -127,6 +140,8 @@ impl Default for Limits {
             body_limit: 1 << 20,
             max_batch: 1024,
             header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 2048,
             body_timeout: Duration::from_secs(30),
             drain_deadline: Duration::from_secs(20),
             compute_threads: default_compute_threads(),

@@ -25,6 +25,57 @@ struct RouteLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TimeoutLabels {
+    phase: &'static str,
+}
+
+/// What ended a connection by a timer.
+#[derive(Clone, Copy, Debug)]
+pub enum Timeout {
+    /// Idle between requests for the idle timeout.
+    Idle,
+    /// A request's headers did not arrive within the header timeout.
+    Header,
+}
+
+/// The connection counts the server keeps.
+#[derive(Clone)]
+pub struct ConnectionMetrics {
+    open: Gauge,
+    accepted: Counter,
+    timeouts: Family<TimeoutLabels, Counter>,
+}
+
+/// Counts a connection as open until dropped.
+pub struct OpenConnection {
+    open: Gauge,
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.open.dec();
+    }
+}
+
+impl ConnectionMetrics {
+    pub fn opened(&self) -> OpenConnection {
+        self.accepted.inc();
+        self.open.inc();
+        OpenConnection {
+            open: self.open.clone(),
+        }
+    }
+
+    pub fn timed_out(&self, timeout: Timeout) {
+        let phase = match timeout {
+            Timeout::Idle => "idle",
+            Timeout::Header => "header",
+        };
+        self.timeouts.get_or_create(&TimeoutLabels { phase }).inc();
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: &'static str,
     model: String,
@@ -37,6 +88,7 @@ pub struct Metrics {
     latency: Vec<(Route, Histogram)>,
     in_flight: Gauge,
     pool: PoolMetrics,
+    connections: ConnectionMetrics,
 }
 
 impl Metrics {
@@ -94,12 +146,33 @@ impl Metrics {
             "Inference jobs refused with 503 because the compute queue was full",
             pool.rejected.clone(),
         );
+        let connections = ConnectionMetrics {
+            open: Gauge::default(),
+            accepted: Counter::default(),
+            timeouts: Family::default(),
+        };
+        registry.register(
+            "connections_open",
+            "Connections open now",
+            connections.open.clone(),
+        );
+        registry.register(
+            "connections_accepted",
+            "Connections accepted",
+            connections.accepted.clone(),
+        );
+        registry.register(
+            "connection_timeouts",
+            "Connections closed by a timeout, by what timed out (bodies that time out are requests answered 408)",
+            connections.timeouts.clone(),
+        );
         Metrics {
             registry,
             requests,
             latency,
             in_flight,
             pool,
+            connections,
         }
     }
 
@@ -119,6 +192,11 @@ impl Metrics {
         if let Some((_, histogram)) = self.latency.iter().find(|(r, _)| *r == route) {
             histogram.observe(elapsed.as_secs_f64());
         }
+    }
+
+    /// The handles the server updates for its connections.
+    pub fn connections(&self) -> ConnectionMetrics {
+        self.connections.clone()
     }
 
     /// The handles the compute pool updates.

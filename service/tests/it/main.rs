@@ -4,6 +4,7 @@
 mod bad_input;
 mod check;
 mod compute;
+mod connections;
 mod drain;
 mod metrics;
 mod models;

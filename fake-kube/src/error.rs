@@ -1,0 +1,161 @@
+//! Refusals, each knowing its HTTP status and `reason`, turned into the `Status` body
+//! kubectl reads (it prints `.message`; `.reason` and `.code` decide `IsNotFound`,
+//! `IsConflict` and the like) in one place.
+
+use serde_json::{Value, json};
+
+use crate::resources::ResourceType;
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum ApiError {
+    /// 400, `BadRequest`.
+    BadRequest(String),
+    /// 401: no token, or the wrong one.
+    Unauthorized,
+    /// 403, `Forbidden`: admission refused the object.
+    Forbidden { kind: String, name: String, message: String },
+    /// 404, `NotFound`.
+    NotFound { kind: String, group: String, name: String },
+    /// 404 for a path that names no resource.
+    NoRoute,
+    /// 405: a verb the resource does not support here.
+    MethodNotAllowed,
+    /// 409, `AlreadyExists`.
+    AlreadyExists { kind: String, group: String, name: String },
+    /// 409, `Conflict`: a stale resourceVersion, or server-side apply's field conflicts.
+    Conflict { message: String, causes: Vec<Value> },
+    /// 410, `Expired`: a watch asked for history the server no longer has.
+    Expired(String),
+    /// 415: a patch type the server does not know.
+    UnsupportedMediaType(String),
+    /// 422, `Invalid`.
+    Invalid { kind: String, name: String, message: String },
+    /// 500, for the fake's own failures (a container runtime command failing, say).
+    Internal(String),
+}
+
+impl ApiError {
+    pub(crate) fn not_found(resource: &ResourceType, name: &str) -> Self {
+        ApiError::NotFound {
+            kind: resource.plural.to_string(),
+            group: resource.group.to_string(),
+            name: name.to_string(),
+        }
+    }
+
+    pub(crate) fn namespace_not_found(namespace: &str) -> Self {
+        ApiError::NotFound {
+            kind: "namespaces".to_string(),
+            group: String::new(),
+            name: namespace.to_string(),
+        }
+    }
+
+    pub(crate) fn code(&self) -> u16 {
+        match self {
+            ApiError::BadRequest(_) => 400,
+            ApiError::Unauthorized => 401,
+            ApiError::Forbidden { .. } => 403,
+            ApiError::NotFound { .. } | ApiError::NoRoute => 404,
+            ApiError::MethodNotAllowed => 405,
+            ApiError::AlreadyExists { .. } | ApiError::Conflict { .. } => 409,
+            ApiError::Expired(_) => 410,
+            ApiError::UnsupportedMediaType(_) => 415,
+            ApiError::Invalid { .. } => 422,
+            ApiError::Internal(_) => 500,
+        }
+    }
+
+    /// The `Status` object, as the apiserver writes it.
+    pub(crate) fn status(&self) -> Value {
+        let qualified = |kind: &str, group: &str| {
+            if group.is_empty() {
+                kind.to_string()
+            } else {
+                format!("{kind}.{group}")
+            }
+        };
+        let (reason, message, details) = match self {
+            ApiError::BadRequest(message) => ("BadRequest", message.clone(), None),
+            ApiError::Unauthorized => ("Unauthorized", "Unauthorized".to_string(), None),
+            ApiError::Forbidden { kind, name, message } => (
+                "Forbidden",
+                format!("{kind} \"{name}\" is forbidden: {message}"),
+                Some(json!({"name": name, "kind": kind})),
+            ),
+            ApiError::NotFound { kind, group, name } => (
+                "NotFound",
+                format!("{} \"{name}\" not found", qualified(kind, group)),
+                Some(json!({"name": name, "group": group, "kind": kind})),
+            ),
+            ApiError::NoRoute => (
+                "NotFound",
+                "the server could not find the requested resource".to_string(),
+                None,
+            ),
+            ApiError::MethodNotAllowed => (
+                "MethodNotAllowed",
+                "the server does not allow this method on the requested resource".to_string(),
+                None,
+            ),
+            ApiError::AlreadyExists { kind, group, name } => (
+                "AlreadyExists",
+                format!("{} \"{name}\" already exists", qualified(kind, group)),
+                Some(json!({"name": name, "group": group, "kind": kind})),
+            ),
+            ApiError::Conflict { message, causes } => (
+                "Conflict",
+                message.clone(),
+                (!causes.is_empty()).then(|| json!({"causes": causes})),
+            ),
+            ApiError::Expired(message) => ("Expired", message.clone(), None),
+            ApiError::UnsupportedMediaType(message) => ("UnsupportedMediaType", message.clone(), None),
+            ApiError::Invalid { kind, name, message } => (
+                "Invalid",
+                format!("{kind} \"{name}\" is invalid: {message}"),
+                Some(json!({"name": name, "kind": kind})),
+            ),
+            ApiError::Internal(message) => ("InternalError", message.clone(), None),
+        };
+        let mut status = json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": message,
+            "reason": reason,
+            "code": self.code(),
+        });
+        if let Some(details) = details {
+            status["details"] = details;
+        }
+        status
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let status = self.status();
+        write!(f, "{} ({})", status["message"].as_str().unwrap_or_default(), self.code())
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn not_found_names_the_group_qualified_resource() {
+        let error = ApiError::NotFound {
+            kind: "deployments".into(),
+            group: "apps".into(),
+            name: "web".into(),
+        };
+        let status = error.status();
+        assert_eq!(status["message"], "deployments.apps \"web\" not found");
+        assert_eq!(status["reason"], "NotFound");
+        assert_eq!(status["code"], 404);
+    }
+}

@@ -236,11 +236,13 @@ impl BenchCmd {
                         );
                     },
                 );
+                // Absolute, as a user's --model is: gunicorn runs from bench/.
+                let dir = crate::core::paths::project_root().join(LARGE_MODELS);
                 STANDARD_MODELS
                     .iter()
                     .map(|name| {
-                        let onnx = Path::new(LARGE_MODELS).join(format!("{name}.onnx"));
-                        let joblib = Path::new(LARGE_MODELS).join(format!("{name}.joblib"));
+                        let onnx = dir.join(format!("{name}.onnx"));
+                        let joblib = dir.join(format!("{name}.joblib"));
                         (name.to_string(), onnx, Some(joblib))
                     })
                     .collect()
@@ -285,15 +287,14 @@ impl BenchCmd {
         let mlserver = venv.join("mlserver");
         for (name, path, joblib) in files {
             let dir = PathBuf::from(REPORT_DIR).join(&name);
-            let width = onnx_input_width(&path)?;
             plan.check(
                 format!(
-                    "write the requests for {name} ({width} features) under {}",
+                    "write the requests for {name}, as wide as its input, under {}",
                     dir.display()
                 ),
                 {
-                    let (dir, name) = (dir.clone(), name.clone());
-                    move |_| write_model_requests(&dir, &name, width)
+                    let (dir, name, path) = (dir.clone(), name.clone(), path.clone());
+                    move |_| write_model_requests(&dir, &name, onnx_input_width(&path)?)
                 },
             );
             let port = free_port()?;

@@ -23,6 +23,7 @@ fn plan(sh: &Shell) -> Plan<'_> {
     let venv = ensure_python_tools(sh, &mut plan, "xtask/python-tools.txt");
     let hadolint = venv.join("hadolint");
     let actionlint = venv.join("actionlint");
+    let zizmor = venv.join("zizmor");
     let cargo = cargo(sh);
     plan.run(
         cmd!(sh, "{cargo} fmt --all --check"),
@@ -35,6 +36,10 @@ fn plan(sh: &Shell) -> Plan<'_> {
     .run(
         cmd!(sh, "{actionlint} ci/github-actions.yml"),
         "fix the workflow findings above",
+    )
+    .run(
+        cmd!(sh, "{zizmor} --offline ci/github-actions.yml"),
+        "fix the workflow's security findings above (zizmor explains each)",
     )
     .run(
         cmd!(

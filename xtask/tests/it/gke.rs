@@ -393,6 +393,37 @@ fn the_pipelines_do_their_work_through_cargo_xtask() {
     };
     assert_eq!(runs("test"), ["cargo xtask ci"]);
     assert_eq!(
+        runs("kind"),
+        [
+            "cargo xtask registry up",
+            "cargo xtask ship --target kube --context kind-score --registry localhost:5001",
+            "cargo xtask status --target kube --context kind-score"
+        ]
+    );
+    // Every action pinned to a full commit, and checkout keeping no credentials.
+    let mut uses = 0;
+    for job in workflow["jobs"].as_mapping().unwrap().values() {
+        for step in job["steps"].as_sequence().unwrap() {
+            let Some(action) = step["uses"].as_str() else {
+                continue;
+            };
+            uses += 1;
+            let pin = action.rsplit_once('@').map_or("", |(_, pin)| pin);
+            assert!(
+                pin.len() == 40 && pin.bytes().all(|b| b.is_ascii_hexdigit()),
+                "{action} is not pinned by commit"
+            );
+            if action.starts_with("actions/checkout@") {
+                assert_eq!(
+                    step["with"]["persist-credentials"].as_bool(),
+                    Some(false),
+                    "{action}"
+                );
+            }
+        }
+    }
+    assert!(uses >= 6, "{uses} actions");
+    assert_eq!(
         runs("ship"),
         [
             "cargo xtask tools",

@@ -39,13 +39,14 @@ fn ci_dry_run_lists_the_checks() {
     let plan = stdout(&output);
     // Installing tools comes first, and only where they are missing; the checks end it.
     let lines: Vec<&str> = plan.lines().collect();
-    let checks = &lines[lines.len().saturating_sub(5)..];
+    let checks = &lines[lines.len().saturating_sub(6)..];
     assert_eq!(
         checks,
         [
             "$ cargo fmt --all --check",
             "$ target/venv/bin/hadolint Dockerfile",
             "$ target/venv/bin/actionlint ci/github-actions.yml",
+            "$ target/venv/bin/zizmor --offline ci/github-actions.yml",
             "$ cargo clippy --workspace --all-targets --locked -- -D warnings",
             "$ cargo test --workspace --locked --no-fail-fast -- --include-ignored",
         ],

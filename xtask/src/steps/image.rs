@@ -11,6 +11,7 @@ use xshell::{Shell, cmd};
 use crate::core::git::Revision;
 use crate::core::paths::{cargo, target_dir};
 use crate::core::plan::Plan;
+use crate::steps::sbom::add_sbom;
 
 /// The image's name inside whatever registry it goes to.
 pub(crate) const IMAGE_NAME: &str = "score-service";
@@ -67,6 +68,7 @@ impl Image {
             cmd!(sh, "{cargo} build --release --locked --package score-service --target {triple} --config {static_flags}"),
             "fix the build error above, then run this task again",
         );
+        add_sbom(sh, plan, "score-service", triple.clone(), self.revision.created());
         let built = target_dir(sh).join(&triple).join("release/score-service");
         let staged = PathBuf::from("dist/score-service");
         plan.check(

@@ -12,4 +12,5 @@ pub(crate) mod kustomize;
 pub(crate) mod push;
 pub(crate) mod registry;
 pub(crate) mod render;
+pub(crate) mod sbom;
 pub(crate) mod smoke;

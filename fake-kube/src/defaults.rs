@@ -76,7 +76,9 @@ pub(crate) fn apply(resource: &ResourceType, object: &mut Value) {
                 .into_iter()
                 .flatten()
             {
-                let Some(port) = port.as_object_mut() else { continue };
+                let Some(port) = port.as_object_mut() else {
+                    continue;
+                };
                 fill(port, "protocol", json!("TCP"));
                 if let Some(number) = port.get("port").cloned() {
                     fill(port, "targetPort", number);

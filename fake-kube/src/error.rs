@@ -13,15 +13,27 @@ pub(crate) enum ApiError {
     /// 401: no token, or the wrong one.
     Unauthorized,
     /// 403, `Forbidden`: admission refused the object.
-    Forbidden { kind: String, name: String, message: String },
+    Forbidden {
+        kind: String,
+        name: String,
+        message: String,
+    },
     /// 404, `NotFound`.
-    NotFound { kind: String, group: String, name: String },
+    NotFound {
+        kind: String,
+        group: String,
+        name: String,
+    },
     /// 404 for a path that names no resource.
     NoRoute,
     /// 405: a verb the resource does not support here.
     MethodNotAllowed,
     /// 409, `AlreadyExists`.
-    AlreadyExists { kind: String, group: String, name: String },
+    AlreadyExists {
+        kind: String,
+        group: String,
+        name: String,
+    },
     /// 409, `Conflict`: a stale resourceVersion, or server-side apply's field conflicts.
     Conflict { message: String, causes: Vec<Value> },
     /// 410, `Expired`: a watch asked for history the server no longer has.
@@ -29,7 +41,11 @@ pub(crate) enum ApiError {
     /// 415: a patch type the server does not know.
     UnsupportedMediaType(String),
     /// 422, `Invalid`.
-    Invalid { kind: String, name: String, message: String },
+    Invalid {
+        kind: String,
+        name: String,
+        message: String,
+    },
     /// 500, for the fake's own failures (a container runtime command failing, say).
     Internal(String),
 }
@@ -136,7 +152,12 @@ impl ApiError {
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let status = self.status();
-        write!(f, "{} ({})", status["message"].as_str().unwrap_or_default(), self.code())
+        write!(
+            f,
+            "{} ({})",
+            status["message"].as_str().unwrap_or_default(),
+            self.code()
+        )
     }
 }
 

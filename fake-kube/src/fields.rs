@@ -29,7 +29,12 @@ pub(crate) type FieldSet = BTreeSet<Path>;
 /// lists. `ports` is keyed by `containerPort` in containers and by `port` in Services.
 pub(crate) fn list_keys(field: &str, items: &[Value]) -> Option<&'static [&'static str]> {
     let keys: &'static [&'static str] = match field {
-        "containers" | "initContainers" | "ephemeralContainers" | "env" | "volumes" | "imagePullSecrets"
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "env"
+        | "volumes"
+        | "imagePullSecrets"
         | "resourceClaims" => &["name"],
         "volumeMounts" => &["mountPath"],
         "volumeDevices" => &["devicePath"],
@@ -180,7 +185,10 @@ pub(crate) fn get<'a>(object: &'a Value, path: &[Element]) -> Option<&'a Value> 
         current = match element {
             Element::Field(name) => current.as_object()?.get(name)?,
             Element::Key(key) => current.as_array()?.iter().find(|item| item_matches(item, key))?,
-            Element::Value(value) => current.as_array()?.iter().find(|item| canonical_json(item) == *value)?,
+            Element::Value(value) => current
+                .as_array()?
+                .iter()
+                .find(|item| canonical_json(item) == *value)?,
         };
     }
     Some(current)
@@ -228,7 +236,9 @@ pub(crate) fn remove(object: &mut Value, path: &[Element]) {
 
 /// Whether `path` or anything below it is in the set.
 pub(crate) fn owns_at_or_below(set: &FieldSet, path: &Path) -> bool {
-    set.range(path.clone()..).next().is_some_and(|first| first.starts_with(path))
+    set.range(path.clone()..)
+        .next()
+        .is_some_and(|first| first.starts_with(path))
 }
 
 /// `.spec.template.spec.containers[name="score"].image`: how the apiserver prints a path.
@@ -305,7 +315,9 @@ pub(crate) fn from_fields_v1(value: &Value) -> FieldSet {
             let element = if let Some(name) = key.strip_prefix("f:") {
                 Element::Field(name.to_string())
             } else if let Some(k) = key.strip_prefix("k:") {
-                Element::Key(serde_json::from_str::<Value>(k).map_or_else(|_| k.to_string(), |v| canonical_json(&v)))
+                Element::Key(
+                    serde_json::from_str::<Value>(k).map_or_else(|_| k.to_string(), |v| canonical_json(&v)),
+                )
             } else if let Some(v) = key.strip_prefix("v:") {
                 Element::Value(v.to_string())
             } else {
@@ -350,7 +362,12 @@ mod tests {
 
     #[test]
     fn fields_of_a_deployment_are_leaves_and_keyed_items() {
-        let set = fields_of(&deployment(), Scope::Main { status_is_separate: true });
+        let set = fields_of(
+            &deployment(),
+            Scope::Main {
+                status_is_separate: true,
+            },
+        );
         let printed: Vec<String> = set.iter().map(|p| display(p)).collect();
         assert_eq!(
             printed,
@@ -369,7 +386,12 @@ mod tests {
 
     #[test]
     fn fields_v1_round_trips_and_marks_owned_inner_nodes() {
-        let set = fields_of(&deployment(), Scope::Main { status_is_separate: true });
+        let set = fields_of(
+            &deployment(),
+            Scope::Main {
+                status_is_separate: true,
+            },
+        );
         let v1 = to_fields_v1(&set);
         let container = &v1["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"score\"}"];
         assert_eq!(container["."], json!({}));
@@ -381,7 +403,12 @@ mod tests {
     #[test]
     fn paths_get_and_remove_keyed_items() {
         let mut object = deployment();
-        let containers = vec![field("spec"), field("template"), field("spec"), field("containers")];
+        let containers = vec![
+            field("spec"),
+            field("template"),
+            field("spec"),
+            field("containers"),
+        ];
         let mut image = containers.clone();
         image.push(Element::Key("{\"name\":\"score\"}".into()));
         image.push(field("image"));
@@ -397,6 +424,9 @@ mod tests {
     #[test]
     fn scale_scope_owns_only_replicas() {
         let set = fields_of(&deployment(), Scope::Scale);
-        assert_eq!(set.into_iter().collect::<Vec<_>>(), vec![vec![field("spec"), field("replicas")]]);
+        assert_eq!(
+            set.into_iter().collect::<Vec<_>>(),
+            vec![vec![field("spec"), field("replicas")]]
+        );
     }
 }

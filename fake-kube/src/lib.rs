@@ -1,1 +1,292 @@
+//! A fake Kubernetes cluster, faked at the wire protocol, so that the real `kubectl` is
+//! its client: an HTTPS API server (discovery, OpenAPI v3, get/list/watch, server-side
+//! apply with field ownership and conflicts, JSON/merge/strategic patches, Pod Security
+//! admission), the controllers that move Deployments, ReplicaSets, autoscalers and
+//! namespaces along, a kubelet that runs each pod's containers in the local Docker engine,
+//! and a load balancer per `LoadBalancer` Service on a loopback address.
+//!
+//! ```no_run
+//! # async fn example() -> anyhow::Result<()> {
+//! use fake_kube::{ClusterOptions, FakeCluster};
+//! let cluster = FakeCluster::start(ClusterOptions::new("secret-token")).await?;
+//! std::fs::write("kubeconfig", cluster.kubeconfig("fake", "secret-token"))?;
+//! // KUBECONFIG=kubeconfig KUBECACHEDIR=$(mktemp -d) kubectl apply --server-side -f …
+//! cluster.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! Give each kubectl run against a fresh cluster its own `KUBECACHEDIR`: kubectl caches
+//! discovery per host and port for hours.
 
+mod admission;
+mod api;
+mod cluster;
+mod controller;
+mod defaults;
+mod error;
+mod fields;
+mod kubelet;
+mod loadbalancer;
+mod managed;
+mod patch;
+mod resources;
+mod selector;
+mod server;
+mod store;
+mod util;
+mod validate;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+
+use crate::cluster::Shared;
+
+/// How pods' containers run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Kubelet {
+    /// In the local Docker engine, through the `docker` CLI.
+    #[default]
+    Docker,
+    /// Not at all: every container is reported running and ready at once, with empty
+    /// logs and nothing to connect to. For tests of the API and the controllers on a
+    /// machine without Docker.
+    Simulated,
+}
+
+/// How to run a fake cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    /// The bearer token every request must carry; anything else gets 401.
+    pub token: String,
+    /// Overrides every Deployment's `spec.progressDeadlineSeconds`, so a test sees
+    /// `ProgressDeadlineExceeded` in seconds rather than minutes. The spec itself is left
+    /// as applied.
+    pub progress_deadline: Option<Duration>,
+    /// Report LoadBalancer ingress as `hostname: localhost` (as EKS does) instead of an
+    /// `ip` of its own; the proxies then listen on 127.0.0.1 (and ::1).
+    pub load_balancer_hostname: bool,
+    /// How pods' containers run.
+    pub kubelet: Kubelet,
+}
+
+impl ClusterOptions {
+    pub fn new(token: impl Into<String>) -> Self {
+        ClusterOptions {
+            token: token.into(),
+            progress_deadline: None,
+            load_balancer_hostname: false,
+            kubelet: Kubelet::Docker,
+        }
+    }
+}
+
+/// A running fake cluster on the current tokio runtime. Dropping it stops its tasks and
+/// removes its containers; [`shutdown`](Self::shutdown) does the same and waits for it.
+pub struct FakeCluster {
+    shared: Arc<Shared>,
+    url: String,
+    ca_pem: String,
+    tasks: JoinSet<()>,
+}
+
+impl FakeCluster {
+    /// Starts the API server on 127.0.0.1 (a random port), the controllers, the kubelet
+    /// and the load balancers, on the current tokio runtime.
+    pub async fn start(options: ClusterOptions) -> anyhow::Result<FakeCluster> {
+        let tls = server::make_tls()?;
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("https://{}", listener.local_addr()?);
+        let cluster_id = format!("{:016x}", util::random_u64());
+        let work_dir = std::env::temp_dir().join(format!("fake-kube-{cluster_id}"));
+        if options.kubelet == Kubelet::Docker {
+            kubelet::docker::remove_orphans().await;
+        }
+        let shared = Arc::new(Shared::new(options, cluster_id, work_dir));
+        let mut tasks = JoinSet::new();
+        tasks.spawn(server::serve(shared.clone(), listener, tls.acceptor));
+        tasks.spawn(controller::run(shared.clone()));
+        tasks.spawn(kubelet::run(shared.clone()));
+        tasks.spawn(loadbalancer::run(shared.clone()));
+        Ok(FakeCluster {
+            shared,
+            url,
+            ca_pem: tls.ca_pem,
+            tasks,
+        })
+    }
+
+    /// Starts a cluster on a runtime of its own, on a thread of its own, for tests that
+    /// are not async.
+    pub fn start_blocking(options: ClusterOptions) -> anyhow::Result<RunningCluster> {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("fake-kube".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(error) => {
+                        let _ = ready_tx.send(Err(anyhow::Error::from(error)));
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    match FakeCluster::start(options).await {
+                        Ok(cluster) => {
+                            let view = View {
+                                shared: cluster.shared.clone(),
+                                url: cluster.url.clone(),
+                                ca_pem: cluster.ca_pem.clone(),
+                            };
+                            let _ = ready_tx.send(Ok(view));
+                            // Either an explicit stop or the handle being dropped.
+                            let _ = stop_rx.await;
+                            cluster.shutdown().await;
+                        }
+                        Err(error) => {
+                            let _ = ready_tx.send(Err(error));
+                        }
+                    }
+                });
+            })?;
+        let view = ready_rx
+            .recv()
+            .map_err(|_| anyhow::anyhow!("the fake-kube thread ended before the cluster started"))??;
+        Ok(RunningCluster {
+            view,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// `https://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        self.url.clone()
+    }
+
+    /// The PEM of the CA that signed the server's certificate.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// A kubeconfig with one context, `context`, whose user presents `token`.
+    pub fn kubeconfig(&self, context: &str, token: &str) -> String {
+        kubeconfig(&self.url, &self.ca_pem, context, token)
+    }
+
+    /// Every request so far, one line each: `METHOD path?query -> status (program)`.
+    pub fn requests(&self) -> Vec<String> {
+        self.shared.requests()
+    }
+
+    /// Stops every task and removes every container the cluster started.
+    pub async fn shutdown(mut self) {
+        self.shared.begin_shutdown();
+        // The kubelet waits for its pod workers, which remove their containers.
+        let _ = tokio::time::timeout(Duration::from_secs(40), async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if self.shared.options.kubelet == Kubelet::Docker {
+            kubelet::docker::remove_cluster(&self.shared.cluster_id).await;
+        }
+        let _ = std::fs::remove_dir_all(&self.shared.work_dir);
+    }
+}
+
+impl Drop for FakeCluster {
+    fn drop(&mut self) {
+        // After `shutdown` this finds nothing left to do. Otherwise (a test that failed
+        // or forgot) stop everything now, and remove containers without waiting for the
+        // runtime, which may be going away too.
+        self.shared.begin_shutdown();
+        self.tasks.abort_all();
+        if self.shared.options.kubelet == Kubelet::Docker {
+            kubelet::docker::remove_blocking(&format!(
+                "{}={}",
+                kubelet::docker::CLUSTER_LABEL,
+                self.shared.cluster_id
+            ));
+        }
+        let _ = std::fs::remove_dir_all(&self.shared.work_dir);
+    }
+}
+
+struct View {
+    shared: Arc<Shared>,
+    url: String,
+    ca_pem: String,
+}
+
+/// A cluster started by [`FakeCluster::start_blocking`]: the same accessors; dropping it
+/// (or [`shutdown`](Self::shutdown)) stops the cluster and removes its containers.
+pub struct RunningCluster {
+    view: View,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RunningCluster {
+    pub fn url(&self) -> String {
+        self.view.url.clone()
+    }
+
+    pub fn ca_pem(&self) -> &str {
+        &self.view.ca_pem
+    }
+
+    pub fn kubeconfig(&self, context: &str, token: &str) -> String {
+        kubeconfig(&self.view.url, &self.view.ca_pem, context, token)
+    }
+
+    pub fn requests(&self) -> Vec<String> {
+        self.view.shared.requests()
+    }
+
+    /// Stops the cluster and waits until its containers are gone.
+    pub fn shutdown(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for RunningCluster {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}
+
+fn kubeconfig(url: &str, ca_pem: &str, context: &str, token: &str) -> String {
+    let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
+    // JSON strings are YAML strings, and quoting keeps any token intact.
+    let quote = |text: &str| serde_json::Value::from(text).to_string();
+    let (context, url, token) = (quote(context), quote(url), quote(token));
+    format!(
+        "apiVersion: v1\n\
+         kind: Config\n\
+         clusters:\n\
+         - name: {context}\n  cluster:\n    server: {url}\n    certificate-authority-data: {ca}\n\
+         users:\n\
+         - name: {context}\n  user:\n    token: {token}\n\
+         contexts:\n\
+         - name: {context}\n  context:\n    cluster: {context}\n    user: {context}\n\
+         current-context: {context}\n\
+         preferences: {{}}\n"
+    )
+}

@@ -69,7 +69,10 @@ impl Entry {
 }
 
 pub(crate) fn read(object: &Value) -> Vec<Entry> {
-    let Some(entries) = object.pointer("/metadata/managedFields").and_then(Value::as_array) else {
+    let Some(entries) = object
+        .pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+    else {
         return Vec::new();
     };
     entries
@@ -81,9 +84,20 @@ pub(crate) fn read(object: &Value) -> Vec<Entry> {
                     "Apply" => Operation::Apply,
                     _ => Operation::Update,
                 },
-                subresource: entry.get("subresource").and_then(Value::as_str).map(str::to_string),
-                api_version: entry.get("apiVersion").and_then(Value::as_str).unwrap_or_default().to_string(),
-                time: entry.get("time").and_then(Value::as_str).unwrap_or_default().to_string(),
+                subresource: entry
+                    .get("subresource")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+                api_version: entry
+                    .get("apiVersion")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+                time: entry
+                    .get("time")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
                 fields: fields::from_fields_v1(entry.get("fieldsV1").unwrap_or(&Value::Null)),
             })
         })
@@ -157,7 +171,11 @@ pub(crate) struct ApplyRequest<'a> {
 
 /// Server-side apply of `config` onto `live` (an empty object for a create). Returns the
 /// merged object with its managed fields, or the conflicts.
-pub(crate) fn apply(live: &Value, config: &Value, request: &ApplyRequest<'_>) -> Result<Value, Vec<Conflict>> {
+pub(crate) fn apply(
+    live: &Value,
+    config: &Value,
+    request: &ApplyRequest<'_>,
+) -> Result<Value, Vec<Conflict>> {
     let scope = Scope::Main {
         status_is_separate: request.status_is_separate,
     };
@@ -248,7 +266,9 @@ pub(crate) fn apply(live: &Value, config: &Value, request: &ApplyRequest<'_>) ->
 /// and namespace come from the URL, the rest belong to the server.
 fn strip_for_merge(config: &mut Value) {
     if let Some(metadata) = config.get_mut("metadata").and_then(Value::as_object_mut) {
-        metadata.retain(|key, _| ["labels", "annotations", "finalizers", "ownerReferences"].contains(&key.as_str()));
+        metadata.retain(|key, _| {
+            ["labels", "annotations", "finalizers", "ownerReferences"].contains(&key.as_str())
+        });
     }
 }
 
@@ -293,7 +313,9 @@ pub(crate) fn record_update(
         .iter_mut()
         .filter(|e| !e.same_identity(manager, Operation::Update, subresource))
     {
-        entry.fields.retain(|path| !changed.contains(path) && !removed.contains(path));
+        entry
+            .fields
+            .retain(|path| !changed.contains(path) && !removed.contains(path));
     }
     match entries
         .iter_mut()
@@ -368,8 +390,14 @@ mod tests {
             "apps/v1",
             NOW,
         );
-        let xtask = read(&scaled).into_iter().find(|e| e.manager == "xtask").expect("xtask entry");
-        assert!(!xtask.fields.contains(&vec![Element::Field("spec".into()), Element::Field("replicas".into())]));
+        let xtask = read(&scaled)
+            .into_iter()
+            .find(|e| e.manager == "xtask")
+            .expect("xtask entry");
+        assert!(!xtask.fields.contains(&vec![
+            Element::Field("spec".into()),
+            Element::Field("replicas".into())
+        ]));
 
         let conflicts = apply(&scaled, &config(1, "a"), &request("xtask", false)).expect_err("conflict");
         assert_eq!(
@@ -389,7 +417,9 @@ mod tests {
         // Forcing takes the field over.
         let forced = apply(&scaled, &config(1, "a"), &request("xtask", true)).expect("forced");
         assert_eq!(forced["spec"]["replicas"], 1);
-        let controller = read(&forced).into_iter().find(|e| e.manager == "kube-controller-manager");
+        let controller = read(&forced)
+            .into_iter()
+            .find(|e| e.manager == "kube-controller-manager");
         assert_eq!(controller, None, "the controller's only field was taken over");
     }
 

@@ -33,10 +33,18 @@ fn merge_value(target: &mut Value, patch: &Value, field: &str, strategic: bool) 
         (target @ Value::Array(_), Value::Array(items)) => {
             let keys = fields::list_keys(field, items);
             let Some(keys) = keys else {
-                *target = Value::Array(items.iter().filter(|i| !is_delete_directive(i)).cloned().collect());
+                *target = Value::Array(
+                    items
+                        .iter()
+                        .filter(|i| !is_delete_directive(i))
+                        .cloned()
+                        .collect(),
+                );
                 return;
             };
-            let Value::Array(live) = target else { unreachable!("matched an array above") };
+            let Value::Array(live) = target else {
+                unreachable!("matched an array above")
+            };
             let mut merged = Vec::with_capacity(live.len().max(items.len()));
             let mut remaining: Vec<Value> = std::mem::take(live);
             for item in items {
@@ -132,7 +140,10 @@ fn pointer_tokens(pointer: &str) -> Result<Vec<String>, ApiError> {
     let rest = pointer
         .strip_prefix('/')
         .ok_or_else(|| ApiError::BadRequest(format!("invalid JSON pointer {pointer:?}")))?;
-    Ok(rest.split('/').map(|t| t.replace("~1", "/").replace("~0", "~")).collect())
+    Ok(rest
+        .split('/')
+        .map(|t| t.replace("~1", "/").replace("~0", "~"))
+        .collect())
 }
 
 fn parent_and_last<'a>(document: &'a mut Value, pointer: &str) -> Result<(&'a mut Value, String), ApiError> {
@@ -243,7 +254,11 @@ pub(crate) fn json_patch(document: &mut Value, operations: &Value) -> Result<(),
                     });
                 }
             }
-            other => return Err(ApiError::BadRequest(format!("unknown JSON patch operation {other:?}"))),
+            other => {
+                return Err(ApiError::BadRequest(format!(
+                    "unknown JSON patch operation {other:?}"
+                )));
+            }
         }
     }
     Ok(())

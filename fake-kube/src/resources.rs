@@ -82,15 +82,85 @@ const fn resource(
 
 /// Every resource served. Order matters only for discovery output.
 pub(crate) static RESOURCES: &[ResourceType] = &[
-    resource("", "v1", "namespaces", "namespace", "Namespace", false, &["ns"], &[], &["status", "finalize"]),
-    resource("", "v1", "pods", "pod", "Pod", true, &["po"], &["all"], &["status", "log"]),
-    resource("", "v1", "services", "service", "Service", true, &["svc"], &["all"], &["status"]),
+    resource(
+        "",
+        "v1",
+        "namespaces",
+        "namespace",
+        "Namespace",
+        false,
+        &["ns"],
+        &[],
+        &["status", "finalize"],
+    ),
+    resource(
+        "",
+        "v1",
+        "pods",
+        "pod",
+        "Pod",
+        true,
+        &["po"],
+        &["all"],
+        &["status", "log"],
+    ),
+    resource(
+        "",
+        "v1",
+        "services",
+        "service",
+        "Service",
+        true,
+        &["svc"],
+        &["all"],
+        &["status"],
+    ),
     resource("", "v1", "events", "event", "Event", true, &["ev"], &[], &[]),
-    resource("", "v1", "configmaps", "configmap", "ConfigMap", true, &["cm"], &[], &[]),
+    resource(
+        "",
+        "v1",
+        "configmaps",
+        "configmap",
+        "ConfigMap",
+        true,
+        &["cm"],
+        &[],
+        &[],
+    ),
     resource("", "v1", "secrets", "secret", "Secret", true, &[], &[], &[]),
-    resource("", "v1", "serviceaccounts", "serviceaccount", "ServiceAccount", true, &["sa"], &[], &[]),
-    resource("apps", "v1", "deployments", "deployment", "Deployment", true, &["deploy"], &["all"], &["status", "scale"]),
-    resource("apps", "v1", "replicasets", "replicaset", "ReplicaSet", true, &["rs"], &["all"], &["status", "scale"]),
+    resource(
+        "",
+        "v1",
+        "serviceaccounts",
+        "serviceaccount",
+        "ServiceAccount",
+        true,
+        &["sa"],
+        &[],
+        &[],
+    ),
+    resource(
+        "apps",
+        "v1",
+        "deployments",
+        "deployment",
+        "Deployment",
+        true,
+        &["deploy"],
+        &["all"],
+        &["status", "scale"],
+    ),
+    resource(
+        "apps",
+        "v1",
+        "replicasets",
+        "replicaset",
+        "ReplicaSet",
+        true,
+        &["rs"],
+        &["all"],
+        &["status", "scale"],
+    ),
     resource(
         "autoscaling",
         "v2",
@@ -172,7 +242,16 @@ pub(crate) static IDS: std::sync::LazyLock<Ids> = std::sync::LazyLock::new(|| Id
     pdbs: id_of("policy", "poddisruptionbudgets"),
 });
 
-const VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+const VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
 
 /// The version kubectl's gcloud dispatcher reads to choose a kubectl: minor 32 keeps the
 /// dispatcher's built-in v1.32 client.
@@ -340,8 +419,14 @@ pub(crate) fn legacy_resource_list(group: &str, version: &str) -> Option<Value> 
     if list.is_empty() {
         return None;
     }
-    let group_version = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": list}))
+    let group_version = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": list}),
+    )
 }
 
 /// `api/v1` or `apis/<group>/<version>`: how OpenAPI v3 names a group-version.
@@ -360,7 +445,10 @@ pub(crate) fn openapi_index() -> Value {
         for (group, versions) in groups(core) {
             for version in versions {
                 let key = openapi_key(group, version);
-                paths.insert(key.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{key}")}));
+                paths.insert(
+                    key.clone(),
+                    json!({"serverRelativeURL": format!("/openapi/v3/{key}")}),
+                );
             }
         }
     }
@@ -380,8 +468,16 @@ pub(crate) fn openapi_document(key: &str) -> Option<Value> {
     };
     let mut paths = serde_json::Map::new();
     for r in resources_of(group, version) {
-        let namespace = if r.namespaced { "/namespaces/{namespace}" } else { "" };
-        let path = format!("/{}{namespace}/{}/{{name}}", openapi_key(group, version), r.plural);
+        let namespace = if r.namespaced {
+            "/namespaces/{namespace}"
+        } else {
+            ""
+        };
+        let path = format!(
+            "/{}{namespace}/{}/{{name}}",
+            openapi_key(group, version),
+            r.plural
+        );
         paths.insert(
             path,
             json!({"patch": {

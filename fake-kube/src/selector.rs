@@ -52,7 +52,11 @@ fn split_terms(text: &str) -> Vec<&str> {
         }
     }
     terms.push(&text[start..]);
-    terms.into_iter().map(str::trim).filter(|t| !t.is_empty()).collect()
+    terms
+        .into_iter()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .collect()
 }
 
 fn parse_set(text: &str) -> Option<Vec<String>> {
@@ -70,7 +74,11 @@ impl LabelSelector {
     /// Parses the query-string form: `k=v`, `k==v`, `k!=v`, `k in (a,b)`, `k notin (a)`,
     /// `k`, `!k`.
     pub(crate) fn parse(text: &str) -> Result<Self, ApiError> {
-        let invalid = || ApiError::BadRequest(format!("unable to parse requirement: invalid label selector {text:?}"));
+        let invalid = || {
+            ApiError::BadRequest(format!(
+                "unable to parse requirement: invalid label selector {text:?}"
+            ))
+        };
         let mut requirements = Vec::new();
         for term in split_terms(text) {
             let requirement = if let Some((key, values)) = term.split_once(" notin ") {
@@ -140,10 +148,6 @@ impl LabelSelector {
         }
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
-        self.requirements.is_empty()
-    }
-
     pub(crate) fn matches_labels(&self, labels: Option<&Map<String, Value>>) -> bool {
         self.requirements.iter().all(|r| r.matches(labels))
     }
@@ -191,14 +195,6 @@ impl FieldSelector {
             };
             (actual == *want) == *equal
         })
-    }
-
-    /// The name the selector pins with `metadata.name=`, if any.
-    pub(crate) fn pinned_name(&self) -> Option<&str> {
-        self.terms
-            .iter()
-            .find(|(path, _, equal)| path == "metadata.name" && *equal)
-            .map(|(_, value, _)| value.as_str())
     }
 }
 
@@ -248,8 +244,11 @@ mod tests {
         let object = pod(json!({}));
         let selector = FieldSelector::parse("metadata.name=p,status.phase!=Pending").expect("valid");
         assert!(selector.matches(&object));
-        assert_eq!(selector.pinned_name(), Some("p"));
-        assert!(!FieldSelector::parse("metadata.name=q").expect("valid").matches(&object));
+        assert!(
+            !FieldSelector::parse("metadata.name=q")
+                .expect("valid")
+                .matches(&object)
+        );
         assert!(FieldSelector::parse("nonsense").is_err());
     }
 }

@@ -41,10 +41,15 @@ impl hyper::body::Body for Body {
     type Data = Bytes;
     type Error = Infallible;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         match self.get_mut() {
             Body::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Body::Stream(receiver) => receiver.poll_recv(cx).map(|chunk| chunk.map(|b| Ok(Frame::data(b)))),
+            Body::Stream(receiver) => receiver
+                .poll_recv(cx)
+                .map(|chunk| chunk.map(|b| Ok(Frame::data(b)))),
         }
     }
 
@@ -64,7 +69,9 @@ pub(crate) struct Tls {
 pub(crate) fn make_tls() -> anyhow::Result<Tls> {
     let ca_key = KeyPair::generate()?;
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-    ca_params.distinguished_name.push(DnType::CommonName, "fake-kube CA");
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "fake-kube CA");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
@@ -79,11 +86,16 @@ pub(crate) fn make_tls() -> anyhow::Result<Tls> {
     server_params
         .subject_alt_names
         .push(SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
-    server_params.distinguished_name.push(DnType::CommonName, "fake-kube-apiserver");
+    server_params
+        .distinguished_name
+        .push(DnType::CommonName, "fake-kube-apiserver");
     server_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
     let server_cert = server_params.signed_by(&server_key, &issuer)?;
 
-    let chain = vec![server_cert.der().clone(), CertificateDer::from(ca_cert.der().to_vec())];
+    let chain = vec![
+        server_cert.der().clone(),
+        CertificateDer::from(ca_cert.der().to_vec()),
+    ];
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server_key.serialize_der()));
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
@@ -129,7 +141,12 @@ pub(crate) async fn serve(shared: Arc<Shared>, listener: TcpListener, acceptor: 
     }
 }
 
-async fn connection(shared: Arc<Shared>, acceptor: TlsAcceptor, stream: tokio::net::TcpStream, _peer: SocketAddr) {
+async fn connection(
+    shared: Arc<Shared>,
+    acceptor: TlsAcceptor,
+    stream: tokio::net::TcpStream,
+    _peer: SocketAddr,
+) {
     let Ok(Ok(tls)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await else {
         return;
     };
@@ -176,6 +193,9 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Bod
             ))),
         }
     };
-    shared.log_request(format!("{method} {target} -> {} ({program})", response.status().as_u16()));
+    shared.log_request(format!(
+        "{method} {target} -> {} ({program})",
+        response.status().as_u16()
+    ));
     response
 }

@@ -49,16 +49,6 @@ pub(crate) enum EventType {
     Deleted,
 }
 
-impl EventType {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            EventType::Added => "ADDED",
-            EventType::Modified => "MODIFIED",
-            EventType::Deleted => "DELETED",
-        }
-    }
-}
-
 /// One change, as watches see it.
 #[derive(Debug)]
 pub(crate) struct Change {
@@ -192,14 +182,18 @@ impl Store {
         let start = ObjectKey::new(resource, namespace.unwrap_or_default(), "");
         self.objects
             .range(start..)
-            .take_while(|(key, _)| {
-                key.resource == resource && namespace.is_none_or(|ns| key.namespace == ns)
-            })
+            .take_while(|(key, _)| key.resource == resource && namespace.is_none_or(|ns| key.namespace == ns))
             .map(|(_, object)| object.clone())
             .collect()
     }
 
-    fn record(&mut self, kind: EventType, resource: ResourceId, object: Arc<Value>, previous: Option<Arc<Value>>) {
+    fn record(
+        &mut self,
+        kind: EventType,
+        resource: ResourceId,
+        object: Arc<Value>,
+        previous: Option<Arc<Value>>,
+    ) {
         let change = Arc::new(Change {
             revision: self.revision,
             kind,
@@ -224,7 +218,11 @@ impl Store {
         }
         let object = Arc::new(object);
         let previous = self.objects.insert(key.clone(), object.clone());
-        let kind = if previous.is_some() { EventType::Modified } else { EventType::Added };
+        let kind = if previous.is_some() {
+            EventType::Modified
+        } else {
+            EventType::Added
+        };
         self.record(kind, key.resource, object.clone(), previous);
         object
     }
@@ -243,7 +241,11 @@ impl Store {
     }
 
     /// The namespace a namespaced write goes into must exist and not be terminating.
-    fn check_namespace(&self, resource: &ResourceType, namespace: &str) -> Result<Option<Arc<Value>>, ApiError> {
+    fn check_namespace(
+        &self,
+        resource: &ResourceType,
+        namespace: &str,
+    ) -> Result<Option<Arc<Value>>, ApiError> {
         if !resource.namespaced {
             return Ok(None);
         }
@@ -253,7 +255,11 @@ impl Store {
         Ok(Some(found.clone()))
     }
 
-    fn refuse_in_terminating(resource: &ResourceType, namespace: Option<&Value>, name: &str) -> Result<(), ApiError> {
+    fn refuse_in_terminating(
+        resource: &ResourceType,
+        namespace: Option<&Value>,
+        name: &str,
+    ) -> Result<(), ApiError> {
         if let Some(namespace) = namespace.filter(|ns| is_deleting(ns)) {
             return Err(ApiError::Forbidden {
                 kind: resource.plural.to_string(),
@@ -269,7 +275,11 @@ impl Store {
 
     /// Pod Security: refuses pods that break the namespace's `enforce` level, and returns
     /// the warnings its `warn` level raises for pods and pod templates.
-    fn admit(resource: &ResourceType, namespace: Option<&Value>, object: &Value) -> Result<Vec<String>, ApiError> {
+    fn admit(
+        resource: &ResourceType,
+        namespace: Option<&Value>,
+        object: &Value,
+    ) -> Result<Vec<String>, ApiError> {
         let Some(namespace) = namespace else {
             return Ok(Vec::new());
         };
@@ -302,7 +312,12 @@ impl Store {
         Ok(warnings)
     }
 
-    fn strict_check(resource: &ResourceType, object: &Value, writer: &Writer<'_>, apply: bool) -> Result<(), ApiError> {
+    fn strict_check(
+        resource: &ResourceType,
+        object: &Value,
+        writer: &Writer<'_>,
+        apply: bool,
+    ) -> Result<(), ApiError> {
         if !writer.strict {
             return Ok(());
         }
@@ -340,7 +355,10 @@ impl Store {
     /// Generation and status bookkeeping shared by every write of an existing object.
     fn finish_update(resource: &ResourceType, live: &Value, next: &mut Value) {
         if resource.has_generation() && live.get("spec") != next.get("spec") {
-            let generation = live.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
+            let generation = live
+                .pointer("/metadata/generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
             next["metadata"]["generation"] = json!(generation + 1);
         }
     }
@@ -359,7 +377,12 @@ impl Store {
         }
         Self::strict_check(resource, &object, writer, false)?;
         let metadata = util::object_at(&mut object, "metadata");
-        if metadata.get("name").and_then(Value::as_str).unwrap_or_default().is_empty() {
+        if metadata
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .is_empty()
+        {
             match metadata.get("generateName").and_then(Value::as_str) {
                 Some(prefix) => {
                     let name = format!("{prefix}{}", util::random_suffix(5));
@@ -377,7 +400,11 @@ impl Store {
         let name = name_of(&object).to_string();
         let namespace_object = self.check_namespace(resource, namespace)?;
         Self::refuse_in_terminating(resource, namespace_object.as_deref(), &name)?;
-        let key = ObjectKey::new(resource_id, if resource.namespaced { namespace } else { "" }, &name);
+        let key = ObjectKey::new(
+            resource_id,
+            if resource.namespaced { namespace } else { "" },
+            &name,
+        );
         if self.objects.contains_key(&key) {
             return Err(ApiError::AlreadyExists {
                 kind: resource.plural.to_string(),
@@ -414,7 +441,11 @@ impl Store {
             &resource.api_version(),
             &now,
         );
-        let object = if writer.dry_run { Arc::new(object) } else { self.put(key, object) };
+        let object = if writer.dry_run {
+            Arc::new(object)
+        } else {
+            self.put(key, object)
+        };
         Ok(Written {
             object,
             created: true,
@@ -465,7 +496,8 @@ impl Store {
         let base = match &live {
             Some(live) => (**live).clone(),
             None => {
-                let mut skeleton = json!({"apiVersion": api_version, "kind": resource.kind, "metadata": {"name": name}});
+                let mut skeleton =
+                    json!({"apiVersion": api_version, "kind": resource.kind, "metadata": {"name": name}});
                 if resource.namespaced {
                     skeleton["metadata"]["namespace"] = json!(namespace);
                 }
@@ -539,7 +571,10 @@ impl Store {
             .cloned()
             .ok_or_else(|| ApiError::not_found(resource, name))?;
         if let Some(expected) = next.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
-            let current = live.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or_default();
+            let current = live
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             if !expected.is_empty() && expected != current {
                 return Err(ApiError::Conflict {
                     message: format!(
@@ -608,7 +643,9 @@ impl Store {
         if let Some(metadata) = merged.get_mut("metadata").and_then(Value::as_object_mut) {
             metadata.insert(
                 "resourceVersion".into(),
-                live.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null),
+                live.pointer("/metadata/resourceVersion")
+                    .cloned()
+                    .unwrap_or(Value::Null),
             );
         }
         Self::finish_update(resource, &live, &mut merged);
@@ -672,7 +709,11 @@ impl Store {
         marked["metadata"]["deletionTimestamp"] = json!(now);
         if resource_id == IDS.pods {
             let grace = grace_period
-                .or_else(|| marked.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64))
+                .or_else(|| {
+                    marked
+                        .pointer("/spec/terminationGracePeriodSeconds")
+                        .and_then(Value::as_i64)
+                })
                 .unwrap_or(30);
             marked["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
         } else {
@@ -684,13 +725,23 @@ impl Store {
 
     /// Records a core/v1 Event about an object, folding repeats into `count` as the
     /// client-go event recorder does.
-    pub(crate) fn record_event(&mut self, involved: &Value, warning: bool, reason: &str, message: &str, component: &str) {
+    pub(crate) fn record_event(
+        &mut self,
+        involved: &Value,
+        warning: bool,
+        reason: &str,
+        message: &str,
+        component: &str,
+    ) {
         let namespace = match namespace_of(involved) {
             "" => "default",
             ns => ns,
         }
         .to_string();
-        if self.get_by(IDS.namespaces, "", &namespace).is_none_or(|ns| is_deleting(ns)) {
+        if self
+            .get_by(IDS.namespaces, "", &namespace)
+            .is_none_or(|ns| is_deleting(ns))
+        {
             return;
         }
         let uid = uid_of(involved);

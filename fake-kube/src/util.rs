@@ -136,7 +136,9 @@ pub(crate) fn object_at<'a>(value: &'a mut Value, dotted: &str) -> &'a mut Map<S
             *current = Value::Object(Map::new());
         }
         let map = current.as_object_mut().expect("made an object above");
-        current = map.entry(key.to_string()).or_insert_with(|| Value::Object(Map::new()));
+        current = map
+            .entry(key.to_string())
+            .or_insert_with(|| Value::Object(Map::new()));
     }
     if !current.is_object() {
         *current = Value::Object(Map::new());
@@ -230,7 +232,10 @@ mod tests {
 
     #[test]
     fn percent_decoding_handles_escapes_and_plus() {
-        assert_eq!(percent_decode("metadata.name%3Dweb%2Ca+b"), "metadata.name=web,a b");
+        assert_eq!(
+            percent_decode("metadata.name%3Dweb%2Ca+b"),
+            "metadata.name=web,a b"
+        );
         assert_eq!(percent_decode("100%"), "100%");
     }
 

@@ -199,13 +199,38 @@ fn top_level(kind: &str) -> Option<(&'static [&'static str], Type)> {
         "Deployment" => (COMMON, DeploymentSpec),
         "ReplicaSet" => (COMMON, ReplicaSetSpec),
         "Pod" => (COMMON, PodSpec),
-        "ConfigMap" => (&["apiVersion", "kind", "metadata", "data", "binaryData", "immutable"], Any),
+        "ConfigMap" => (
+            &[
+                "apiVersion",
+                "kind",
+                "metadata",
+                "data",
+                "binaryData",
+                "immutable",
+            ],
+            Any,
+        ),
         "Secret" => (
-            &["apiVersion", "kind", "metadata", "data", "stringData", "type", "immutable"],
+            &[
+                "apiVersion",
+                "kind",
+                "metadata",
+                "data",
+                "stringData",
+                "type",
+                "immutable",
+            ],
             Any,
         ),
         "ServiceAccount" => (
-            &["apiVersion", "kind", "metadata", "secrets", "imagePullSecrets", "automountServiceAccountToken"],
+            &[
+                "apiVersion",
+                "kind",
+                "metadata",
+                "secrets",
+                "imagePullSecrets",
+                "automountServiceAccountToken",
+            ],
             Any,
         ),
         // Events carry many top-level fields and nobody applies them by hand.
@@ -246,7 +271,8 @@ fn check(value: &Value, t: Type, path: &str, field: &str, out: &mut Vec<String>)
             for (index, item) in items.iter().enumerate() {
                 let element = match keys {
                     Some(keys) => {
-                        let key: Value = serde_json::from_str(&fields::item_key(item, keys)).unwrap_or_default();
+                        let key: Value =
+                            serde_json::from_str(&fields::item_key(item, keys)).unwrap_or_default();
                         let parts: Vec<String> = key
                             .as_object()
                             .into_iter()

@@ -13,7 +13,7 @@ fn main() -> anyhow::Result<()> {
         anyhow::bail!("usage: model_timing MODEL.onnx ROWS");
     };
     let rows: usize = rows.parse()?;
-    let model = model::load(&path)?;
+    let model = model::load(&path, &Default::default())?;
     let width = model.input_width().unwrap_or(2);
     // The same deterministic rows the bench sends.
     let values: Vec<f64> = (0..rows * width)

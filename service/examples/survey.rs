@@ -21,7 +21,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn check(path: &Path, entry: &Value) -> (&'static str, String) {
-    let model = match model::load(path.to_str().unwrap_or_default()) {
+    let model = match model::load(path.to_str().unwrap_or_default(), &Default::default()) {
         Ok(model) => model,
         Err(err) => {
             let reason = err.to_string();

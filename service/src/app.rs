@@ -91,6 +91,7 @@ impl App {
             Route::Healthz if get => Ok(api::health::live()),
             Route::Readyz if get => api::health::ready(self.is_ready()),
             Route::Metrics if get => Ok(api::health::metrics(&self.metrics)),
+            Route::OpenApi if get => Ok(api::health::openapi()),
             Route::V2Server | Route::V2Live | Route::V2Ready | Route::V2Model | Route::V2ModelReady
                 if get =>
             {

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+use crate::model::ModelLimits;
+
 /// A small, fast HTTP service that scores JSON feature rows with a model.
 #[derive(Parser, Debug, Clone)]
 #[command(version, about)]
@@ -63,6 +65,22 @@ pub struct Config {
     #[arg(long, env = "SCORE_COMPUTE_QUEUE", default_value_t = 64)]
     pub compute_queue: usize,
 
+    /// Largest model file loaded, in bytes or with a unit.
+    #[arg(long, env = "SCORE_MODEL_MAX_BYTES", default_value = "512MiB", value_parser = parse_size)]
+    pub model_max_bytes: usize,
+
+    /// Most nodes a model's graph may have, subgraphs included.
+    #[arg(long, env = "SCORE_MODEL_MAX_NODES", default_value_t = ModelLimits::default().max_nodes)]
+    pub model_max_nodes: usize,
+
+    /// Most nodes one tree ensemble may have, all its trees together.
+    #[arg(long, env = "SCORE_MODEL_MAX_TREE_NODES", default_value_t = ModelLimits::default().max_tree_nodes)]
+    pub model_max_tree_nodes: usize,
+
+    /// Most elements any one tensor a model declares may have.
+    #[arg(long, env = "SCORE_MODEL_MAX_ELEMENTS", default_value_t = ModelLimits::default().max_elements)]
+    pub model_max_elements: u64,
+
     /// Log format: JSON lines for log collectors, or text for people.
     #[arg(long, env = "SCORE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
@@ -97,6 +115,16 @@ impl Config {
             ip => ip,
         };
         SocketAddr::new(host, self.port)
+    }
+
+    /// What loading the model may cost.
+    pub fn model_limits(&self) -> ModelLimits {
+        ModelLimits {
+            max_bytes: self.model_max_bytes as u64,
+            max_nodes: self.model_max_nodes,
+            max_tree_nodes: self.model_max_tree_nodes,
+            max_elements: self.model_max_elements,
+        }
     }
 
     /// The per-request limits the server enforces.
@@ -205,5 +233,6 @@ mod tests {
             format!("{:?}", Limits::default())
         );
         assert!(config.drain_deadline < Duration::from_secs(30));
+        assert_eq!(config.model_limits(), ModelLimits::default());
     }
 }

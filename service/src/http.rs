@@ -26,6 +26,7 @@ pub enum Route {
     Healthz,
     Readyz,
     Metrics,
+    OpenApi,
     V2Server,
     V2Live,
     V2Ready,
@@ -36,11 +37,12 @@ pub enum Route {
 }
 
 impl Route {
-    pub const ALL: [Route; 11] = [
+    pub const ALL: [Route; 12] = [
         Route::Score,
         Route::Healthz,
         Route::Readyz,
         Route::Metrics,
+        Route::OpenApi,
         Route::V2Server,
         Route::V2Live,
         Route::V2Ready,
@@ -56,6 +58,7 @@ impl Route {
             "/healthz" => Route::Healthz,
             "/readyz" => Route::Readyz,
             "/metrics" => Route::Metrics,
+            "/openapi.json" => Route::OpenApi,
             "/v2" => Route::V2Server,
             "/v2/health/live" => Route::V2Live,
             "/v2/health/ready" => Route::V2Ready,
@@ -73,6 +76,7 @@ impl Route {
             Route::Healthz => "/healthz",
             Route::Readyz => "/readyz",
             Route::Metrics => "/metrics",
+            Route::OpenApi => "/openapi.json",
             Route::V2Server => "/v2",
             Route::V2Live => "/v2/health/live",
             Route::V2Ready => "/v2/health/ready",

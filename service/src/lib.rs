@@ -6,6 +6,8 @@
 
 pub mod config;
 pub mod features;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod model;
 

@@ -28,7 +28,7 @@ fn main() -> ExitCode {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     use anyhow::Context as _;
-    let model = model::load(&config.model)?;
+    let model = model::load(&config.model, &config.model_limits())?;
     let address = config.listen_addr();
     let listener = TcpListener::bind(address)
         .await

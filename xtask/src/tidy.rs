@@ -39,6 +39,7 @@ const SERVICE: Layers = Layers {
         ("metrics", 1),
         ("api", 2),
         ("app", 3),
+        ("fuzzing", 3),
         ("server", 4),
         ("main", 5),
         ("", 5),

@@ -1,5 +1,5 @@
-//! `/healthz`, `/readyz` and `/metrics`: answered on the async workers straight from
-//! memory, never behind inference.
+//! `/healthz`, `/readyz`, `/metrics` and `/openapi.json`: answered on the async workers
+//! straight from memory, never behind inference.
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -23,6 +23,11 @@ pub fn ready(ready: bool) -> Result<HttpResponse, ApiError> {
     } else {
         Err(ApiError::Draining)
     }
+}
+
+/// The OpenAPI document of every route, as committed in `service/openapi.json`.
+pub fn openapi() -> HttpResponse {
+    json(StatusCode::OK, include_str!("../../openapi.json"))
 }
 
 pub fn metrics(metrics: &Metrics) -> HttpResponse {

@@ -249,16 +249,14 @@ pub async fn infer(scorer: &Arc<Scorer>, request: Request<Incoming>) -> Result<H
     http::check_json_content_type(request.headers())?;
     let bytes = http::read_json_body(request, &scorer.limits).await?;
     let bad = ApiError::bad_request;
-    let request: InferRequest =
-        serde_json::from_slice(&bytes).map_err(|err| bad(InferError::NotARequest(err)))?;
-    let [input] = request.inputs.as_slice() else {
-        return Err(bad(InferError::InputCount {
-            given: request.inputs.len(),
-            model: model.name().to_owned(),
-        }));
-    };
+    let Parsed {
+        request,
+        rows,
+        width,
+        numbers,
+    } = parse(&bytes, model.name()).map_err(bad)?;
+    let input = &request.inputs[0];
     let expected = &model.inputs()[0];
-    let (rows, width, numbers) = read_input(input).map_err(bad)?;
     if !model.echoes() {
         if input.name != expected.name {
             return Err(bad(InferError::UnknownInput {
@@ -328,6 +326,33 @@ pub async fn infer(scorer: &Arc<Scorer>, request: Request<Incoming>) -> Result<H
         },
     })?;
     Ok(http::json(StatusCode::OK, bytes))
+}
+
+/// A request as the protocol reads it, before the model is asked anything: its one
+/// input's rows, width and numbers, checked against its declared shape and datatype.
+pub struct Parsed {
+    request: InferRequest,
+    pub rows: usize,
+    pub width: usize,
+    pub numbers: Vec<Number>,
+}
+
+/// Parses an inference request for `model`; the error names what is wrong.
+pub fn parse(bytes: &[u8], model: &str) -> Result<Parsed, InferError> {
+    let request: InferRequest = serde_json::from_slice(bytes).map_err(InferError::NotARequest)?;
+    let [input] = request.inputs.as_slice() else {
+        return Err(InferError::InputCount {
+            given: request.inputs.len(),
+            model: model.to_owned(),
+        });
+    };
+    let (rows, width, numbers) = read_input(input)?;
+    Ok(Parsed {
+        request,
+        rows,
+        width,
+        numbers,
+    })
 }
 
 /// Checks an input's shape, datatype and data, flattening nested data row-major.

@@ -5,6 +5,7 @@
 //! `types` holds what the rest of the service sees of a model.
 
 mod identity;
+mod limits;
 mod ml;
 mod onnx;
 mod types;
@@ -12,11 +13,13 @@ mod types;
 use std::path::Path;
 
 pub use identity::Identity;
+pub use limits::{LimitError, ModelLimits};
 pub use onnx::OnnxModel;
 pub use types::{Batch, Data, LoadError, Model, ModelOutput, Output, PredictError, TensorSpec};
 
-/// Loads the model named on the command line: `identity`, or a path to an `.onnx` file.
-pub fn load(spec: &str) -> Result<Box<dyn Model>, LoadError> {
+/// Loads the model named on the command line: `identity`, or a path to an `.onnx` file
+/// within `limits`.
+pub fn load(spec: &str, limits: &ModelLimits) -> Result<Box<dyn Model>, LoadError> {
     if spec == "identity" {
         return Ok(Box::new(Identity::default()));
     }
@@ -24,5 +27,5 @@ pub fn load(spec: &str) -> Result<Box<dyn Model>, LoadError> {
     if !path.exists() {
         return Err(LoadError::Missing(path.to_owned()));
     }
-    Ok(Box::new(OnnxModel::load(path)?))
+    Ok(Box::new(OnnxModel::load(path, limits)?))
 }

@@ -11,6 +11,7 @@ use tract_onnx::pb;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::Factoid;
 
+use crate::model::limits::{LimitError, ModelLimits};
 use crate::model::types::{Batch, Data, LoadError, Model, ModelOutput, Output, PredictError, TensorSpec};
 
 pub struct OnnxModel {
@@ -25,8 +26,38 @@ pub struct OnnxModel {
 }
 
 impl OnnxModel {
-    /// Loads `path`; the error names the file and what is wrong with it.
-    pub fn load(path: &Path) -> Result<Self, LoadError> {
+    /// Loads `path`, within `limits`; the error names the file and what is wrong with it.
+    pub fn load(path: &Path, limits: &ModelLimits) -> Result<Self, LoadError> {
+        let limit = |error| LoadError::Limit {
+            path: path.to_owned(),
+            error,
+        };
+        let size = std::fs::metadata(path)
+            .map_err(|err| LoadError::Unsupported {
+                path: path.to_owned(),
+                reason: err.to_string(),
+            })?
+            .len();
+        if size > limits.max_bytes {
+            return Err(limit(LimitError::FileTooLarge {
+                bytes: size,
+                limit: limits.max_bytes,
+            }));
+        }
+        let bytes = std::fs::read(path).map_err(|err| LoadError::Unsupported {
+            path: path.to_owned(),
+            reason: err.to_string(),
+        })?;
+        let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("model");
+        Self::load_named(path, name, &bytes, limits)
+    }
+
+    /// Loads a model from a file's bytes, named `name`.
+    pub fn load_bytes(name: &str, bytes: &[u8], limits: &ModelLimits) -> Result<Self, LoadError> {
+        Self::load_named(Path::new(name), name, bytes, limits)
+    }
+
+    fn load_named(path: &Path, name: &str, bytes: &[u8], limits: &ModelLimits) -> Result<Self, LoadError> {
         let unsupported = |reason: String| LoadError::Unsupported {
             path: path.to_owned(),
             reason,
@@ -35,15 +66,24 @@ impl OnnxModel {
             path: path.to_owned(),
             reason,
         };
-        let name = path
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or("model")
-            .to_owned();
+        if bytes.len() as u64 > limits.max_bytes {
+            return Err(LoadError::Limit {
+                path: path.to_owned(),
+                error: LimitError::FileTooLarge {
+                    bytes: bytes.len() as u64,
+                    limit: limits.max_bytes,
+                },
+            });
+        }
+        let name = name.to_owned();
         let onnx = crate::model::ml::onnx();
         let proto = onnx
-            .proto_model_for_path(path)
+            .proto_model_for_read(&mut &bytes[..])
             .map_err(|err| unsupported(format!("not an ONNX file: {err}")))?;
+        crate::model::limits::check(&proto, limits).map_err(|error| LoadError::Limit {
+            path: path.to_owned(),
+            error,
+        })?;
         if let Some(graph) = &proto.graph
             && let Some((operator, node)) = crate::model::ml::missing_operators(&onnx, graph).first()
         {

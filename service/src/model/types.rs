@@ -138,6 +138,11 @@ pub enum LoadError {
         path: PathBuf,
         reason: String,
     },
+    /// The file breaks a limit on what loading may cost.
+    Limit {
+        path: PathBuf,
+        error: crate::model::limits::LimitError,
+    },
 }
 
 impl fmt::Display for LoadError {
@@ -154,6 +159,7 @@ impl fmt::Display for LoadError {
             LoadError::Unservable { path, reason } => {
                 write!(f, "cannot serve model {}: {reason}", path.display())
             }
+            LoadError::Limit { path, error } => write!(f, "cannot load model {}: {error}", path.display()),
         }
     }
 }

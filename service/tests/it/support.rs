@@ -31,7 +31,7 @@ impl TestServer {
 
     /// A server for `model`: "identity" or a path to an .onnx file.
     pub async fn serving(model: &str, limits: Limits) -> Self {
-        Self::with_model(model::load(model).unwrap(), limits).await
+        Self::with_model(model::load(model, &Default::default()).unwrap(), limits).await
     }
 
     /// A server for a model the test made.

@@ -46,7 +46,7 @@ async fn every_zoo_model_answers_like_onnxruntime() {
                 .unwrap()
                 .strip_prefix("refused: ")
                 .expect("refused: OPERATOR");
-            let error = score_service::model::load(path.to_str().unwrap())
+            let error = score_service::model::load(path.to_str().unwrap(), &Default::default())
                 .err()
                 .expect("refused")
                 .to_string();

@@ -331,13 +331,15 @@ impl BenchCmd {
             self.add_measurement(sh, plan, flask, &name, loads);
 
             if let Some(joblib) = joblib {
-                let port = free_port()?;
+                // MLServer also listens for gRPC and metrics: each needs a free port too.
+                let ports = [free_port()?, free_port()?, free_port()?];
+                let port = ports[0];
                 let settings = dir.join("mlserver");
                 plan.check(
                     format!("write MLServer's settings for {name} in {}", settings.display()),
                     {
                         let (settings, name) = (settings.clone(), name.clone());
-                        move |_| write_mlserver_settings(&settings, &name, &joblib, port)
+                        move |_| write_mlserver_settings(&settings, &name, &joblib, ports)
                     },
                 );
                 let mlserver_contender = Contender {
@@ -681,12 +683,16 @@ fn model_loads(dir: &Path, port: u16, model: Option<&str>, score: bool) -> Vec<L
 
 /// MLServer's two settings files: the server's (its ports) and the model's (the
 /// scikit-learn runtime, the joblib file).
-fn write_mlserver_settings(dir: &Path, model: &str, joblib: &Path, port: u16) -> anyhow::Result<()> {
+fn write_mlserver_settings(
+    dir: &Path,
+    model: &str,
+    joblib: &Path,
+    [http, grpc, metrics]: [u16; 3],
+) -> anyhow::Result<()> {
     let model_dir = dir.join(model);
     std::fs::create_dir_all(&model_dir)?;
-    let free = |n: u16| port.wrapping_add(n);
     let server = serde_json::json!({
-        "http_port": port, "grpc_port": free(1), "metrics_port": free(2),
+        "host": "127.0.0.1", "http_port": http, "grpc_port": grpc, "metrics_port": metrics,
         "debug": false, "load_models_at_startup": true,
     });
     let uri = std::fs::canonicalize(joblib).with_context(|| format!("find {}", joblib.display()))?;

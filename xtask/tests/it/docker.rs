@@ -106,19 +106,33 @@ fn the_host_built_image_is_small_non_root_answers_and_stops_cleanly() {
     // The image carries its bill of materials: the crates it links, by purl and license.
     let sbom_dir = state.join("sbom");
     let holder = docker(&["create", &reference]);
-    docker(&["cp", &format!("{holder}:/sbom.cdx.json"), sbom_dir.to_str().unwrap()]);
+    docker(&[
+        "cp",
+        &format!("{holder}:/sbom.cdx.json"),
+        sbom_dir.to_str().unwrap(),
+    ]);
     docker(&["rm", &holder]);
     let sbom: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&sbom_dir).unwrap()).unwrap();
-    assert_eq!((sbom["bomFormat"].as_str(), sbom["specVersion"].as_str()), (Some("CycloneDX"), Some("1.5")));
+    assert_eq!(
+        (sbom["bomFormat"].as_str(), sbom["specVersion"].as_str()),
+        (Some("CycloneDX"), Some("1.5"))
+    );
     let components = sbom["components"].as_array().expect("components");
     for linked in ["tract-core", "hyper", "tokio"] {
         let found = components.iter().find(|c| c["name"] == linked);
         let found = found.unwrap_or_else(|| panic!("no {linked} in the SBOM"));
-        assert!(found["purl"].as_str().unwrap().starts_with(&format!("pkg:cargo/{linked}@")));
+        assert!(
+            found["purl"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("pkg:cargo/{linked}@"))
+        );
         assert!(found["licenses"][0]["expression"].is_string(), "{found}");
     }
     assert!(
-        !components.iter().any(|c| c["name"] == "prometheus-parse" || c["name"] == "xshell"),
+        !components
+            .iter()
+            .any(|c| c["name"] == "prometheus-parse" || c["name"] == "xshell"),
         "test and xtask crates are not in the image"
     );
 

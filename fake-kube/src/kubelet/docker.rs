@@ -1,0 +1,258 @@
+//! The container runtime: the `docker` CLI. Every container carries labels naming the
+//! cluster and the process that started it, so a cluster can remove all of its own, and
+//! a later cluster can remove those a killed process left behind.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+
+use serde_json::Value;
+use tokio::process::Command;
+
+/// Labels on every container.
+pub(crate) const CLUSTER_LABEL: &str = "fake-kube.cluster";
+pub(crate) const PID_LABEL: &str = "fake-kube.pid";
+pub(crate) const POD_LABEL: &str = "fake-kube.pod";
+
+/// Runs `docker ARGS`, returning stdout, or stderr (or how it failed to start) as the error.
+pub(crate) async fn docker<I, S>(args: I) -> Result<String, String>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let output = Command::new("docker")
+        .args(args)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|error| format!("cannot run docker: {error}"))?;
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
+    } else {
+        let stderr = String::from_utf8_lossy(&output.stderr).trim().to_string();
+        Err(if stderr.is_empty() {
+            format!("docker exited with {}", output.status)
+        } else {
+            stderr
+        })
+    }
+}
+
+/// Removes containers, blocking: for `Drop`, where nothing can be awaited.
+pub(crate) fn remove_blocking(filter_label: &str) {
+    let listed = std::process::Command::new("docker")
+        .args(["ps", "-aq", "--filter", &format!("label={filter_label}")])
+        .stderr(Stdio::null())
+        .output();
+    let Ok(listed) = listed else { return };
+    let ids: Vec<String> = String::from_utf8_lossy(&listed.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    if ids.is_empty() {
+        return;
+    }
+    let _ = std::process::Command::new("docker")
+        .args(["rm", "-f", "-v"])
+        .args(&ids)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// Removes every container of this cluster.
+pub(crate) async fn remove_cluster(cluster_id: &str) {
+    let filter = format!("label={CLUSTER_LABEL}={cluster_id}");
+    if let Ok(listed) = docker(["ps", "-aq", "--filter", &filter]).await {
+        let ids: Vec<&str> = listed.split_whitespace().collect();
+        if !ids.is_empty() {
+            let mut args = vec!["rm", "-f", "-v"];
+            args.extend(ids);
+            let _ = docker(args).await;
+        }
+    }
+}
+
+/// Removes containers left by fake-kube processes that no longer run (a test binary
+/// killed before its clusters could clean up).
+pub(crate) async fn remove_orphans() {
+    let format = format!("{{{{.ID}}}} {{{{.Label \"{PID_LABEL}\"}}}}");
+    let Ok(listed) = docker([
+        "ps",
+        "-a",
+        "--filter",
+        &format!("label={PID_LABEL}"),
+        "--format",
+        &format,
+    ])
+    .await
+    else {
+        return;
+    };
+    let orphans: Vec<&str> = listed
+        .lines()
+        .filter_map(|line| {
+            let (id, pid) = line.split_once(' ')?;
+            let alive = std::path::Path::new(&format!("/proc/{}", pid.trim())).exists();
+            (!alive).then_some(id)
+        })
+        .collect();
+    if !orphans.is_empty() {
+        let mut args = vec!["rm", "-f", "-v"];
+        args.extend(orphans);
+        let _ = docker(args).await;
+    }
+}
+
+/// What `docker run` needs for one container.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(crate) struct RunSpec {
+    pub(crate) name: String,
+    pub(crate) hostname: String,
+    pub(crate) labels: Vec<(String, String)>,
+    pub(crate) image: String,
+    pub(crate) user: Option<String>,
+    pub(crate) read_only: bool,
+    pub(crate) cap_drop: Vec<String>,
+    pub(crate) cap_add: Vec<String>,
+    pub(crate) no_new_privileges: bool,
+    pub(crate) privileged: bool,
+    pub(crate) seccomp_unconfined: bool,
+    pub(crate) memory_bytes: Option<u64>,
+    pub(crate) cpus: Option<f64>,
+    pub(crate) env: Vec<(String, String)>,
+    pub(crate) entrypoint: Option<String>,
+    pub(crate) args: Vec<String>,
+    pub(crate) working_dir: Option<String>,
+    pub(crate) ports: Vec<(u16, String)>,
+    pub(crate) host_network: bool,
+    pub(crate) tmpfs: Vec<String>,
+    /// Host path, container path, read-only.
+    pub(crate) binds: Vec<(PathBuf, String, bool)>,
+}
+
+impl RunSpec {
+    pub(crate) fn args(&self) -> Vec<String> {
+        let mut args: Vec<String> = vec!["run".into(), "-d".into(), "--name".into(), self.name.clone()];
+        if !self.host_network {
+            args.extend(["--hostname".into(), self.hostname.clone()]);
+        }
+        for (key, value) in &self.labels {
+            args.extend(["--label".into(), format!("{key}={value}")]);
+        }
+        if let Some(user) = &self.user {
+            args.extend(["--user".into(), user.clone()]);
+        }
+        if self.read_only {
+            args.push("--read-only".into());
+        }
+        for cap in &self.cap_drop {
+            args.extend(["--cap-drop".into(), cap.clone()]);
+        }
+        for cap in &self.cap_add {
+            args.extend(["--cap-add".into(), cap.clone()]);
+        }
+        if self.no_new_privileges {
+            args.extend(["--security-opt".into(), "no-new-privileges".into()]);
+        }
+        if self.seccomp_unconfined {
+            args.extend(["--security-opt".into(), "seccomp=unconfined".into()]);
+        }
+        if self.privileged {
+            args.push("--privileged".into());
+        }
+        if let Some(bytes) = self.memory_bytes {
+            args.extend(["--memory".into(), bytes.to_string()]);
+        }
+        if let Some(cpus) = self.cpus {
+            args.extend(["--cpus".into(), format!("{cpus:.3}")]);
+        }
+        for (key, value) in &self.env {
+            args.extend(["--env".into(), format!("{key}={value}")]);
+        }
+        if let Some(dir) = &self.working_dir {
+            args.extend(["--workdir".into(), dir.clone()]);
+        }
+        if self.host_network {
+            args.extend(["--network".into(), "host".into()]);
+        } else {
+            for (port, protocol) in &self.ports {
+                args.extend([
+                    "--publish".into(),
+                    format!("127.0.0.1::{port}/{}", protocol.to_lowercase()),
+                ]);
+            }
+        }
+        for path in &self.tmpfs {
+            args.extend(["--tmpfs".into(), format!("{path}:rw,mode=1777")]);
+        }
+        for (host, container, read_only) in &self.binds {
+            let mode = if *read_only { ":ro" } else { "" };
+            args.extend(["--volume".into(), format!("{}:{container}{mode}", host.display())]);
+        }
+        if let Some(entrypoint) = &self.entrypoint {
+            args.extend(["--entrypoint".into(), entrypoint.clone()]);
+        }
+        args.push(self.image.clone());
+        args.extend(self.args.iter().cloned());
+        args
+    }
+}
+
+/// `docker inspect` of one container, as JSON.
+pub(crate) async fn inspect(id: &str) -> Result<Value, String> {
+    let text = docker(["inspect", "--type", "container", id]).await?;
+    let parsed: Value =
+        serde_json::from_str(&text).map_err(|e| format!("unreadable docker inspect output: {e}"))?;
+    parsed
+        .as_array()
+        .and_then(|items| items.first())
+        .cloned()
+        .ok_or_else(|| format!("docker inspect found no container {id}"))
+}
+
+/// An image's id and configured user, if the image is present locally.
+pub(crate) async fn local_image(reference: &str) -> Option<(String, String)> {
+    let text = docker([
+        "image",
+        "inspect",
+        "--format",
+        "{{.Id}} {{.Config.User}}",
+        reference,
+    ])
+    .await
+    .ok()?;
+    let (id, user) = text.split_once(' ').unwrap_or((text.as_str(), ""));
+    Some((id.to_string(), user.trim().to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_arguments_map_the_security_context() {
+        let spec = RunSpec {
+            name: "fk-p-c".into(),
+            hostname: "p".into(),
+            labels: vec![(CLUSTER_LABEL.into(), "x".into())],
+            image: "localhost:5000/app@sha256:00".into(),
+            user: Some("65532:65532".into()),
+            read_only: true,
+            cap_drop: vec!["ALL".into()],
+            no_new_privileges: true,
+            memory_bytes: Some(134_217_728),
+            env: vec![("A".into(), "b c".into())],
+            ports: vec![(5000, "TCP".into())],
+            tmpfs: vec!["/tmp".into()],
+            args: vec!["--flag".into()],
+            ..RunSpec::default()
+        };
+        assert_eq!(
+            spec.args().join(" "),
+            "run -d --name fk-p-c --hostname p --label fake-kube.cluster=x --user 65532:65532 --read-only \
+             --cap-drop ALL --security-opt no-new-privileges --memory 134217728 --env A=b c \
+             --publish 127.0.0.1::5000/tcp --tmpfs /tmp:rw,mode=1777 localhost:5000/app@sha256:00 --flag"
+        );
+    }
+}

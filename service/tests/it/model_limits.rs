@@ -1,0 +1,153 @@
+//! A model file is input too: a corrupt or hostile one stops start-up with one line
+//! naming what is wrong — a limit broken, a cycle, a tensor that lies about its size —
+//! never a crash, a hang or memory without bound.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use prost::Message;
+use score_service::model::{ModelLimits, OnnxModel};
+use tract_onnx::pb::{GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto};
+
+fn models_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models")
+}
+
+/// A graph of `nodes`, with `initializers`, opset 17.
+fn model(nodes: Vec<NodeProto>, initializers: Vec<TensorProto>) -> Vec<u8> {
+    ModelProto {
+        ir_version: 8,
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: 17,
+        }],
+        graph: Some(GraphProto {
+            node: nodes,
+            initializer: initializers,
+            name: "hostile".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+fn relu(name: &str, input: &str, output: &str) -> NodeProto {
+    NodeProto {
+        name: name.into(),
+        op_type: "Relu".into(),
+        input: vec![input.into()],
+        output: vec![output.into()],
+        ..Default::default()
+    }
+}
+
+fn refusal(bytes: &[u8]) -> String {
+    match OnnxModel::load_bytes("hostile", bytes, &ModelLimits::default()) {
+        Ok(_) => panic!("the model loaded"),
+        Err(err) => err.to_string(),
+    }
+}
+
+#[test]
+fn a_cyclic_graph_is_refused() {
+    let bytes = model(vec![relu("a", "y", "x"), relu("b", "x", "y")], vec![]);
+    let error = refusal(&bytes);
+    assert!(error.contains("is part of a cycle"), "{error}");
+}
+
+#[test]
+fn a_tensor_declaring_more_than_the_limit_is_refused_before_anything_is_allocated() {
+    let huge = TensorProto {
+        name: "w".into(),
+        dims: vec![1_000_000, 1_000_000],
+        data_type: 1,
+        float_data: vec![0.0; 4],
+        ..Default::default()
+    };
+    let error = refusal(&model(vec![relu("a", "w", "y")], vec![huge]));
+    assert!(
+        error.contains(r#"tensor "w" declares [1000000 x 1000000] elements, over the limit"#)
+            && error.contains("--model-max-elements"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_tensor_holding_less_than_it_declares_is_refused() {
+    let short = TensorProto {
+        name: "w".into(),
+        dims: vec![3],
+        data_type: 1,
+        raw_data: vec![0; 8],
+        ..Default::default()
+    };
+    let error = refusal(&model(vec![relu("a", "w", "y")], vec![short]));
+    assert!(
+        error.contains(r#"tensor "w" declares 3 elements but holds 2"#),
+        "{error}"
+    );
+}
+
+#[test]
+fn truncated_and_garbage_files_are_refused() {
+    let whole = std::fs::read(models_dir().join("zoo/svr_rbf.onnx")).unwrap();
+    for cut in [1, 17, whole.len() / 2, whole.len() - 1] {
+        let error = refusal(&whole[..cut]);
+        assert!(error.starts_with("cannot "), "{cut}: {error}");
+    }
+    assert!(refusal(b"\xff\xff\xff\xff\xff").starts_with("cannot "));
+}
+
+#[test]
+fn each_limit_stops_start_up_with_one_line_naming_its_flag() {
+    let model = models_dir().join("logistic_regression.onnx");
+    let forest = models_dir().join("random_forest.onnx");
+    for (flag, value, path, expected) in [
+        (
+            "--model-max-bytes",
+            "100",
+            &model,
+            "over the limit of 100 (--model-max-bytes)",
+        ),
+        (
+            "--model-max-nodes",
+            "1",
+            &model,
+            "over the limit of 1 (--model-max-nodes)",
+        ),
+        (
+            "--model-max-tree-nodes",
+            "10",
+            &forest,
+            "(--model-max-tree-nodes)",
+        ),
+        ("--model-max-elements", "2", &model, "(--model-max-elements)"),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_score-service"))
+            .args(["--port", "0", "--log-format", "text", flag, value, "--model"])
+            .arg(path)
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{flag}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let errors: Vec<&str> = stderr.lines().filter(|line| line.contains("ERROR")).collect();
+        assert_eq!(errors.len(), 1, "{flag}: {stderr}");
+        assert!(errors[0].contains(expected), "{flag}: {stderr}");
+    }
+}
+
+#[test]
+fn the_defaults_fit_every_zoo_model() {
+    let limits = ModelLimits::default();
+    let zoo = models_dir().join("zoo");
+    let mut loaded = 0;
+    for entry in std::fs::read_dir(&zoo).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "onnx") && !path.ends_with("one_hot_logistic.onnx") {
+            OnnxModel::load(&path, &limits).unwrap_or_else(|err| panic!("{err}"));
+            loaded += 1;
+        }
+    }
+    assert!(loaded >= 40, "{loaded} models");
+}

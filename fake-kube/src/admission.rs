@@ -389,7 +389,8 @@ mod tests {
 
     #[test]
     fn each_restricted_rule_is_checked() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+        type Mutation = Box<dyn Fn(&mut Value)>;
+        let cases: Vec<(&str, Mutation)> = vec![
             (
                 "runAsNonRoot",
                 Box::new(|s| s["securityContext"]["runAsNonRoot"] = json!(false)),

@@ -21,6 +21,7 @@ use crate::resources::{self, RESOURCES, ResourceId};
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::server::Body;
 use crate::store::{Change, EventType, Part, Writer, Written};
+use crate::table;
 use crate::util::{self, name_of, namespace_of};
 
 pub(crate) fn json_response(status: u16, value: &Value, warnings: &[String]) -> Response<Body> {
@@ -116,10 +117,10 @@ fn parse_target(path: &str) -> Option<Target> {
     if RESOURCES[resource].namespaced && namespace.is_none() && name.is_some() {
         return None;
     }
-    if let Some(sub) = &subresource {
-        if !RESOURCES[resource].subresources.contains(&sub.as_str()) {
-            return None;
-        }
+    if let Some(sub) = &subresource
+        && !RESOURCES[resource].subresources.contains(&sub.as_str())
+    {
+        return None;
     }
     Some(Target {
         resource,
@@ -212,6 +213,7 @@ pub(crate) async fn handle(shared: &Arc<Shared>, parts: Parts, body: Bytes) -> R
         // The apiserver names a manager that gives no name after its User-Agent's program.
         default_manager: user_agent.split('/').next().unwrap_or("unknown").to_string(),
         content_type,
+        as_table: table::wanted(&accept),
     };
     match request.run(&parts.method, &body).await {
         Ok(response) => response,
@@ -225,6 +227,8 @@ struct ResourceRequest<'a> {
     query: Query,
     default_manager: String,
     content_type: String,
+    /// kubectl asked for a Table, to print it.
+    as_table: bool,
 }
 
 fn parse_body(body: &[u8]) -> Result<Value, ApiError> {
@@ -273,7 +277,21 @@ impl ResourceRequest<'_> {
             (&Method::GET, Some(name), Some("scale")) => {
                 Ok(json_response(200, &scale_of(&self.get(&name)?), &[]))
             }
-            (&Method::GET, Some(name), _) => Ok(json_response(200, &self.get(&name)?, &[])),
+            (&Method::GET, Some(name), _) => {
+                let object = self.get(&name)?;
+                if self.as_table {
+                    let version = object
+                        .pointer("/metadata/resourceVersion")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
+                    return Ok(table_response(&table::table(
+                        self.resource(),
+                        std::slice::from_ref(&object),
+                        version,
+                    )));
+                }
+                Ok(json_response(200, &object, &[]))
+            }
             (&Method::POST, None, None) => {
                 let object = parse_body(body)?;
                 let given = namespace_of(&object);
@@ -376,6 +394,9 @@ impl ResourceRequest<'_> {
             .map(|object| (*object).clone())
             .collect();
         let resource = self.resource();
+        if self.as_table {
+            return table_response(&table::table(resource, &items, &store.revision().to_string()));
+        }
         let list = json!({
             "kind": format!("{}List", resource.kind),
             "apiVersion": resource.api_version(),
@@ -435,10 +456,9 @@ impl ResourceRequest<'_> {
         // A patch cannot move the object's resourceVersion precondition: drop the
         // copied one unless the client set it.
         let client_version = body.pointer("/metadata/resourceVersion").is_some();
-        if !client_version {
-            if let Some(metadata) = document.get_mut("metadata").and_then(Value::as_object_mut) {
-                metadata.remove("resourceVersion");
-            }
+        if !client_version && let Some(metadata) = document.get_mut("metadata").and_then(Value::as_object_mut)
+        {
+            metadata.remove("resourceVersion");
         }
         let written = store.update(
             self.target.resource,
@@ -466,6 +486,7 @@ impl ResourceRequest<'_> {
             namespace,
             labels,
             fields,
+            as_table: self.as_table,
         };
         let from: Option<u64> = match self.query.get("resourceVersion") {
             None | Some("0") => None,
@@ -488,7 +509,7 @@ impl ResourceRequest<'_> {
                     .list(resource, filter.namespace.as_deref())
                     .into_iter()
                     .filter(|object| filter.selects(object))
-                    .map(|object| watch_event("ADDED", &object))
+                    .map(|object| filter.event("ADDED", &object))
                     .collect(),
                 Some(revision) => match store.changes_since(revision) {
                     Some(history) => history.iter().filter_map(|c| filter.event_for(c)).collect(),
@@ -527,11 +548,10 @@ impl ResourceRequest<'_> {
                             if change.revision <= start {
                                 continue;
                             }
-                            if let Some(event) = filter.event_for(&change) {
-                                if !send(event).await {
+                            if let Some(event) = filter.event_for(&change)
+                                && !send(event).await {
                                     return;
                                 }
-                            }
                         }
                         Err(broadcast::error::RecvError::Lagged(_)) => {
                             // Too slow a reader: end the watch as a too-old one, so the
@@ -555,8 +575,12 @@ impl ResourceRequest<'_> {
     }
 }
 
-fn watch_event(kind: &str, object: &Value) -> Value {
-    json!({"type": kind, "object": object})
+fn table_response(table: &Value) -> Response<Body> {
+    let mut response = json_response(200, table, &[]);
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(table::CONTENT_TYPE));
+    response
 }
 
 fn expired(asked: u64, current: u64) -> Value {
@@ -569,9 +593,23 @@ struct WatchFilter {
     namespace: Option<String>,
     labels: LabelSelector,
     fields: FieldSelector,
+    as_table: bool,
 }
 
 impl WatchFilter {
+    /// A watch event; for a client printing tables, the object is a one-row Table.
+    fn event(&self, kind: &str, object: &Value) -> Value {
+        if self.as_table {
+            let version = object
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let table = table::table(&RESOURCES[self.resource], std::slice::from_ref(object), version);
+            return json!({"type": kind, "object": table});
+        }
+        json!({"type": kind, "object": object})
+    }
+
     fn selects(&self, object: &Value) -> bool {
         self.namespace
             .as_deref()
@@ -596,7 +634,7 @@ impl WatchFilter {
             EventType::Deleted if now || before => "DELETED",
             _ => return None,
         };
-        Some(watch_event(kind, &change.object))
+        Some(self.event(kind, &change.object))
     }
 }
 

@@ -17,6 +17,38 @@
 //!
 //! Give each kubectl run against a fresh cluster its own `KUBECACHEDIR`: kubectl caches
 //! discovery per host and port for hours.
+//!
+//! # Where it differs from a real cluster
+//!
+//! - Resources: core/v1 namespaces, pods (and `log`), services, events, configmaps,
+//!   secrets, serviceaccounts; apps/v1 deployments and replicasets (and `scale`);
+//!   autoscaling/v2 horizontalpodautoscalers; policy/v1 poddisruptionbudgets;
+//!   networking.k8s.io/v1 networkpolicies. No nodes, endpoints, jobs, RBAC, CRDs; no
+//!   exec, attach, port-forward or proxy.
+//! - OpenAPI v3 documents carry only what `kubectl apply` reads (a PATCH operation per kind
+//!   declaring `fieldValidation`); `kubectl explain` and client-side validation do not work.
+//! - Strict field validation knows the top level of every kind and, field by field, the
+//!   Deployment/ReplicaSet spec, pod template, pod spec, containers, security contexts,
+//!   probes and resources; deeper unknown fields pass.
+//! - Field ownership is tracked per leaf field and keyed list item, from a table of list
+//!   keys rather than the schema; an apply's conflicts are leaf values only. Defaulting is
+//!   limited to what the controllers and kubectl read (no pod-spec defaulting).
+//! - Field selectors accept any dotted path (the apiserver allows a fixed few per kind).
+//!   `limit` is ignored (no paging); watches keep the last 20,000 changes and send no
+//!   bookmarks; deletion is always background (no foreground or orphan propagation).
+//! - Deployments: when the template changes (a rollout or a rollback) the `Progressing`
+//!   condition restarts at once, where the real controller may show a stale
+//!   `ProgressDeadlineExceeded` until it sees progress. Template hashes have the real
+//!   shape, not the real values. `ClusterOptions::progress_deadline` overrides every
+//!   deployment's deadline.
+//! - Autoscalers have no metrics: they keep the target within min and max replicas.
+//! - The kubelet: one node, `fake-kube-node`; containers of a pod run as separate Docker
+//!   containers (no shared network namespace or emptyDir between them); probe periods
+//!   are capped at one second; crash-loop back-off runs 0 s, 1 s, 2 s, … up to 10 s;
+//!   termination waits at most 2 s and runs no preStop hooks; no service environment
+//!   variables; volumes are emptyDir (tmpfs), configMap, secret and hostPath only.
+//! - LoadBalancer services listen on a loopback address of their own at the service's
+//!   ports; node ports and cluster IPs are allocated but nothing listens on them.
 
 mod admission;
 mod api;
@@ -33,6 +65,7 @@ mod resources;
 mod selector;
 mod server;
 mod store;
+mod table;
 mod util;
 mod validate;
 

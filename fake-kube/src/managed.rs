@@ -180,10 +180,10 @@ pub(crate) fn apply(
         status_is_separate: request.status_is_separate,
     };
     let mut config = config.clone();
-    if request.status_is_separate {
-        if let Some(map) = config.as_object_mut() {
-            map.remove("status");
-        }
+    if request.status_is_separate
+        && let Some(map) = config.as_object_mut()
+    {
+        map.remove("status");
     }
     let mut entries = read(live);
     let applied = fields::fields_of(&config, scope);

@@ -154,10 +154,11 @@ impl Store {
 
     /// Changes after `revision`, or None when that is older than the history kept.
     pub(crate) fn changes_since(&self, revision: u64) -> Option<Vec<Arc<Change>>> {
-        if let Some(oldest) = self.history.front() {
-            if revision + 1 < oldest.revision && self.history.len() >= HISTORY {
-                return None;
-            }
+        if let Some(oldest) = self.history.front()
+            && revision + 1 < oldest.revision
+            && self.history.len() >= HISTORY
+        {
+            return None;
         }
         Some(
             self.history
@@ -293,20 +294,19 @@ impl Store {
         let Some(pod_spec) = pod_spec else {
             return Ok(Vec::new());
         };
-        if resource.is("", "pods") {
-            if let Some(level) = admission::level(namespace, "enforce") {
-                if let Some(message) = admission::check(level, pod_spec) {
-                    return Err(ApiError::Forbidden {
-                        kind: "pods".into(),
-                        name: name_of(object).to_string(),
-                        message,
-                    });
-                }
-            }
+        if resource.is("", "pods")
+            && let Some(level) = admission::level(namespace, "enforce")
+            && let Some(message) = admission::check(level, pod_spec)
+        {
+            return Err(ApiError::Forbidden {
+                kind: "pods".into(),
+                name: name_of(object).to_string(),
+                message,
+            });
         }
         let warnings = admission::level(namespace, "warn")
             .and_then(|level| admission::check(level, pod_spec))
-            .map(|message| format!("would {message}"))
+            .map(|message| message.replacen("violates", "would violate", 1))
             .into_iter()
             .collect();
         Ok(warnings)
@@ -475,12 +475,12 @@ impl Store {
                 resource.kind
             )));
         }
-        if let Some(given) = config.pointer("/metadata/name").and_then(Value::as_str) {
-            if given != name {
-                return Err(ApiError::BadRequest(format!(
-                    "the name of the object ({given}) does not match the name on the URL ({name})"
-                )));
-            }
+        if let Some(given) = config.pointer("/metadata/name").and_then(Value::as_str)
+            && given != name
+        {
+            return Err(ApiError::BadRequest(format!(
+                "the name of the object ({given}) does not match the name on the URL ({name})"
+            )));
         }
         let mut for_validation = config.clone();
         util::object_at(&mut for_validation, "metadata").insert("namespace".into(), json!(namespace));

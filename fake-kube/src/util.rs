@@ -83,7 +83,7 @@ pub(crate) fn random_suffix(len: usize) -> String {
 /// object dump), so the value differs from a real cluster's, but it has the same shape.
 pub(crate) fn template_hash(template: &Value) -> String {
     let mut hash: u32 = 0x811c_9dc5;
-    for byte in canonical_json(template).bytes() {
+    for byte in canonical_json(&normalized(template)).bytes() {
         hash ^= u32::from(byte);
         hash = hash.wrapping_mul(0x0100_0193);
     }
@@ -111,6 +111,31 @@ pub(crate) fn canonical_json(value: &Value) -> String {
         }
     }
     sorted(value).to_string()
+}
+
+/// A value with nulls, `false`, and empty objects and lists removed at every level: what
+/// survives a round trip through Go's typed structs (`omitempty`), so a template kubectl
+/// sends back (`rollout undo` adds `creationTimestamp: null` and `resources: {}`) compares
+/// equal to the one it came from.
+pub(crate) fn normalized(value: &Value) -> Value {
+    fn empty(value: &Value) -> bool {
+        match value {
+            Value::Null | Value::Bool(false) => true,
+            Value::Object(map) => map.is_empty(),
+            Value::Array(items) => items.is_empty(),
+            _ => false,
+        }
+    }
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), normalized(v)))
+                .filter(|(_, v)| !empty(v))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(normalized).collect()),
+        other => other.clone(),
+    }
 }
 
 /// Follows a dotted path (`spec.template.spec`) through nested objects.
@@ -247,6 +272,18 @@ mod tests {
         assert_eq!(hash, template_hash(&reordered));
         assert!(hash.bytes().all(|b| NAME_ALPHABET.contains(&b)), "{hash}");
         assert_ne!(hash, template_hash(&json!({"spec": {}})));
+    }
+
+    #[test]
+    fn normalized_drops_what_go_omits() {
+        let sent_back = json!({"metadata": {"creationTimestamp": null, "labels": {"a": "b"}},
+            "spec": {"containers": [{"name": "c", "resources": {}, "stdin": false}]}});
+        let original = json!({"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c"}]}});
+        assert_eq!(normalized(&sent_back), normalized(&original));
+        assert_ne!(
+            normalized(&original),
+            normalized(&json!({"metadata": {"labels": {"a": "c"}}}))
+        );
     }
 
     #[test]

@@ -20,7 +20,7 @@ use xshell::Shell;
 use crate::core::paths::project_root;
 use crate::core::plan::stop_scoped_programs;
 use crate::tasks::{
-    bench, ci, cluster, config, deploy, down, fixtures, image, kustomize, push, registry, render, ship,
+    bench, ci, cluster, config, deploy, down, fixtures, fuzz, image, kustomize, push, registry, render, ship,
     smoke, tools,
 };
 
@@ -70,6 +70,8 @@ enum Task {
     InstallKustomize(kustomize::InstallKustomizeCmd),
     /// Regenerate the test models in models/, or survey which are served.
     Fixtures(fixtures::FixturesCmd),
+    /// Fuzz the request parsers and model loading (not part of CI).
+    Fuzz(fuzz::FuzzCmd),
     /// Run everything CI checks: formatting, lints, tests.
     Ci(ci::CiCmd),
     /// Load-test the service against baselines measured in the same run.
@@ -116,6 +118,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Task::Tools(cmd) => cmd.run(&sh, dry_run),
         Task::InstallKustomize(cmd) => cmd.run(&sh, dry_run),
         Task::Fixtures(cmd) => cmd.run(&sh, dry_run),
+        Task::Fuzz(cmd) => cmd.run(&sh, dry_run),
         Task::Ci(cmd) => cmd.run(&sh, dry_run),
         Task::Bench(cmd) => cmd.run(&sh, dry_run),
     }

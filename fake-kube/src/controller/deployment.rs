@@ -30,8 +30,8 @@ fn revision_of(object: &Value) -> i64 {
         .unwrap_or(0)
 }
 
-/// A ReplicaSet's template without the hash label: what a Deployment's template is
-/// compared with.
+/// A ReplicaSet's template without the hash label, normalized: what a Deployment's
+/// (normalized) template is compared with.
 fn template_without_hash(rs: &Value) -> Value {
     let mut template = rs.pointer("/spec/template").cloned().unwrap_or(Value::Null);
     if let Some(labels) = template
@@ -40,7 +40,7 @@ fn template_without_hash(rs: &Value) -> Value {
     {
         labels.remove(HASH_LABEL);
     }
-    template
+    util::normalized(&template)
 }
 
 fn replicas_of(rs: &Value) -> i64 {
@@ -125,9 +125,10 @@ fn reconcile_one(store: &mut Store, deployment: &Value, deadline_override: Optio
         .filter(|rs| controller_uid(rs) == Some(uid.as_str()) && !is_deleting(rs))
         .collect();
     let max_revision = owned.iter().map(|rs| revision_of(rs)).max().unwrap_or(0);
+    let normalized_template = util::normalized(&template);
     let existing_new = owned
         .iter()
-        .find(|rs| template_without_hash(rs) == template)
+        .find(|rs| template_without_hash(rs) == normalized_template)
         .cloned();
 
     let strategy = deployment
@@ -257,31 +258,29 @@ fn reconcile_one(store: &mut Store, deployment: &Value, deadline_override: Optio
     let new_name = new_rs.as_ref().map(|rs| name_of(rs).to_string());
     let is_new = |rs: &Value| Some(name_of(rs)) == new_name.as_deref();
 
-    if !paused {
-        if let Some(new_rs) = &new_rs {
-            let sets = current_sets(store);
-            let olds: Vec<&Arc<Value>> = sets.iter().filter(|rs| !is_new(rs)).collect();
-            if recreate {
-                let old_pods: i64 = olds.iter().map(|rs| status_count(rs, "replicas")).sum();
-                for old in &olds {
-                    if replicas_of(old) != 0 {
-                        scale_replica_set(store, deployment, old, 0, max_surge);
-                    }
+    if !paused && let Some(new_rs) = &new_rs {
+        let sets = current_sets(store);
+        let olds: Vec<&Arc<Value>> = sets.iter().filter(|rs| !is_new(rs)).collect();
+        if recreate {
+            let old_pods: i64 = olds.iter().map(|rs| status_count(rs, "replicas")).sum();
+            for old in &olds {
+                if replicas_of(old) != 0 {
+                    scale_replica_set(store, deployment, old, 0, max_surge);
                 }
-                if old_pods == 0 && replicas_of(new_rs) != replicas {
-                    scale_replica_set(store, deployment, new_rs, replicas, max_surge);
-                }
-            } else {
-                roll(
-                    store,
-                    deployment,
-                    new_rs,
-                    &olds,
-                    replicas,
-                    max_surge,
-                    max_unavailable,
-                );
             }
+            if old_pods == 0 && replicas_of(new_rs) != replicas {
+                scale_replica_set(store, deployment, new_rs, replicas, max_surge);
+            }
+        } else {
+            roll(
+                store,
+                deployment,
+                new_rs,
+                &olds,
+                replicas,
+                max_surge,
+                max_unavailable,
+            );
         }
     }
 
@@ -325,15 +324,14 @@ fn roll(
         }
     }
     let mut new_available = status_count(new_rs, "availableReplicas");
-    if new_replicas != replicas_of(new_rs)
+    if (new_replicas != replicas_of(new_rs)
         || new_rs
             .pointer("/metadata/annotations")
             .and_then(|a| a.get(DESIRED_REPLICAS))
-            != Some(&json!(replicas.to_string()))
+            != Some(&json!(replicas.to_string())))
+        && let Some(updated) = scale_replica_set(store, deployment, new_rs, new_replicas, max_surge)
     {
-        if let Some(updated) = scale_replica_set(store, deployment, new_rs, new_replicas, max_surge) {
-            new_available = status_count(&updated, "availableReplicas");
-        }
+        new_available = status_count(&updated, "availableReplicas");
     }
 
     let min_available = replicas - max_unavailable;
@@ -552,10 +550,10 @@ fn write_status(
                 "ReplicaSetUpdated",
                 format!("ReplicaSet {quoted} is progressing."),
             );
-            if let Some(current) = &progressing {
-                if current["status"] == "True" {
-                    fresh["lastTransitionTime"] = current["lastTransitionTime"].clone();
-                }
+            if let Some(current) = &progressing
+                && current["status"] == "True"
+            {
+                fresh["lastTransitionTime"] = current["lastTransitionTime"].clone();
             }
             conditions.retain(|c| c["type"] != "Progressing");
             conditions.push(fresh);

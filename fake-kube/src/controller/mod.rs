@@ -109,10 +109,10 @@ pub(crate) fn set_condition(conditions: &mut Vec<Value>, mut condition: Value) {
         {
             return;
         }
-        if existing["status"] == condition["status"] {
-            if let Some(at) = existing.get("lastTransitionTime").cloned() {
-                condition["lastTransitionTime"] = at;
-            }
+        if existing["status"] == condition["status"]
+            && let Some(at) = existing.get("lastTransitionTime").cloned()
+        {
+            condition["lastTransitionTime"] = at;
         }
         *existing = condition;
     } else {

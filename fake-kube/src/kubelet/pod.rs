@@ -615,23 +615,23 @@ impl PodWorker {
             .flatten()
         {
             let prefix = source.get("prefix").and_then(Value::as_str).unwrap_or_default();
-            if let Some(name) = source.pointer("/configMapRef/name").and_then(Value::as_str) {
-                if let Some(map) = store.get_by(IDS.configmaps, namespace, name) {
-                    for (k, v) in map.get("data").and_then(Value::as_object).into_iter().flatten() {
-                        env.push((format!("{prefix}{k}"), v.as_str().unwrap_or_default().to_string()));
-                    }
+            if let Some(name) = source.pointer("/configMapRef/name").and_then(Value::as_str)
+                && let Some(map) = store.get_by(IDS.configmaps, namespace, name)
+            {
+                for (k, v) in map.get("data").and_then(Value::as_object).into_iter().flatten() {
+                    env.push((format!("{prefix}{k}"), v.as_str().unwrap_or_default().to_string()));
                 }
             }
-            if let Some(name) = source.pointer("/secretRef/name").and_then(Value::as_str) {
-                if let Some(secret) = store.get_by(IDS.secrets, namespace, name) {
-                    for (k, v) in secret
-                        .get("data")
-                        .and_then(Value::as_object)
-                        .into_iter()
-                        .flatten()
-                    {
-                        env.push((format!("{prefix}{k}"), decode(v.as_str().unwrap_or_default())));
-                    }
+            if let Some(name) = source.pointer("/secretRef/name").and_then(Value::as_str)
+                && let Some(secret) = store.get_by(IDS.secrets, namespace, name)
+            {
+                for (k, v) in secret
+                    .get("data")
+                    .and_then(Value::as_object)
+                    .into_iter()
+                    .flatten()
+                {
+                    env.push((format!("{prefix}{k}"), decode(v.as_str().unwrap_or_default())));
                 }
             }
         }

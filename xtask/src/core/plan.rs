@@ -82,6 +82,11 @@ enum Step<'a, C> {
         decide: SelfDecision<'a, C>,
         then: Plan<'a, C>,
     },
+    /// A command whose outcome, success or not, with both outputs, `on_probe` reads.
+    Probe {
+        cmd: Command<'a, C>,
+        on_probe: Action<'a, C, Probe>,
+    },
     /// Work the xtask does itself (an HTTP check, a wait), shown as a `#` line.
     Check {
         description: String,
@@ -216,6 +221,20 @@ impl<'a, C> Plan<'a, C> {
             scoped,
             on_start: Box::new(on_start),
             then: Some((description.into(), Box::new(then))),
+        });
+        self
+    }
+
+    /// Adds a command whose exit status, stdout and stderr `on_probe` reads, whatever the
+    /// status (a fuzzer reports on stderr and exits non-zero when it finds something).
+    pub(crate) fn probe(
+        &mut self,
+        cmd: impl Into<Command<'a, C>>,
+        on_probe: impl FnOnce(&mut C, Probe) -> anyhow::Result<()> + 'a,
+    ) -> &mut Self {
+        self.steps.push(Step::Probe {
+            cmd: cmd.into(),
+            on_probe: Box::new(on_probe),
         });
         self
     }
@@ -388,6 +407,10 @@ impl<'a, C> Plan<'a, C> {
                         eprintln!("# {condition}: no, so skipping what depends on it");
                     }
                 }
+                Step::Probe { cmd, on_probe } => {
+                    let probe = run_probe(cmd.resolve(context)?)?;
+                    on_probe(context, probe)?;
+                }
                 Step::Check { description, action } => {
                     eprintln!("# {description}");
                     action(context, ())?;
@@ -485,7 +508,7 @@ impl<C> fmt::Display for Step<'_, C> {
         match self {
             Step::Run { cmd, .. } | Step::Read { cmd, .. } => write!(f, "$ {cmd}"),
             Step::Start { cmd, log, .. } => write!(f, "$ {cmd} >{} 2>&1 &", log.display()),
-            Step::When { probe, .. } => write!(f, "$ {probe}"),
+            Step::When { probe, .. } | Step::Probe { cmd: probe, .. } => write!(f, "$ {probe}"),
             Step::WhenChecked { description, .. } => write!(f, "# {description}"),
             Step::Check { description, .. } => write!(f, "# {description}"),
         }

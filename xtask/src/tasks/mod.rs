@@ -9,6 +9,7 @@ pub(crate) mod config;
 pub(crate) mod deploy;
 pub(crate) mod down;
 pub(crate) mod fixtures;
+pub(crate) mod fuzz;
 pub(crate) mod image;
 pub(crate) mod kustomize;
 pub(crate) mod push;

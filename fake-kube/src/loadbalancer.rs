@@ -29,7 +29,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// The next loopback address to try, shared by every cluster in the process so their
 /// load balancers do not collide; a bind failure moves on to the next address, which
 /// also steps around other processes' listeners.
-static NEXT_ADDRESS: AtomicU32 = AtomicU32::new(2);
+static NEXT_ADDRESS: AtomicU32 = AtomicU32::new(1);
 
 fn next_loopback() -> Ipv4Addr {
     // 127.0.0.2 .. 127.255.255.254, skipping .0 and .255 in the last octet.

@@ -59,10 +59,11 @@ fn pod_status(pod: &Value) -> String {
     }
     let statuses = get_path(pod, "status.containerStatuses").and_then(Value::as_array);
     for status in statuses.into_iter().flatten() {
-        if let Some(reason) = get_path(status, "state.waiting.reason").and_then(Value::as_str) {
-            if reason != "ContainerCreating" || str_at(pod, "status.phase") == Some("Pending") {
-                return reason.to_string();
-            }
+        // A container between restarts is still "Running" to kubectl's eye.
+        if let Some(reason) = get_path(status, "state.waiting.reason").and_then(Value::as_str)
+            && (reason != "ContainerCreating" || str_at(pod, "status.phase") == Some("Pending"))
+        {
+            return reason.to_string();
         }
         if let Some(reason) = get_path(status, "state.terminated.reason").and_then(Value::as_str) {
             return reason.to_string();

@@ -368,11 +368,7 @@ impl PodWorker {
                 ));
             };
             let mut files: Vec<(String, Vec<u8>)> = Vec::new();
-            let decode = |text: &str| {
-                base64::engine::general_purpose::STANDARD
-                    .decode(text)
-                    .unwrap_or_default()
-            };
+            let decode = |text: &str| decode_base64(text).unwrap_or_default();
             if kind == "configmap" {
                 for (key, value) in object
                     .get("data")
@@ -603,8 +599,7 @@ impl PodWorker {
         let namespace = &self.key.namespace;
         let mut env: Vec<(String, String)> = Vec::new();
         let decode = |text: &str| {
-            base64::engine::general_purpose::STANDARD
-                .decode(text)
+            decode_base64(text)
                 .map(|b| String::from_utf8_lossy(&b).into_owned())
                 .unwrap_or_default()
         };
@@ -1409,6 +1404,13 @@ fn published_ports(
         .collect()
 }
 
+/// Decodes base64 as Go does for `[]byte` fields: line breaks (kustomize wraps
+/// `binaryData`) are skipped.
+fn decode_base64(text: &str) -> Option<Vec<u8>> {
+    let compact: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    base64::engine::general_purpose::STANDARD.decode(compact).ok()
+}
+
 fn write_files(dir: &std::path::Path, files: &[(String, Vec<u8>)], mode: u32) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(dir)?;
@@ -1435,6 +1437,11 @@ mod tests {
             ("B".to_string(), "two".to_string()),
         ];
         assert_eq!(expand("$(A)-$(B)-$(C)-$$(A)-$", &env), "1-two-$(C)-$(A)-$");
+    }
+
+    #[test]
+    fn wrapped_base64_decodes() {
+        assert_eq!(decode_base64("aGVs\nbG8=\n"), Some(b"hello".to_vec()));
     }
 
     #[test]

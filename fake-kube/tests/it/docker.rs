@@ -7,7 +7,7 @@ use std::time::Duration;
 use fake_kube::ClusterOptions;
 use serde_json::Value;
 
-use crate::support::{Kube, TOKEN, dev_overlay, http_get, run, test_image};
+use crate::support::{Kube, TOKEN, dev_overlay, http_get, overlay, run, test_image};
 
 /// The container ids in the pods' statuses, running or terminated.
 fn container_ids(pods: &Value) -> Vec<String> {
@@ -41,7 +41,8 @@ fn running_containers() -> String {
 fn a_rollout_becomes_ready_and_serves_through_the_load_balancer() {
     let image = test_image();
     let kube = Kube::start(ClusterOptions::new(TOKEN));
-    let manifest = dev_overlay(image);
+    // The overlay that mounts a model from a ConfigMap (binaryData) into the container.
+    let manifest = overlay("with-model", image);
     kube.apply_ok(&manifest);
     kube.kubectl_ok(&[
         "rollout",
@@ -123,6 +124,27 @@ fn a_rollout_becomes_ready_and_serves_through_the_load_balancer() {
         inspected.stdout.trim(),
         "65532:65532 true [ALL] [no-new-privileges] 134217728",
         "{inspected:#?}"
+    );
+    let mounted = run(
+        Command::new("docker").args([
+            "inspect",
+            "--format",
+            "{{range .Mounts}}{{.Destination}} {{.RW}} {{.Source}}{{end}}",
+            &container,
+        ]),
+        None,
+        Duration::from_secs(30),
+    );
+    let mount = mounted.stdout.trim().to_string();
+    let source = mount
+        .strip_prefix("/models false ")
+        .unwrap_or_else(|| panic!("a read-only /models: {mount}"));
+    let model =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests/overlays/with-model/model.onnx");
+    assert_eq!(
+        std::fs::read(std::path::Path::new(source).join("model.onnx")).expect("the mounted model"),
+        std::fs::read(model).expect("the overlay's model"),
+        "the ConfigMap's binaryData arrives byte for byte"
     );
 
     let two = manifest.replace("  replicas: 1\n", "  replicas: 2\n");

@@ -232,29 +232,37 @@ impl Kube {
     }
 }
 
-/// The dev overlay as the real `kubectl kustomize` renders it, with the project's image
-/// placeholder replaced.
+/// An overlay of the project's manifests as the real `kubectl kustomize` renders it, with
+/// the project's image placeholder replaced.
+pub(crate) fn overlay(name: &str, image: &str) -> String {
+    static RENDERED: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+    let mut rendered = RENDERED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let text = match rendered.iter().find(|(n, _)| n == name) {
+        Some((_, text)) => text.clone(),
+        None => {
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../manifests/overlays")
+                .join(name);
+            let run = run(
+                Command::new(KUBECTL).arg("kustomize").arg(&dir),
+                None,
+                Duration::from_secs(60),
+            );
+            assert!(run.ok(), "kubectl kustomize {} failed: {run:#?}", dir.display());
+            assert!(
+                run.stdout.contains("image: score-service\n"),
+                "the overlay names its image score-service"
+            );
+            rendered.push((name.to_string(), run.stdout.clone()));
+            run.stdout
+        }
+    };
+    text.replace("image: score-service\n", &format!("image: {image}\n"))
+}
+
+/// The dev overlay, with `image`.
 pub(crate) fn dev_overlay(image: &str) -> String {
-    static RENDERED: OnceLock<String> = OnceLock::new();
-    let rendered = RENDERED.get_or_init(|| {
-        let overlay = Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests/overlays/dev");
-        let run = run(
-            Command::new(KUBECTL).arg("kustomize").arg(&overlay),
-            None,
-            Duration::from_secs(60),
-        );
-        assert!(
-            run.ok(),
-            "kubectl kustomize {} failed: {run:#?}",
-            overlay.display()
-        );
-        assert!(
-            run.stdout.contains("image: score-service\n"),
-            "the overlay names its image score-service"
-        );
-        run.stdout
-    });
-    rendered.replace("image: score-service\n", &format!("image: {image}\n"))
+    overlay("dev", image)
 }
 
 /// A placeholder image for clusters whose containers do not really run.

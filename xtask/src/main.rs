@@ -20,8 +20,8 @@ use xshell::Shell;
 use crate::core::paths::project_root;
 use crate::core::plan::stop_scoped_programs;
 use crate::tasks::{
-    bench, ci, cluster, config, deploy, down, fixtures, fuzz, image, kustomize, push, registry, render, ship,
-    smoke, tools,
+    bench, ci, cluster, config, deploy, down, fixtures, fuzz, image, kustomize, logs, push, registry, render,
+    ship, smoke, status, tools,
 };
 
 #[derive(Parser, Debug)]
@@ -48,6 +48,10 @@ enum Task {
     Smoke(smoke::SmokeCmd),
     /// Stop what `ship` started.
     Down(down::DownCmd),
+    /// Say what runs on the target: image, model, replicas ready, address.
+    Status(status::StatusCmd),
+    /// Show the service's logs on the target (--follow to keep streaming).
+    Logs(logs::LogsCmd),
     /// Build and tag the container image.
     Image(image::ImageCmd),
     /// Push the image and record the digest the registry stored.
@@ -56,11 +60,11 @@ enum Task {
     Registry(registry::RegistryCmd),
     /// Print the deployment settings in force and where each came from.
     Config(config::ConfigCmd),
-    /// Create the GKE cluster and Artifact Registry repository (only what is missing).
+    /// Create the GKE cluster (Dataplane V2) and Artifact Registry repository (only what is missing).
     ClusterUp(cluster::ClusterUpCmd),
     /// Delete what cluster-up created.
     ClusterDown(cluster::ClusterDownCmd),
-    /// Print the final manifests, the image pinned to the pushed digest.
+    /// Print the final manifests, the image pinned to the digest pushed from this tree.
     Render(render::RenderCmd),
     /// Apply the manifests to the cluster and wait for the rollout.
     Deploy(deploy::DeployCmd),
@@ -107,6 +111,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Task::Ship(cmd) => cmd.run(&sh, dry_run),
         Task::Smoke(cmd) => cmd.run(&sh, dry_run),
         Task::Down(cmd) => cmd.run(&sh, dry_run),
+        Task::Status(cmd) => cmd.run(&sh, dry_run),
+        Task::Logs(cmd) => cmd.run(&sh, dry_run),
         Task::Image(cmd) => cmd.run(&sh, dry_run),
         Task::Push(cmd) => cmd.run(&sh, dry_run),
         Task::Registry(cmd) => cmd.run(&sh, dry_run),

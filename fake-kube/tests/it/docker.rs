@@ -41,8 +41,8 @@ fn running_containers() -> String {
 fn a_rollout_becomes_ready_and_serves_through_the_load_balancer() {
     let image = test_image();
     let kube = Kube::start(ClusterOptions::new(TOKEN));
-    // The overlay that mounts a model from a ConfigMap (binaryData) into the container.
-    let manifest = overlay("with-model", image);
+    // The dev overlay with a file from a ConfigMap (binaryData) mounted into the container.
+    let manifest = overlay("config-map", image);
     kube.apply_ok(&manifest);
     kube.kubectl_ok(&[
         "rollout",
@@ -140,10 +140,10 @@ fn a_rollout_becomes_ready_and_serves_through_the_load_balancer() {
         .strip_prefix("/models false ")
         .unwrap_or_else(|| panic!("a read-only /models: {mount}"));
     let model =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests/overlays/with-model/model.onnx");
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/config-map-overlay/model.bin");
     assert_eq!(
-        std::fs::read(std::path::Path::new(source).join("model.onnx")).expect("the mounted model"),
-        std::fs::read(model).expect("the overlay's model"),
+        std::fs::read(std::path::Path::new(source).join("model.bin")).expect("the mounted file"),
+        std::fs::read(model).expect("the overlay's file"),
         "the ConfigMap's binaryData arrives byte for byte"
     );
 

@@ -46,8 +46,9 @@ enum Step<'a, C> {
     Run {
         cmd: Command<'a, C>,
         next: String,
-        /// Runs when the command fails (diagnose, roll back) before the failure is reported.
-        on_failure: Option<Action<'a, C, ()>>,
+        /// Steps that run when the command fails (diagnose, roll back), each whatever
+        /// became of the one before, before the failure is reported.
+        on_failure: Option<Plan<'a, C>>,
     },
     /// Like `Run`, but its stdout is captured and handed to `on_output`.
     Read {
@@ -97,6 +98,8 @@ enum Step<'a, C> {
 /// What a probe command reported.
 pub(crate) struct Probe {
     pub(crate) success: bool,
+    /// The exit status; None when a signal ended the command.
+    pub(crate) code: Option<i32>,
     pub(crate) stdout: String,
     pub(crate) stderr: String,
 }
@@ -170,17 +173,20 @@ impl<'a, C> Plan<'a, C> {
         self
     }
 
-    /// Adds a command; if it fails, `on_failure` runs before the failure is reported.
+    /// Adds a command; if it fails, the steps `build` adds run (each even if the one
+    /// before failed: they diagnose and repair) before the failure is reported.
     pub(crate) fn run_or_else(
         &mut self,
         cmd: impl Into<Command<'a, C>>,
         next: impl Into<String>,
-        on_failure: impl FnOnce(&mut C) -> anyhow::Result<()> + 'a,
+        build: impl FnOnce(&mut Plan<'a, C>),
     ) -> &mut Self {
+        let mut on_failure = Plan::new();
+        build(&mut on_failure);
         self.steps.push(Step::Run {
             cmd: cmd.into(),
             next: next.into(),
-            on_failure: Some(Box::new(|context, ()| on_failure(context))),
+            on_failure: Some(on_failure),
         });
         self
     }
@@ -307,6 +313,13 @@ impl<'a, C> Plan<'a, C> {
                     then: Some((description, _)),
                     ..
                 } => lines.push(format!("# {description}")),
+                Step::Run {
+                    on_failure: Some(on_failure),
+                    ..
+                } => {
+                    lines.push("# if it fails:".to_owned());
+                    lines.extend(on_failure.lines().into_iter().map(|line| format!("  {line}")));
+                }
                 _ => {}
             }
         }
@@ -337,6 +350,16 @@ impl<'a, C> Plan<'a, C> {
         result
     }
 
+    /// Runs every step, reporting a failure and going on to the next.
+    fn run_each(self, context: &mut C) {
+        for step in self.steps {
+            let one = Plan { steps: vec![step] };
+            if let Err(err) = one.run_steps(context) {
+                eprintln!("# that failed too: {err:#}");
+            }
+        }
+    }
+
     fn run_steps(self, context: &mut C) -> anyhow::Result<()> {
         for step in self.steps {
             match step {
@@ -350,9 +373,7 @@ impl<'a, C> Plan<'a, C> {
                         && let Some(on_failure) = on_failure
                     {
                         eprintln!("# it failed; finding out why");
-                        if let Err(also) = on_failure(context, ()) {
-                            eprintln!("# while doing so: {also:#}");
-                        }
+                        on_failure.run_each(context);
                     }
                     result?;
                 }
@@ -498,6 +519,7 @@ fn run_probe(cmd: Cmd<'_>) -> anyhow::Result<Probe> {
         .map_err(|err| spawn_error(&shown, err))?;
     Ok(Probe {
         success: output.status.success(),
+        code: output.status.code(),
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     })

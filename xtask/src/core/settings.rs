@@ -1,7 +1,11 @@
 //! Deployment settings: flag > `XTASK_*` environment variable > `deploy.yaml`, with the
-//! project falling back to `gcloud config get project`. Every value is parsed into its
+//! GKE project falling back to `gcloud config get project`. Every value is parsed into its
 //! type and validated before any task touches anything; `cargo xtask config` shows where
 //! each came from.
+//!
+//! Two groups: [`Settings`], what every cluster target deploys (namespace, app, overlay,
+//! registry, context, …), and [`Gke`], where Google Cloud keeps it (project, location,
+//! cluster, …), resolved only for the `gke` target and `cluster-up`/`cluster-down`.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -20,10 +24,10 @@ pub(crate) const SETTINGS_FILE: &str = "deploy.yaml";
 #[derive(Args, Debug, Default, Clone)]
 #[command(next_help_heading = "Deployment settings (flag > XTASK_<NAME> environment > deploy.yaml)")]
 pub(crate) struct SettingsArgs {
-    /// Google Cloud project id [default: gcloud config get project].
+    /// Google Cloud project id (gke) [default: gcloud config get project].
     #[arg(long)]
     project: Option<String>,
-    /// Zone (us-west1-b) or region (us-west1) of the cluster.
+    /// Zone (us-west1-b) or region (us-west1) of the GKE cluster.
     #[arg(long)]
     location: Option<String>,
     /// GKE cluster name.
@@ -32,16 +36,22 @@ pub(crate) struct SettingsArgs {
     /// How GKE runs the nodes.
     #[arg(long, value_enum)]
     mode: Option<Mode>,
-    /// Node machine type (standard mode).
+    /// Node machine type (GKE standard mode).
     #[arg(long)]
     machine_type: Option<String>,
-    /// Number of nodes (standard mode; per zone for a regional cluster).
+    /// Number of nodes (GKE standard mode; per zone for a regional cluster).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
     nodes: Option<u32>,
-    /// Artifact Registry repository.
+    /// Artifact Registry repository (gke).
     #[arg(long)]
     repository: Option<String>,
-    /// Image name in the repository.
+    /// Registry to push images to, HOST[:PORT][/PATH] [gke default: REGION-docker.pkg.dev/PROJECT/REPOSITORY; kube: required].
+    #[arg(long)]
+    registry: Option<String>,
+    /// kubeconfig context of the cluster [gke default: gke_PROJECT_LOCATION_CLUSTER, as get-credentials names it; kube: the current context].
+    #[arg(long)]
+    context: Option<String>,
+    /// Image name in the registry.
     #[arg(long)]
     image: Option<String>,
     /// Kubernetes namespace.
@@ -50,7 +60,7 @@ pub(crate) struct SettingsArgs {
     /// App name: the Deployment, the Service and their `app` label.
     #[arg(long)]
     app: Option<String>,
-    /// Replicas, overriding the overlay's count.
+    /// Replicas, overriding the overlay's count (refused with an overlay that autoscales).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
     replicas: Option<u32>,
     /// Port the LoadBalancer Service listens on.
@@ -64,7 +74,7 @@ pub(crate) struct SettingsArgs {
 impl SettingsArgs {
     /// Every setting's name (as in deploy.yaml and XTASK_<NAME>) with its flag's value as
     /// text: the one list of the settings there is.
-    fn by_key(&self) -> [(&'static str, Option<String>); 13] {
+    fn by_key(&self) -> [(&'static str, Option<String>); 15] {
         [
             ("project", self.project.clone()),
             ("location", self.location.clone()),
@@ -73,6 +83,8 @@ impl SettingsArgs {
             ("machine_type", self.machine_type.clone()),
             ("nodes", self.nodes.map(|n| n.to_string())),
             ("repository", self.repository.clone()),
+            ("registry", self.registry.clone()),
+            ("context", self.context.clone()),
             ("image", self.image.clone()),
             ("namespace", self.namespace.clone()),
             ("app", self.app.clone()),
@@ -101,16 +113,13 @@ impl fmt::Display for Mode {
     }
 }
 
-/// Resolved and validated settings.
+/// What every cluster target deploys, resolved and validated.
 #[derive(Clone, Debug)]
 pub(crate) struct Settings {
-    pub(crate) project: String,
-    pub(crate) location: String,
-    pub(crate) cluster: String,
-    pub(crate) mode: Mode,
-    pub(crate) machine_type: String,
-    pub(crate) nodes: u32,
-    pub(crate) repository: String,
+    /// `HOST[:PORT][/PATH]`, when set.
+    pub(crate) registry: Option<String>,
+    /// The kubeconfig context, when set.
+    pub(crate) context: Option<String>,
     pub(crate) image: String,
     pub(crate) namespace: String,
     pub(crate) app: String,
@@ -119,8 +128,17 @@ pub(crate) struct Settings {
     pub(crate) overlay: String,
 }
 
-/// A setting's name, its value as given, and where it came from.
-pub(crate) type Origin = (&'static str, String, Source);
+/// Where GKE and Artifact Registry keep the service, resolved and validated.
+#[derive(Clone, Debug)]
+pub(crate) struct Gke {
+    pub(crate) project: String,
+    pub(crate) location: String,
+    pub(crate) cluster: String,
+    pub(crate) mode: Mode,
+    pub(crate) machine_type: String,
+    pub(crate) nodes: u32,
+    pub(crate) repository: String,
+}
 
 /// Where a value came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -129,7 +147,6 @@ pub(crate) enum Source {
     Env(String),
     File,
     Gcloud,
-    Overlay,
 }
 
 impl fmt::Display for Source {
@@ -139,7 +156,6 @@ impl fmt::Display for Source {
             Source::Env(var) => write!(f, "environment {var}"),
             Source::File => f.write_str(SETTINGS_FILE),
             Source::Gcloud => f.write_str("gcloud config get project"),
-            Source::Overlay => f.write_str("the overlay's manifests"),
         }
     }
 }
@@ -177,7 +193,7 @@ impl Given {
             .ok()
     }
 
-    /// Like `take`, for a setting that may be left unset.
+    /// Like `take`, for a setting that may be left unset: `Err` when it is set but invalid.
     fn take_optional<T>(
         &mut self,
         key: &str,
@@ -192,9 +208,28 @@ impl Given {
 }
 
 impl Settings {
-    /// Resolves every setting, or explains every invalid one at once.
-    pub(crate) fn resolve(sh: &Shell, args: &SettingsArgs) -> anyhow::Result<(Settings, Vec<Origin>)> {
-        Given::gather(sh, args)?.settings()
+    /// The deployment settings, or every invalid one explained at once. Asks gcloud
+    /// nothing: the kube target needs no Google Cloud SDK.
+    pub(crate) fn resolve(sh: &Shell, args: &SettingsArgs) -> anyhow::Result<Settings> {
+        let mut given = Given::gather(sh, args, false)?;
+        let settings = given.deploy();
+        given.finish(settings)
+    }
+
+    /// The deployment settings and GKE's, for the gke target.
+    pub(crate) fn resolve_with_gke(sh: &Shell, args: &SettingsArgs) -> anyhow::Result<(Settings, Gke)> {
+        let mut given = Given::gather(sh, args, true)?;
+        let (settings, gke) = (given.deploy(), given.gke());
+        given.finish(settings.zip(gke))
+    }
+}
+
+impl Gke {
+    /// GKE's settings alone (cluster-up, cluster-down).
+    pub(crate) fn resolve(sh: &Shell, args: &SettingsArgs) -> anyhow::Result<Gke> {
+        let mut given = Given::gather(sh, args, true)?;
+        let gke = given.gke();
+        given.finish(gke)
     }
 
     /// The region: the location itself, or the region its zone is in.
@@ -207,22 +242,21 @@ impl Settings {
         format!("{}-docker.pkg.dev", self.region())
     }
 
-    /// `HOST/PROJECT/REPOSITORY/IMAGE`.
-    pub(crate) fn image_repository(&self) -> String {
-        format!(
-            "{}/{}/{}/{}",
-            self.registry_host(),
-            self.project,
-            self.repository,
-            self.image
-        )
+    /// `HOST/PROJECT/REPOSITORY`: the repository's address, images go below it.
+    pub(crate) fn registry(&self) -> String {
+        format!("{}/{}/{}", self.registry_host(), self.project, self.repository)
+    }
+
+    /// The kubeconfig context `gcloud container clusters get-credentials` writes.
+    pub(crate) fn context(&self) -> String {
+        format!("gke_{}_{}_{}", self.project, self.location, self.cluster)
     }
 }
 
 impl Given {
-    /// Every setting's text and source: flag > `XTASK_*` > deploy.yaml, and the project
-    /// from gcloud's default when nothing else names one.
-    pub(crate) fn gather(sh: &Shell, args: &SettingsArgs) -> anyhow::Result<Given> {
+    /// Every setting's text and source: flag > `XTASK_*` > deploy.yaml; with
+    /// `ask_gcloud`, the project from gcloud's default when nothing else names one.
+    pub(crate) fn gather(sh: &Shell, args: &SettingsArgs, ask_gcloud: bool) -> anyhow::Result<Given> {
         let flags = args.by_key();
         let keys: Vec<&'static str> = flags.iter().map(|(key, _)| *key).collect();
         let file = read_file(sh, &keys)?;
@@ -240,7 +274,7 @@ impl Given {
                 values.insert(key, value);
             }
         }
-        if !values.contains_key("project") {
+        if ask_gcloud && !values.contains_key("project") {
             let project = query(cmd!(sh, "gcloud config get project").ignore_stderr())
                 .context("ask gcloud for the default project (is the Google Cloud SDK installed?)")?;
             if !project.trim().is_empty() {
@@ -259,91 +293,69 @@ impl Given {
         self.keys.iter().map(|key| (*key, self.values.get(key))).collect()
     }
 
-    /// Parses and validates every setting.
-    pub(crate) fn settings(mut self) -> anyhow::Result<(Settings, Vec<Origin>)> {
-        let given = &mut self;
+    /// The deployment settings, parsed; problems are recorded for `finish`.
+    pub(crate) fn deploy(&mut self) -> Option<Settings> {
         let text = |check: fn(&str) -> Result<(), String>| move |v: &str| check(v).map(|()| v.to_owned());
-        let project = given.take("project", text(valid_project));
-        let location = given.take("location", text(valid_location));
-        let cluster = given.take("cluster", text(valid_cluster));
-        let mode = given.take("mode", |v| {
+        let registry = self.take_optional("registry", text(valid_registry));
+        let context = self.take_optional("context", text(valid_context));
+        let image = self.take("image", text(valid_image));
+        let namespace = self.take("namespace", text(valid_label));
+        let app = self.take("app", text(valid_label));
+        let replicas = self.take_optional("replicas", |v| number_in(v, 1, 1000));
+        let service_port = self.take("service_port", |v| number_in(v, 1, 65535));
+        let overlay = self.take("overlay", text(valid_overlay));
+        Some(Settings {
+            registry: registry.ok()?,
+            context: context.ok()?,
+            image: image?,
+            namespace: namespace?,
+            app: app?,
+            replicas: replicas.ok()?,
+            service_port: service_port?,
+            overlay: overlay?,
+        })
+    }
+
+    /// GKE's settings, parsed; problems are recorded for `finish`.
+    pub(crate) fn gke(&mut self) -> Option<Gke> {
+        let text = |check: fn(&str) -> Result<(), String>| move |v: &str| check(v).map(|()| v.to_owned());
+        let project = self.take("project", text(valid_project));
+        let location = self.take("location", text(valid_location));
+        let cluster = self.take("cluster", text(valid_cluster));
+        let mode = self.take("mode", |v| {
             Mode::from_str(v, false).map_err(|_| "must be standard or autopilot".into())
         });
-        let machine_type = given.take("machine_type", text(valid_machine_type));
-        let nodes = given.take("nodes", |v| number_in(v, 1, 1000));
-        let repository = given.take("repository", text(valid_repository));
-        let image = given.take("image", text(valid_image));
-        let namespace = given.take("namespace", text(valid_label));
-        let app = given.take("app", text(valid_label));
-        let service_port = given.take("service_port", |v| number_in(v, 1, 65535));
-        let overlay = given.take("overlay", text(valid_overlay));
-        let replicas = given.take_optional("replicas", |v| number_in(v, 1, 1000));
+        let machine_type = self.take("machine_type", text(valid_machine_type));
+        let nodes = self.take("nodes", |v| number_in(v, 1, 1000));
+        let repository = self.take("repository", text(valid_repository));
         if let (Some(Mode::Autopilot), Some(location)) = (mode, &location)
             && is_zone(location)
         {
-            given.problems.push(format!(
+            self.problems.push(format!(
                 "mode = autopilot needs a region, but location = {location:?} is a zone: use {:?}",
                 region_of(location)
             ));
         }
-        let settings = match (
-            project,
-            location,
-            cluster,
-            mode,
-            machine_type,
-            nodes,
-            repository,
-            image,
-            namespace,
-            app,
-            replicas,
-            service_port,
-            overlay,
-        ) {
-            (
-                Some(project),
-                Some(location),
-                Some(cluster),
-                Some(mode),
-                Some(machine_type),
-                Some(nodes),
-                Some(repository),
-                Some(image),
-                Some(namespace),
-                Some(app),
-                Ok(replicas),
-                Some(service_port),
-                Some(overlay),
-            ) if given.problems.is_empty() => Settings {
-                project,
-                location,
-                cluster,
-                mode,
-                machine_type,
-                nodes,
-                repository,
-                image,
-                namespace,
-                app,
-                replicas,
-                service_port,
-                overlay,
-            },
+        Some(Gke {
+            project: project?,
+            location: location?,
+            cluster: cluster?,
+            mode: mode?,
+            machine_type: machine_type?,
+            nodes: nodes?,
+            repository: repository?,
+        })
+    }
+
+    /// `value`, if every setting parsed; otherwise every problem at once.
+    pub(crate) fn finish<T>(self, value: Option<T>) -> anyhow::Result<T> {
+        match value {
+            Some(value) if self.problems.is_empty() => Ok(value),
             _ => bail!(
                 "invalid deployment settings; nothing was changed:\n  {}",
-                given.problems.join("\n  ")
+                self.problems.join("\n  ")
             ),
-        };
-        let mut sources: Vec<Origin> = self
-            .values
-            .into_iter()
-            .map(|(key, (value, source))| (key, value, source))
-            .collect();
-        if settings.replicas.is_none() {
-            sources.push(("replicas", "(the overlay's)".into(), Source::Overlay));
         }
-        Ok((settings, sources))
     }
 }
 
@@ -438,6 +450,35 @@ fn valid_image(text: &str) -> Result<(), String> {
         .ok_or_else(|| "image names are lower-case letters, digits, '.', '_' or '-'".into())
 }
 
+/// `HOST[:PORT][/PATH…]`, as `docker push` accepts it, without a scheme or a tag.
+fn valid_registry(text: &str) -> Result<(), String> {
+    let (host, path) = text.split_once('/').unwrap_or((text, ""));
+    let (name, port) = host.split_once(':').unwrap_or((host, ""));
+    let host_ok = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b".-".contains(&b))
+        && (port.is_empty() && !host.ends_with(':') || port.parse::<u16>().is_ok_and(|p| p > 0));
+    let path_ok = path.is_empty()
+        || path.split('/').all(|part| {
+            !part.is_empty()
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+        });
+    (host_ok && path_ok).then_some(()).ok_or_else(|| {
+        "must be HOST[:PORT][/PATH] in lower case, like localhost:5001 or us-west1-docker.pkg.dev/my-project/ml-images".into()
+    })
+}
+
+/// A kubeconfig context name: anything printable, as kubeconfigs allow (EKS names
+/// contexts by ARN).
+fn valid_context(text: &str) -> Result<(), String> {
+    let ok = !text.is_empty() && !text.chars().any(|c| c.is_control() || c.is_whitespace());
+    ok.then_some(())
+        .ok_or_else(|| "must be a kubeconfig context name, without spaces".into())
+}
+
 fn valid_machine_type(text: &str) -> Result<(), String> {
     let ok = text.contains('-') && is_lower_alnum_dash(text) && !text.starts_with('-');
     ok.then_some(())
@@ -515,5 +556,26 @@ mod tests {
         assert!(valid_project("my-project-123").is_ok());
         assert!(valid_project("short").is_err() && valid_project("My-Project").is_err());
         assert!(valid_machine_type("e2-standard-2").is_ok() && valid_machine_type("big").is_err());
+        for good in [
+            "localhost:5001",
+            "localhost:5001/team",
+            "us-west1-docker.pkg.dev/my-proj/ml-images",
+            "ghcr.io/org",
+        ] {
+            assert!(valid_registry(good).is_ok(), "{good:?}");
+        }
+        for bad in [
+            "",
+            "http://localhost:5001",
+            "localhost:",
+            "localhost:0",
+            "Host/x",
+            "h//x",
+            "h/x/",
+            "h/x:tag",
+        ] {
+            assert!(valid_registry(bad).is_err(), "{bad:?}");
+        }
+        assert!(valid_context("arn:aws:eks:us-west-2:1:cluster/ml").is_ok() && valid_context("a b").is_err());
     }
 }

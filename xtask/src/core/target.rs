@@ -1,4 +1,4 @@
-//! The target: where `ship`, `smoke`, `down`, `image` and `push` act.
+//! The target: where `ship`, `smoke`, `down`, `status`, `logs`, `image` and `push` act.
 
 use std::fmt;
 
@@ -13,6 +13,9 @@ pub(crate) enum TargetKind {
     Docker,
     /// Google Kubernetes Engine, behind a LoadBalancer Service (see deploy.yaml).
     Gke,
+    /// Any Kubernetes cluster of your kubeconfig (kind, minikube, k3d, EKS, AKS, …):
+    /// --context (default: the current one) and --registry.
+    Kube,
 }
 
 impl fmt::Display for TargetKind {
@@ -21,6 +24,7 @@ impl fmt::Display for TargetKind {
             TargetKind::Local => "local",
             TargetKind::Docker => "docker",
             TargetKind::Gke => "gke",
+            TargetKind::Kube => "kube",
         })
     }
 }
@@ -31,4 +35,31 @@ pub(crate) struct TargetArg {
     /// Where to act.
     #[arg(long, env = "XTASK_TARGET", value_enum, default_value_t)]
     pub(crate) target: TargetKind,
+}
+
+/// The targets that are Kubernetes clusters: what `render` and `deploy` act on.
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum ClusterKind {
+    /// Google Kubernetes Engine (the deploy.yaml settings).
+    #[default]
+    Gke,
+    /// Any cluster of your kubeconfig: --context and --registry.
+    Kube,
+}
+
+impl From<ClusterKind> for TargetKind {
+    fn from(kind: ClusterKind) -> Self {
+        match kind {
+            ClusterKind::Gke => TargetKind::Gke,
+            ClusterKind::Kube => TargetKind::Kube,
+        }
+    }
+}
+
+/// The `--target` flag of the tasks that only act on clusters.
+#[derive(Args, Debug, Clone, Copy)]
+pub(crate) struct ClusterTargetArg {
+    /// Which cluster.
+    #[arg(long, env = "XTASK_TARGET", value_enum, default_value_t)]
+    pub(crate) target: ClusterKind,
 }

@@ -1,23 +1,35 @@
-//! Deploying to a cluster: render, apply server-side, wait for the rollout; when it
-//! fails, say why (each unready pod's waiting reason, events and log tail), and roll back
-//! if asked.
+//! Deploying to a cluster: render, show what will change (`kubectl diff --server-side`),
+//! apply server-side — every time, since an apply of what the cluster already holds
+//! changes nothing — and wait for the rollout. When the rollout fails, say why (each
+//! unready pod's state, the namespace's warnings, the failing pod's log tail), and roll
+//! back if asked. Every one of those commands is a step of the plan, so `--dry-run`
+//! shows them and the tests run them.
+
+use std::path::PathBuf;
 
 use anyhow::Context;
 use serde_json::Value;
-use xshell::{Shell, cmd};
 
-use crate::core::paths::state_dir;
-use crate::core::plan::{Plan, query};
-use crate::core::settings::Settings;
+use crate::core::plan::{Command, Plan, Probe};
+use crate::steps::kubectl::Kubectl;
 use crate::steps::push::Release;
 use crate::steps::render::Renderer;
 
 /// The field manager server-side apply records for what we own.
-const FIELD_MANAGER: &str = "cargo-xtask";
+const FIELD_MANAGER: &str = "--field-manager=cargo-xtask";
+/// The manifests are the truth for every field they set: a field another manager changed
+/// since (`kubectl rollout undo` takes the image, `kubectl scale` the count) is taken
+/// back, where a plain apply would stop at the conflict after every rollback. Fields the
+/// manifests leave alone stay with their owners: a count an autoscaler keeps is never
+/// in them (`render` refuses one beside an autoscaler).
+const FORCE_CONFLICTS: &str = "--force-conflicts";
 
+/// How to wait for a rollout, and what to do when it fails.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Rollout {
+    /// Seconds `kubectl rollout status` waits.
     pub(crate) timeout: u64,
+    /// `kubectl rollout undo` when the new revision does not become ready.
     pub(crate) rollback_on_failure: bool,
 }
 
@@ -30,50 +42,167 @@ impl Default for Rollout {
     }
 }
 
-/// Adds: render, apply server-side, wait for the rollout; on failure, say why.
+/// Adds: render to `manifest`, diff, apply server-side, wait for the rollout; on failure,
+/// say why and (if asked) roll back.
 pub(crate) fn add_deploy<'a>(
-    sh: &'a Shell,
     plan: &mut Plan<'a, Release>,
     renderer: &Renderer<'a>,
-    settings: &Settings,
+    kubectl: &Kubectl<'a>,
+    app: &str,
+    manifest: PathBuf,
     commit: &str,
     rollout: Rollout,
 ) {
-    let manifest = state_dir(sh).join("gke/rendered.yaml");
     let written = manifest.clone();
     renderer.add_render(plan, commit, move |yaml| {
         std::fs::write(&written, yaml).with_context(|| format!("write {}", written.display()))
     });
-    plan.run(
-        cmd!(
-            sh,
-            "kubectl apply --server-side --field-manager={FIELD_MANAGER} --filename {manifest}"
-        ),
-        "check `kubectl config current-context` (cluster-up fetches the credentials) and the error above",
+    let file = manifest.display().to_string();
+    plan.probe(
+        kubectl.cluster_wide([
+            "diff",
+            "--server-side",
+            FIELD_MANAGER,
+            FORCE_CONFLICTS,
+            "--filename",
+            &file,
+        ]),
+        |_, probe: Probe| {
+            report_diff(&probe);
+            Ok(())
+        },
     );
-    let namespace = settings.namespace.clone();
-    let app = settings.app.clone();
+    plan.run(
+        kubectl.cluster_wide([
+            "apply",
+            "--server-side",
+            FIELD_MANAGER,
+            FORCE_CONFLICTS,
+            "--filename",
+            &file,
+        ]),
+        "read the API server's message above",
+    );
     let deployment = format!("deployment/{app}");
     let timeout = format!("--timeout={}s", rollout.timeout);
+    let next = if rollout.rollback_on_failure {
+        "the new pods did not become ready (why: above); the previous revision was restored. Fix the cause and ship again"
+    } else {
+        "the new pods did not become ready (why: above); fix the cause and ship again, or roll back with --rollback-on-failure"
+    };
     plan.run_or_else(
-        cmd!(
-            sh,
-            "kubectl rollout status {deployment} --namespace {namespace} {timeout}"
-        ),
-        "the pods above did not become ready; fix the cause and deploy again",
-        move |_| explain_failed_rollout(sh, &namespace, &app, rollout.rollback_on_failure),
+        kubectl.namespaced(["rollout", "status", &deployment, &timeout]),
+        next,
+        |diagnose| {
+            add_diagnosis(
+                diagnose,
+                kubectl,
+                app,
+                &deployment,
+                &timeout,
+                rollout.rollback_on_failure,
+            )
+        },
     );
 }
 
-/// Per pod that is not ready: why it waits, its recent events, its last log lines. Then,
-/// if asked, roll back.
-fn explain_failed_rollout(sh: &Shell, namespace: &str, app: &str, rollback: bool) -> anyhow::Result<()> {
+/// What `kubectl diff` found: nothing (0), changes (1, printed), or no answer (>1).
+fn report_diff(probe: &Probe) {
+    match probe.code {
+        Some(0) => {
+            eprintln!("# the cluster already holds exactly these manifests: applying them changes nothing")
+        }
+        Some(1) => {
+            print!("{}", probe.stdout);
+            eprintln!("# applying the changes above");
+        }
+        _ => eprintln!(
+            "# kubectl diff could not compare ({}); applying, which reports any real problem",
+            probe.stderr.trim()
+        ),
+    }
+}
+
+/// The steps that say why a rollout failed, then roll back if asked.
+fn add_diagnosis<'a>(
+    plan: &mut Plan<'a, Release>,
+    kubectl: &Kubectl<'a>,
+    app: &str,
+    deployment: &str,
+    timeout: &str,
+    rollback: bool,
+) {
     let selector = format!("app={app}");
-    let pods = query(cmd!(
-        sh,
-        "kubectl get pods --namespace {namespace} --selector {selector} --output json"
-    ))?;
-    let pods: Value = serde_json::from_str(&pods).context("kubectl printed no JSON")?;
+    plan.read(
+        kubectl.namespaced(["get", "pods", "--selector", &selector, "--output", "json"]),
+        "see `kubectl get pods`",
+        |release, json| {
+            release.failing_pod = report_unready_pods(&json)?;
+            Ok(())
+        },
+    );
+    plan.read(
+        kubectl.namespaced([
+            "get",
+            "events",
+            "--field-selector",
+            "type=Warning",
+            "--sort-by=.lastTimestamp",
+        ]),
+        "see `kubectl get events`",
+        |_, events| {
+            let lines: Vec<&str> = events.lines().collect();
+            eprintln!("warnings in the namespace, latest last:");
+            for line in &lines[lines.len().saturating_sub(12)..] {
+                eprintln!("  {line}");
+            }
+            Ok(())
+        },
+    );
+    let logs = Command::later(
+        kubectl
+            .namespaced(["logs", "POD", "--all-containers", "--tail=20"])
+            .to_string()
+            .replace(" POD ", " <the first pod not ready> "),
+        {
+            let kubectl = kubectl.clone();
+            move |release: &Release| {
+                let pod = release
+                    .failing_pod
+                    .clone()
+                    .context("every pod is ready or gone: no log to read")?;
+                Ok(kubectl.namespaced(["logs", &pod, "--all-containers", "--tail=20"]))
+            }
+        },
+    );
+    plan.read(logs, "see `kubectl logs`", |release, logs| {
+        eprintln!(
+            "the last log lines of pod {}:",
+            release.failing_pod.as_deref().unwrap_or("?")
+        );
+        for line in logs.lines() {
+            eprintln!("  | {line}");
+        }
+        Ok(())
+    });
+    if rollback {
+        plan.run(
+            kubectl.namespaced(["rollout", "undo", deployment]),
+            "roll back by hand: `kubectl rollout history` lists the revisions",
+        );
+        plan.run(
+            kubectl.namespaced(["rollout", "status", deployment, timeout]),
+            "the previous revision did not become ready either: see `kubectl get pods`",
+        );
+    }
+}
+
+/// Prints each pod that is not ready: its phase, and each container's state with reason,
+/// message, restarts and last exit. Returns the pod to read logs from: one that has
+/// crashed if any, else the first unready one.
+fn report_unready_pods(json: &str) -> anyhow::Result<Option<String>> {
+    let pods: Value = serde_json::from_str(json).context("kubectl printed no JSON")?;
+    let mut chosen: Option<(bool, String)> = None;
     for pod in pods["items"].as_array().into_iter().flatten() {
         let name = pod["metadata"]["name"].as_str().unwrap_or("?");
         let statuses = pod["status"]["containerStatuses"]
@@ -84,40 +213,32 @@ fn explain_failed_rollout(sh: &Shell, namespace: &str, app: &str, rollback: bool
             continue;
         }
         eprintln!(
-            "pod {name}: phase {}",
-            pod["status"]["phase"].as_str().unwrap_or("?")
+            "pod {name}: {}",
+            pod["status"]["phase"].as_str().unwrap_or("unknown phase")
         );
+        let mut crashed = false;
         for status in &statuses {
+            let restarts = status["restartCount"].as_u64().unwrap_or(0);
+            crashed |= restarts > 0;
             for (state, detail) in status["state"].as_object().into_iter().flatten() {
-                let reason = detail["reason"].as_str().unwrap_or("");
-                let message = detail["message"].as_str().unwrap_or("");
                 eprintln!(
-                    "  container {}: {state} {reason} {message}",
-                    status["name"].as_str().unwrap_or("?")
+                    "  container {}: {state} {} {} (restarts: {restarts})",
+                    status["name"].as_str().unwrap_or("?"),
+                    detail["reason"].as_str().unwrap_or(""),
+                    detail["message"].as_str().unwrap_or("")
+                );
+            }
+            if let Some(last) = status["lastState"]["terminated"].as_object() {
+                eprintln!(
+                    "    last run: exit code {} ({})",
+                    last.get("exitCode").and_then(Value::as_i64).unwrap_or(-1),
+                    last.get("reason").and_then(Value::as_str).unwrap_or("")
                 );
             }
         }
-        let field = format!("involvedObject.name={name}");
-        let events = query(cmd!(
-            sh,
-            "kubectl get events --namespace {namespace} --field-selector {field} --sort-by=.lastTimestamp"
-        ))
-        .unwrap_or_default();
-        for line in events.lines().rev().take(8).collect::<Vec<_>>().into_iter().rev() {
-            eprintln!("  {line}");
-        }
-        let logs = query(cmd!(
-            sh,
-            "kubectl logs {name} --namespace {namespace} --all-containers --tail=20"
-        ))
-        .unwrap_or_default();
-        for line in logs.lines() {
-            eprintln!("  | {line}");
+        if chosen.as_ref().is_none_or(|(had_crash, _)| crashed && !had_crash) {
+            chosen = Some((crashed, name.to_owned()));
         }
     }
-    if rollback {
-        let deployment = format!("deployment/{app}");
-        cmd!(sh, "kubectl rollout undo {deployment} --namespace {namespace}").run()?;
-    }
-    Ok(())
+    Ok(chosen.map(|(_, name)| name))
 }

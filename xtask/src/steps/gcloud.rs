@@ -5,7 +5,7 @@
 use xshell::{Cmd, Shell, cmd};
 
 use crate::core::plan::{Plan, Probe};
-use crate::core::settings::{Mode, Settings};
+use crate::core::settings::{Gke, Mode};
 
 /// What `gcloud` needs to be told where: every command names the project explicitly, so
 /// nothing depends on gcloud's own default.
@@ -46,7 +46,7 @@ impl Where {
         )
     }
 
-    fn of(settings: &Settings) -> Self {
+    fn of(settings: &Gke) -> Self {
         Where {
             project: settings.project.clone(),
             location: settings.location.clone(),
@@ -57,7 +57,7 @@ impl Where {
     }
 }
 
-pub(crate) fn up_plan<'a>(sh: &'a Shell, settings: &Settings) -> Plan<'a> {
+pub(crate) fn up_plan<'a>(sh: &'a Shell, settings: &Gke) -> Plan<'a> {
     let place = Where::of(settings);
     let Where {
         project,
@@ -82,8 +82,10 @@ pub(crate) fn up_plan<'a>(sh: &'a Shell, settings: &Settings) -> Plan<'a> {
         move |then| match mode {
             Mode::Standard => {
                 let pool = format!("{p}.svc.id.goog");
+                // Dataplane V2 enforces the NetworkPolicy the manifests carry (Autopilot
+                // clusters always run it).
                 then.run(
-                    cmd!(sh, "gcloud container clusters create {c} --location {l} --project {p} --machine-type {machine_type} --num-nodes {nodes} --release-channel regular --workload-pool {pool} --enable-shielded-nodes"),
+                    cmd!(sh, "gcloud container clusters create {c} --location {l} --project {p} --machine-type {machine_type} --num-nodes {nodes} --release-channel regular --workload-pool {pool} --enable-shielded-nodes --enable-dataplane-v2"),
                     "read gcloud's error above: quota and permission problems are named there",
                 );
             }
@@ -123,7 +125,7 @@ pub(crate) fn up_plan<'a>(sh: &'a Shell, settings: &Settings) -> Plan<'a> {
     plan
 }
 
-pub(crate) fn down_plan<'a>(sh: &'a Shell, settings: &Settings) -> Plan<'a> {
+pub(crate) fn down_plan<'a>(sh: &'a Shell, settings: &Gke) -> Plan<'a> {
     let place = Where::of(settings);
     let Where {
         project,

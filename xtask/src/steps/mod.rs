@@ -1,6 +1,7 @@
 //! The middle layer: the steps tasks and targets compose into plans — building, pushing
-//! and finding images, the local registry, background programs, rendering and deploying
-//! manifests, kustomize, gcloud's cluster plans, the Docker engine check, the smoke test.
+//! and finding images (the service's, and model images on top), the local registry,
+//! background programs, kubectl told its context, rendering and deploying manifests,
+//! kustomize, gcloud's cluster plans, the Docker engine check, the smoke test.
 //! Steps import only from `core` and from each other, never from `targets` or `tasks`.
 
 pub(crate) mod daemon;
@@ -8,7 +9,9 @@ pub(crate) mod deploy;
 pub(crate) mod engine;
 pub(crate) mod gcloud;
 pub(crate) mod image;
+pub(crate) mod kubectl;
 pub(crate) mod kustomize;
+pub(crate) mod model_image;
 pub(crate) mod push;
 pub(crate) mod registry;
 pub(crate) mod render;

@@ -13,7 +13,6 @@ use crate::core::paths::state_dir;
 use crate::core::plan::Plan;
 use crate::core::records;
 use crate::core::target::TargetKind;
-use crate::steps::image::Image;
 
 /// What `push` recorded: the tag pushed and the digest the registry stored for it.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -32,25 +31,15 @@ impl Pushed {
 }
 
 /// What a shipping plan learns as it goes, for its later steps: the image pushed (or
-/// found already pushed), pinned by digest.
+/// found already pushed), pinned by digest; after a failed rollout, the pod to read the
+/// logs of.
 #[derive(Default, Debug)]
 pub(crate) struct Release {
     pub(crate) pushed: Option<Pushed>,
+    pub(crate) failing_pod: Option<String>,
 }
 
 impl Release {
-    /// The release a `push --target TARGET` recorded, or an error saying how to get one.
-    pub(crate) fn recorded(sh: &Shell, target: TargetKind) -> anyhow::Result<Release> {
-        let path = record_path(sh, target);
-        let pushed = records::read(&path)?.with_context(|| {
-            format!(
-                "no image pushed for {target} ({} is missing): run `cargo xtask push --target {target}` first",
-                path.display()
-            )
-        })?;
-        Ok(Release { pushed: Some(pushed) })
-    }
-
     /// The pushed image, once a step has pushed or found it.
     pub(crate) fn pushed(&self) -> anyhow::Result<&Pushed> {
         self.pushed
@@ -59,16 +48,58 @@ impl Release {
     }
 }
 
+/// Adds the check that `record` holds the push of exactly `reference` (this tree, these
+/// settings, this model), and pins the release to it: what `render` and `deploy` deploy
+/// when they run alone. A record of another commit, registry or model is refused.
+pub(crate) fn add_recorded<'a>(
+    plan: &mut Plan<'a, Release>,
+    record: PathBuf,
+    reference: String,
+    target: TargetKind,
+) {
+    plan.check(
+        format!(
+            "read {}: it must record the push of {reference}",
+            record.display()
+        ),
+        move |release| {
+            let push =
+                format!("`cargo xtask push --target {target}` (or `cargo xtask ship --target {target}`)");
+            let Some(pushed) = records::read::<Pushed>(&record)? else {
+                bail!(
+                    "no image is pushed for {target} yet ({} is missing): run {push}",
+                    record.display()
+                );
+            };
+            if pushed.image != reference {
+                bail!(
+                    "{} records {}, but this tree with these settings is {reference}: run {push}",
+                    record.display(),
+                    pushed.image
+                );
+            }
+            release.pushed = Some(pushed);
+            Ok(())
+        },
+    );
+}
+
 /// Where the push for `target` is recorded.
 pub(crate) fn record_path(sh: &Shell, target: TargetKind) -> PathBuf {
     state_dir(sh).join(target.to_string()).join("pushed.json")
 }
 
-/// Adds: push, read back the digest, record it in `record` (for later tasks) and in the
-/// plan's release (for the steps after).
-pub(crate) fn add_push<'a>(sh: &'a Shell, plan: &mut Plan<'a, Release>, image: &Image, record: PathBuf) {
-    let reference = image.reference();
-    let (repository, tag) = (image.repository.clone(), image.tag().to_owned());
+/// Adds: push `repository:tag`, read back the digest, record it in `record` (for later
+/// tasks) and in the plan's release (for the steps after).
+pub(crate) fn add_push<'a>(
+    sh: &'a Shell,
+    plan: &mut Plan<'a, Release>,
+    repository: &str,
+    tag: &str,
+    record: PathBuf,
+) {
+    let reference = format!("{repository}:{tag}");
+    let (repository, tag) = (repository.to_owned(), tag.to_owned());
     plan.run(
         cmd!(sh, "docker push {reference}"),
         "check that the registry is reachable and that you are logged in to it",

@@ -1,6 +1,10 @@
 //! Rendering the final manifests: the deployment settings layered on an overlay by a
 //! kustomization generated under `target/` — the image pinned to the pushed digest,
 //! never a tag, and nothing under `manifests/` edited.
+//!
+//! Replicas belong to an autoscaler where the overlay has one: a count in the applied
+//! manifests would be reset on every apply, or conflict with the autoscaler's own
+//! writes, so `--replicas` with such an overlay is refused before anything runs.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -8,8 +12,7 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 use xshell::{Cmd, Shell, cmd};
 
-use crate::core::paths::state_dir;
-use crate::core::plan::Plan;
+use crate::core::plan::{Plan, query};
 use crate::core::settings::Settings;
 use crate::steps::kustomize;
 use crate::steps::push::{Pushed, Release};
@@ -17,20 +20,53 @@ use crate::steps::push::{Pushed, Release};
 /// The name the manifests give the image and the app; render replaces both.
 const IMAGE_PLACEHOLDER: &str = "score-service";
 const APP_IN_MANIFESTS: &str = "score-app";
+/// The pod template's annotation naming the model its image serves, for `status`; on the
+/// template, so a rollback restores it with the image.
+pub(crate) const MODEL_ANNOTATION: &str = "score-service/model";
 
 pub(crate) struct Renderer<'a> {
     sh: &'a Shell,
     settings: Settings,
+    /// The generated kustomization's directory.
     dir: PathBuf,
+    /// The model the image serves (its name), or None for the identity echo.
+    model: Option<String>,
 }
 
 impl<'a> Renderer<'a> {
-    pub(crate) fn new(sh: &'a Shell, settings: &Settings) -> Self {
+    /// Renders into `state/render/`, for the image serving `model`.
+    pub(crate) fn new(sh: &'a Shell, settings: &Settings, state: &Path, model: Option<String>) -> Self {
         Renderer {
             sh,
             settings: settings.clone(),
-            dir: state_dir(sh).join("gke/render"),
+            dir: state.join("render"),
+            model,
         }
+    }
+
+    /// Refuses settings the overlay cannot take: a replica count beside an autoscaler.
+    /// Builds the overlay as it is (a read, so it runs for `--dry-run` too).
+    pub(crate) fn check_settings(&self) -> anyhow::Result<()> {
+        let Some(replicas) = self.settings.replicas else {
+            return Ok(());
+        };
+        let overlay = Path::new("manifests/overlays").join(&self.settings.overlay);
+        let yaml = query(self.build_cmd(&overlay))?;
+        for document in serde_yaml::Deserializer::from_str(&yaml) {
+            let value = parse_document(document)?;
+            if value["kind"].as_str() == Some("HorizontalPodAutoscaler") {
+                let spec = &value["spec"];
+                bail!(
+                    "replicas = {replicas}, but overlay {} scales the Deployment with an autoscaler (HorizontalPodAutoscaler {}, {} to {} replicas) that owns the count: unset replicas, or change minReplicas and maxReplicas in {}",
+                    self.settings.overlay,
+                    value["metadata"]["name"].as_str().unwrap_or("?"),
+                    spec["minReplicas"].as_u64().unwrap_or(1),
+                    spec["maxReplicas"].as_u64().unwrap_or(0),
+                    overlay.display()
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Adds: write the generated kustomization (with the image the release pinned when
@@ -44,6 +80,7 @@ impl<'a> Renderer<'a> {
     ) {
         let kustomization = self.dir.join("kustomization.yaml");
         let (generator, commit) = (self.generator(), commit.to_owned());
+        let model = self.model.clone();
         plan.check(
             format!(
                 "write {} (overlay {}, image pinned to the digest recorded by push)",
@@ -51,7 +88,7 @@ impl<'a> Renderer<'a> {
                 self.settings.overlay
             ),
             move |release| {
-                let content = generator.kustomization(release.pushed()?, &commit)?;
+                let content = generator.kustomization(release.pushed()?, &commit, model.as_deref())?;
                 std::fs::create_dir_all(kustomization.parent().expect("sits in a directory"))?;
                 std::fs::write(&kustomization, content)
                     .with_context(|| format!("write {}", kustomization.display()))
@@ -59,7 +96,7 @@ impl<'a> Renderer<'a> {
         );
         let app = self.settings.app.clone();
         plan.read(
-            self.build_cmd(),
+            self.build_cmd(&self.dir),
             "the manifests do not build: read kustomize's error above",
             move |_, yaml| use_yaml(rename_app(&yaml, &app)?),
         );
@@ -67,12 +104,13 @@ impl<'a> Renderer<'a> {
 
     /// `kustomize build DIR` with the project-local kustomize, else `kubectl kustomize DIR`
     /// (kustomize has been built into kubectl since 1.14).
-    fn build_cmd(&self) -> Cmd<'a> {
+    fn build_cmd(&self, dir: &Path) -> Cmd<'a> {
         let sh = self.sh;
-        let dir = &self.dir;
         match kustomize::installed(sh) {
             Some(kustomize) => cmd!(sh, "{kustomize} build {dir}"),
-            None => cmd!(sh, "kubectl kustomize {dir}"),
+            // Building needs no cluster: with no kubeconfig, gcloud's kubectl dispatcher
+            // asks no server (it would ask the current context's for its version).
+            None => cmd!(sh, "kubectl kustomize {dir} --kubeconfig /dev/null"),
         }
     }
 
@@ -91,7 +129,7 @@ struct Generator {
 }
 
 impl Generator {
-    fn kustomization(&self, pushed: &Pushed, commit: &str) -> anyhow::Result<String> {
+    fn kustomization(&self, pushed: &Pushed, commit: &str, model: Option<&str>) -> anyhow::Result<String> {
         let s = &self.settings;
         let overlay = Path::new("manifests/overlays").join(&s.overlay);
         let Some((repository, digest)) = pushed.pinned.split_once('@') else {
@@ -134,8 +172,9 @@ impl Generator {
                         name: APP_IN_MANIFESTS,
                     },
                     patch: format!(
-                        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {APP_IN_MANIFESTS}\n  annotations:\n    kubernetes.io/change-cause: {}\n",
-                        serde_json::to_string(&change_cause)?
+                        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {APP_IN_MANIFESTS}\n  annotations:\n    kubernetes.io/change-cause: {}\nspec:\n  template:\n    metadata:\n      annotations:\n        {MODEL_ANNOTATION}: {}\n",
+                        serde_json::to_string(&change_cause)?,
+                        serde_json::to_string(model.unwrap_or("identity"))?
                     ),
                 },
             ],

@@ -148,7 +148,7 @@ impl Target for Docker<'_> {
             },
             |then| {
                 image.add_build(sh, then, options.from_source);
-                push::add_push(sh, then, &image, self.pushed.clone());
+                push::add_push(sh, then, &image.repository, image.tag(), self.pushed.clone());
                 // Drop the local tag, so the container below is pulled from the registry.
                 then.run(
                     cmd!(sh, "docker image rm {reference}"),
@@ -264,6 +264,69 @@ impl Target for Docker<'_> {
             ),
         }
         Ok(())
+    }
+
+    fn status_plan(&self) -> anyhow::Result<Plan<'_, Release>> {
+        let mut plan = Plan::new();
+        let Some(container) = self.container()? else {
+            plan.check(
+                "nothing runs: no container was started by `ship --target docker`",
+                |_| Ok(()),
+            );
+            return Ok(plan);
+        };
+        add_engine_check(self.sh, &mut plan);
+        let (sh, name) = (self.sh, container.name.clone());
+        plan.read(
+            cmd!(sh, "docker container inspect {name}"),
+            "the recorded container is gone: ship again",
+            move |_, json| {
+                let inspected: serde_json::Value = serde_json::from_str(&json)?;
+                let found = &inspected[0];
+                let model = found["Config"]["Env"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|v| v.as_str())
+                    .find_map(|v| v.strip_prefix("SCORE_MODEL="))
+                    .unwrap_or("identity");
+                let state = &found["State"];
+                println!("{:10}docker (container {})", "target", container.name);
+                println!(
+                    "{:10}{}",
+                    "image",
+                    found["Config"]["Image"].as_str().unwrap_or("?")
+                );
+                println!("{:10}{model}", "model");
+                println!(
+                    "{:10}{}{}",
+                    "state",
+                    state["Status"].as_str().unwrap_or("?"),
+                    state["Health"]["Status"]
+                        .as_str()
+                        .map(|h| format!(", {h}"))
+                        .unwrap_or_default()
+                );
+                println!("{:10}{}", "address", container.url);
+                Ok(())
+            },
+        );
+        Ok(plan)
+    }
+
+    fn logs_plan(&self, follow: bool, tail: u32) -> anyhow::Result<Plan<'_, Release>> {
+        let Some(container) = self.container()? else {
+            bail!("no container is running: start one with `cargo xtask ship --target docker`");
+        };
+        let (sh, name, lines) = (self.sh, container.name, tail.to_string());
+        let follow = follow.then_some("--follow");
+        let mut plan = Plan::new();
+        add_engine_check(sh, &mut plan);
+        plan.run(
+            cmd!(sh, "docker logs --tail {lines} {follow...} {name}"),
+            "see `docker ps -a`",
+        );
+        Ok(plan)
     }
 
     fn image_repository(&self) -> anyhow::Result<String> {

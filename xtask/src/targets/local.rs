@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::bail;
 use xshell::{Shell, cmd};
 
+use crate::core::http;
 use crate::core::paths::{cargo, state_dir, target_dir};
 use crate::core::plan::Plan;
 use crate::steps::daemon::Daemon;
@@ -105,7 +106,63 @@ impl Target for Local<'_> {
         Ok(())
     }
 
+    fn status_plan(&self) -> anyhow::Result<Plan<'_, Release>> {
+        let mut plan = Plan::new();
+        let instance = self.daemon.running()?;
+        plan.check("describe the running instance and ask it /readyz", move |_| {
+            let Some(instance) = instance else {
+                println!(
+                    "{:10}local: nothing runs (`cargo xtask ship` starts it)",
+                    "target"
+                );
+                return Ok(());
+            };
+            // The command line says which binary and which model, as the process sees it.
+            let cmdline = std::fs::read(format!("/proc/{}/cmdline", instance.pid)).unwrap_or_default();
+            let args: Vec<String> = cmdline
+                .split(|b| *b == 0)
+                .filter(|arg| !arg.is_empty())
+                .map(|arg| String::from_utf8_lossy(arg).into_owned())
+                .collect();
+            let model = args
+                .iter()
+                .position(|arg| arg == "--model")
+                .and_then(|at| args.get(at + 1))
+                .map_or("identity", String::as_str);
+            let ready = match http::get(
+                &http::agent(Duration::from_secs(2)),
+                &format!("{}/readyz", instance.url),
+            ) {
+                Ok((status, _)) => format!("GET /readyz answered {status}"),
+                Err(err) => format!("GET /readyz failed: {err}"),
+            };
+            println!("{:10}local (pid {})", "target", instance.pid);
+            println!("{:10}{}", "binary", args.first().map_or("?", String::as_str));
+            println!("{:10}{model}", "model");
+            println!("{:10}{ready}", "ready");
+            println!("{:10}{}", "address", instance.url);
+            println!("{:10}{}", "log", instance.log.display());
+            Ok(())
+        });
+        Ok(plan)
+    }
+
+    fn logs_plan(&self, follow: bool, tail: u32) -> anyhow::Result<Plan<'_, Release>> {
+        let sh = self.sh;
+        let Some(instance) = self.daemon.running()? else {
+            bail!("no local instance is running: start one with `cargo xtask ship`");
+        };
+        let (log, lines) = (instance.log, tail.to_string());
+        let follow = follow.then_some("--follow");
+        let mut plan = Plan::new();
+        plan.run(
+            cmd!(sh, "tail --lines {lines} {follow...} {log}"),
+            "the log file is gone: ship again",
+        );
+        Ok(plan)
+    }
+
     fn image_repository(&self) -> anyhow::Result<String> {
-        bail!("the local target runs the binary directly and has no image: use --target docker or gke")
+        bail!("the local target runs the binary directly and has no image: use --target docker, gke or kube")
     }
 }

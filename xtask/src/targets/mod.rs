@@ -1,20 +1,21 @@
 //! The third layer: the places the service can run, each a [`target::Target`] — `local`
 //! (the release binary in the background), `docker` (the image from the local registry,
-//! by digest), `gke` (Google Kubernetes Engine). Targets compose `steps` and `core`; the
-//! tasks above choose one here, once.
+//! by digest), and the clusters, `gke` and `kube` (see `cluster`). Targets compose `steps`
+//! and `core`; the tasks above choose one here, once.
 
+pub(crate) mod cluster;
 pub(crate) mod docker;
-pub(crate) mod gke;
 pub(crate) mod local;
 pub(crate) mod target;
 
 use xshell::Shell;
 
-use crate::core::settings::{Settings, SettingsArgs};
-use crate::core::target::TargetKind;
+use crate::core::settings::SettingsArgs;
+use crate::core::target::{ClusterKind, TargetKind};
+use crate::targets::cluster::Cluster;
 use crate::targets::target::Target;
 
-/// The target `kind` names. Only the cloud targets resolve the deployment settings.
+/// The target `kind` names. Only the cluster targets resolve the deployment settings.
 pub(crate) fn choose<'a>(
     kind: TargetKind,
     sh: &'a Shell,
@@ -23,6 +24,19 @@ pub(crate) fn choose<'a>(
     Ok(match kind {
         TargetKind::Local => Box::new(local::Local::new(sh)),
         TargetKind::Docker => Box::new(docker::Docker::new(sh)),
-        TargetKind::Gke => Box::new(gke::Gke::new(sh, Settings::resolve(sh, settings)?.0)),
+        TargetKind::Gke => Box::new(Cluster::gke(sh, settings)?),
+        TargetKind::Kube => Box::new(Cluster::kube(sh, settings)?),
     })
+}
+
+/// The cluster `kind` names, for the tasks only clusters have (render, deploy).
+pub(crate) fn choose_cluster<'a>(
+    kind: ClusterKind,
+    sh: &'a Shell,
+    settings: &SettingsArgs,
+) -> anyhow::Result<Cluster<'a>> {
+    match kind {
+        ClusterKind::Gke => Cluster::gke(sh, settings),
+        ClusterKind::Kube => Cluster::kube(sh, settings),
+    }
 }

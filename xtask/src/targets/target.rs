@@ -1,12 +1,13 @@
-//! What a target is: where the service goes, how it is taken off, where it answers, and
-//! where its images are pushed. `ship`, `down`, `smoke`, `image` and `push` talk to a
-//! `dyn Target` chosen once from `--target`; a new target implements this trait and adds
-//! a line to `targets::choose`.
+//! What a target is: where the service goes, how it is taken off, where it answers, what
+//! runs there and its logs, and where its images are pushed. `ship`, `down`, `smoke`,
+//! `status`, `logs`, `image` and `push` talk to a `dyn Target` chosen once from
+//! `--target`; a new target implements this trait and adds a line to `targets::choose`.
 
 use std::time::Duration;
 
 use crate::core::model_file::ModelFile;
 use crate::core::plan::Plan;
+use crate::steps::deploy::Rollout;
 use crate::steps::push::Release;
 
 /// What `ship` was asked for.
@@ -16,6 +17,8 @@ pub(crate) struct ShipOptions {
     /// Build the image inside Docker from source.
     pub(crate) from_source: bool,
     pub(crate) model: Option<ModelFile>,
+    /// How to roll out on a cluster.
+    pub(crate) rollout: Rollout,
 }
 
 pub(crate) trait Target {
@@ -32,6 +35,13 @@ pub(crate) trait Target {
         timeout: Duration,
         model: Option<String>,
     ) -> anyhow::Result<()>;
+
+    /// Print what runs there: the image (by digest), the model, how many are ready, and
+    /// where it answers.
+    fn status_plan(&self) -> anyhow::Result<Plan<'_, Release>>;
+
+    /// Show the service's last `tail` log lines, and with `follow`, keep streaming them.
+    fn logs_plan(&self, follow: bool, tail: u32) -> anyhow::Result<Plan<'_, Release>>;
 
     /// Where images for this target are pushed: `REGISTRY/IMAGE`.
     fn image_repository(&self) -> anyhow::Result<String>;

@@ -7,7 +7,7 @@ use anyhow::bail;
 use clap::Args;
 use xshell::Shell;
 
-use crate::core::settings::{Settings, SettingsArgs};
+use crate::core::settings::{Gke, SettingsArgs};
 use crate::steps::gcloud;
 
 #[derive(Args, Debug)]
@@ -18,7 +18,7 @@ pub(crate) struct ClusterUpCmd {
 
 impl ClusterUpCmd {
     pub(crate) fn run(self, sh: &Shell, dry_run: bool) -> anyhow::Result<()> {
-        let (settings, _) = Settings::resolve(sh, &self.settings)?;
+        let settings = Gke::resolve(sh, &self.settings)?;
         gcloud::up_plan(sh, &settings).execute(dry_run)
     }
 }
@@ -35,7 +35,7 @@ pub(crate) struct ClusterDownCmd {
 
 impl ClusterDownCmd {
     pub(crate) fn run(self, sh: &Shell, dry_run: bool) -> anyhow::Result<()> {
-        let (settings, _) = Settings::resolve(sh, &self.settings)?;
+        let settings = Gke::resolve(sh, &self.settings)?;
         if !dry_run && !self.yes {
             confirm(&settings)?;
         }
@@ -44,7 +44,7 @@ impl ClusterDownCmd {
 }
 
 /// Asks on the terminal before deleting anything.
-fn confirm(settings: &Settings) -> anyhow::Result<()> {
+fn confirm(settings: &Gke) -> anyhow::Result<()> {
     if !std::io::stdin().is_terminal() {
         bail!(
             "cluster-down deletes cluster {} and repository {}: pass --yes to do it without a terminal to ask on",

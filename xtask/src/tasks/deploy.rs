@@ -1,18 +1,25 @@
-//! `cargo xtask deploy`: apply the manifests to the cluster and wait for the rollout.
+//! `cargo xtask deploy`: apply the manifests of the image pushed from this tree to the
+//! cluster, and wait for the rollout.
 
 use clap::Args;
 use xshell::Shell;
 
-use crate::core::git;
-use crate::core::plan::Plan;
-use crate::core::settings::{Settings, SettingsArgs};
-use crate::core::target::TargetKind;
-use crate::steps::deploy::{Rollout, add_deploy};
+use crate::core::model_file::ModelFile;
+use crate::core::settings::SettingsArgs;
+use crate::core::target::ClusterTargetArg;
+use crate::steps::deploy::Rollout;
 use crate::steps::push::Release;
-use crate::steps::render::Renderer;
+use crate::targets::choose_cluster;
 
 #[derive(Args, Debug)]
 pub(crate) struct DeployCmd {
+    #[command(flatten)]
+    target: ClusterTargetArg,
+
+    /// The model image shipped with `ship --model PATH`.
+    #[arg(long, value_parser = ModelFile::parse)]
+    model: Option<ModelFile>,
+
     /// Seconds to wait for the rollout.
     #[arg(long, default_value_t = 300)]
     timeout: u64,
@@ -27,16 +34,13 @@ pub(crate) struct DeployCmd {
 
 impl DeployCmd {
     pub(crate) fn run(self, sh: &Shell, dry_run: bool) -> anyhow::Result<()> {
-        let (settings, _) = Settings::resolve(sh, &self.settings)?;
-        let mut release = Release::recorded(sh, TargetKind::Gke)?;
-        let commit = git::commit(sh)?;
-        let renderer = Renderer::new(sh, &settings);
+        let cluster = choose_cluster(self.target.target, sh, &self.settings)?;
         let rollout = Rollout {
             timeout: self.timeout,
             rollback_on_failure: self.rollback_on_failure,
         };
-        let mut plan = Plan::new();
-        add_deploy(sh, &mut plan, &renderer, &settings, &commit, rollout);
-        plan.execute_with(dry_run, &mut release)
+        cluster
+            .deploy_plan(self.model.as_ref(), rollout)?
+            .execute_with(dry_run, &mut Release::default())
     }
 }

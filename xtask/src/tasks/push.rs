@@ -43,7 +43,13 @@ impl PushCmd {
                 }
             },
         );
-        push::add_push(sh, &mut plan, &image, push::record_path(sh, self.target));
+        push::add_push(
+            sh,
+            &mut plan,
+            &image.repository,
+            image.tag(),
+            push::record_path(sh, self.target),
+        );
         plan.execute(dry_run)
     }
 }

@@ -1,31 +1,33 @@
-//! `cargo xtask render`: the final manifests, the image pinned to the pushed digest.
+//! `cargo xtask render`: the final manifests, the image pinned to the digest pushed from
+//! this tree for these settings.
 
 use clap::Args;
 use xshell::Shell;
 
-use crate::core::git;
-use crate::core::plan::Plan;
-use crate::core::settings::{Settings, SettingsArgs};
-use crate::core::target::TargetKind;
+use crate::core::model_file::ModelFile;
+use crate::core::settings::SettingsArgs;
+use crate::core::target::ClusterTargetArg;
 use crate::steps::push::Release;
-use crate::steps::render::Renderer;
+use crate::targets::choose_cluster;
 
 #[derive(Args, Debug)]
 pub(crate) struct RenderCmd {
+    #[command(flatten)]
+    target: ClusterTargetArg,
+
+    /// The model image shipped with `ship --model PATH`.
+    #[arg(long, value_parser = ModelFile::parse)]
+    model: Option<ModelFile>,
+
     #[command(flatten)]
     settings: SettingsArgs,
 }
 
 impl RenderCmd {
     pub(crate) fn run(self, sh: &Shell, dry_run: bool) -> anyhow::Result<()> {
-        let (settings, _) = Settings::resolve(sh, &self.settings)?;
-        let mut release = Release::recorded(sh, TargetKind::Gke)?;
-        let commit = git::commit(sh)?;
-        let mut plan = Plan::new();
-        Renderer::new(sh, &settings).add_render(&mut plan, &commit, |yaml| {
-            print!("{yaml}");
-            Ok(())
-        });
-        plan.execute_with(dry_run, &mut release)
+        let cluster = choose_cluster(self.target.target, sh, &self.settings)?;
+        cluster
+            .render_plan(self.model.as_ref())?
+            .execute_with(dry_run, &mut Release::default())
     }
 }

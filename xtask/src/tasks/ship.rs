@@ -6,6 +6,7 @@ use xshell::Shell;
 use crate::core::model_file::ModelFile;
 use crate::core::settings::SettingsArgs;
 use crate::core::target::TargetArg;
+use crate::steps::deploy::Rollout;
 use crate::targets::choose;
 use crate::targets::target::ShipOptions;
 
@@ -22,10 +23,19 @@ pub(crate) struct ShipCmd {
     #[arg(long)]
     from_source: bool,
 
-    /// Serve this ONNX model instead of the identity echo (local and docker targets; on
-    /// GKE use the with-model overlay).
+    /// Serve this ONNX model instead of the identity echo: mounted read-only (local,
+    /// docker), or on a cluster, a model image built on the service image and pushed.
     #[arg(long, value_parser = ModelFile::parse)]
     model: Option<ModelFile>,
+
+    /// Seconds to wait for a cluster's rollout.
+    #[arg(long, default_value_t = 300)]
+    rollout_timeout: u64,
+
+    /// On a cluster, if the new pods do not become ready, `kubectl rollout undo` back to
+    /// the revision before.
+    #[arg(long)]
+    rollback_on_failure: bool,
 
     #[command(flatten)]
     settings: SettingsArgs,
@@ -38,6 +48,10 @@ impl ShipCmd {
             port: self.port,
             from_source: self.from_source,
             model: self.model,
+            rollout: Rollout {
+                timeout: self.rollout_timeout,
+                rollback_on_failure: self.rollback_on_failure,
+            },
         };
         target.ship_plan(&options)?.execute(dry_run)
     }

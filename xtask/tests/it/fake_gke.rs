@@ -25,6 +25,7 @@ const REPOSITORY: &str = "ml-images";
 
 #[derive(Default)]
 struct Cloud {
+    endpoint: ClusterEndpoint,
     /// Every request, as "METHOD /path".
     requests: Vec<String>,
     clusters: BTreeSet<String>,
@@ -32,17 +33,46 @@ struct Cloud {
     enabled: BTreeSet<String>,
 }
 
-struct FakeGoogleCloud {
+/// What the fake reports of the clusters it creates: the API server's address and CA.
+#[derive(Clone)]
+pub(crate) struct ClusterEndpoint {
+    /// `HOST[:PORT]`, as GKE's `endpoint` (gcloud writes `https://` before it).
+    pub(crate) address: String,
+    /// The CA certificate, base64 of the PEM, as GKE's `masterAuth.clusterCaCertificate`.
+    pub(crate) ca_base64: String,
+}
+
+impl Default for ClusterEndpoint {
+    fn default() -> Self {
+        ClusterEndpoint {
+            // A documentation address: kubectl never reaches it.
+            address: "203.0.113.10".into(),
+            // A syntactically real PEM; gcloud copies it into the kubeconfig as given.
+            ca_base64: "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUJmYWtlCi0tLS0tRU5EIENFUlRJRklDQVRFLS0tLS0K"
+                .into(),
+        }
+    }
+}
+
+pub(crate) struct FakeGoogleCloud {
     addr: SocketAddr,
     cloud: Arc<Mutex<Cloud>>,
 }
 
 impl FakeGoogleCloud {
     fn start() -> Self {
+        Self::start_with(ClusterEndpoint::default())
+    }
+
+    /// A fake whose clusters are served by the API server at `endpoint`.
+    pub(crate) fn start_with(endpoint: ClusterEndpoint) -> Self {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
-        let cloud = Arc::new(Mutex::new(Cloud::default()));
+        let cloud = Arc::new(Mutex::new(Cloud {
+            endpoint,
+            ..Cloud::default()
+        }));
         let shared = cloud.clone();
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -72,11 +102,11 @@ impl FakeGoogleCloud {
         FakeGoogleCloud { addr, cloud }
     }
 
-    fn endpoint(&self) -> String {
+    pub(crate) fn endpoint(&self) -> String {
         format!("http://{}/", self.addr)
     }
 
-    fn requests(&self) -> Vec<String> {
+    pub(crate) fn requests(&self) -> Vec<String> {
         std::mem::take(&mut self.cloud.lock().unwrap().requests)
     }
 }
@@ -110,15 +140,14 @@ fn gke_operation(addr: SocketAddr, kind: &str, name: &str) -> Value {
     })
 }
 
-fn cluster_json(name: &str) -> Value {
-    // A syntactically real PEM; gcloud copies it into the kubeconfig as given.
-    let ca = "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUJmYWtlCi0tLS0tRU5EIENFUlRJRklDQVRFLS0tLS0K";
+fn cluster_json(name: &str, endpoint: &ClusterEndpoint) -> Value {
+    let ca = &endpoint.ca_base64;
     json!({
         "name": name,
         "location": ZONE,
         "zone": ZONE,
         "status": "RUNNING",
-        "endpoint": "203.0.113.10",
+        "endpoint": endpoint.address,
         "currentMasterVersion": "1.34.1-gke.1000",
         "currentNodeVersion": "1.34.1-gke.1000",
         "currentNodeCount": 3,
@@ -161,7 +190,7 @@ async fn answer(cloud: &Mutex<Cloud>, addr: SocketAddr, request: Request<Incomin
         // Kubernetes Engine.
         (&Method::GET, ["projects", _, "locations", _, "clusters", name]) => {
             if cloud.clusters.contains(*name) {
-                json_response(StatusCode::OK, cluster_json(name))
+                json_response(StatusCode::OK, cluster_json(name, &cloud.endpoint))
             } else {
                 not_found(&path)
             }

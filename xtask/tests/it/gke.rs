@@ -12,18 +12,39 @@ const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef012
 /// The Kubernetes minor GKE's regular channel runs as this is written.
 const GKE_KUBERNETES: &str = "1.34.0";
 
-/// A state directory holding a push record, as `push --target gke` leaves it.
+const REPOSITORY: &str = "us-west1-docker.pkg.dev/my-proj-1/ml-images/score-service";
+
+/// A state directory holding a push record of this very tree, as `push --target gke`
+/// leaves it.
 fn state_with_push(name: &str) -> PathBuf {
     let state = scratch_dir(name);
-    let repository = format!("us-west1-docker.pkg.dev/{PROJECT}/ml-images/score-service");
+    let tag = pushed_tag(&state, &["push", "--target", "gke", "--project", PROJECT]);
+    record_push(&state, &tag);
+    state
+}
+
+/// The tag the image pushed by `args` carries, as its dry run says: this tree's (and
+/// model's) tag, by the xtask's own rule.
+fn pushed_tag(state: &Path, args: &[&str]) -> String {
+    let mut dry_run = vec!["--dry-run"];
+    dry_run.extend(args);
+    let plan = stdout(&xtask_isolated(state, &dry_run));
+    let prefix = format!("$ docker push {REPOSITORY}:");
+    plan.lines()
+        .rev()
+        .find_map(|line| line.trim().strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no push in {plan}"))
+        .to_owned()
+}
+
+fn record_push(state: &Path, tag: &str) {
     std::fs::create_dir_all(state.join("gke")).unwrap();
     let record = serde_json::json!({
-        "tag": "abc",
-        "image": format!("{repository}:abc"),
-        "pinned": format!("{repository}@{DIGEST}"),
+        "tag": tag,
+        "image": format!("{REPOSITORY}:{tag}"),
+        "pinned": format!("{REPOSITORY}@{DIGEST}"),
     });
     std::fs::write(state.join("gke/pushed.json"), record.to_string()).unwrap();
-    state
 }
 
 /// An empty gcloud configuration and Docker config, so nothing of this machine's leaks in
@@ -71,7 +92,8 @@ fn render(state: &Path, overlay: &str) -> String {
 #[test]
 fn every_overlay_renders_with_the_recorded_digest() {
     let state = state_with_push("gke-render");
-    for (overlay, replicas) in [("dev", 1), ("prod", 3)] {
+    // The autoscaler of prod owns the count: the manifests leave it out.
+    for (overlay, replicas) in [("dev", Some(1)), ("prod", None)] {
         let yaml = render(&state, overlay);
         let docs = documents(&yaml);
         let deployment = of_kind(&docs, "Deployment").expect("a Deployment");
@@ -81,10 +103,10 @@ fn every_overlay_renders_with_the_recorded_digest() {
             Some(format!("us-west1-docker.pkg.dev/{PROJECT}/ml-images/score-service@{DIGEST}").as_str()),
             "{overlay}: the image is pinned by digest"
         );
+        assert_eq!(deployment["spec"]["replicas"].as_u64(), replicas, "{overlay}");
         assert_eq!(
-            deployment["spec"]["replicas"].as_u64(),
-            Some(replicas),
-            "{overlay}"
+            deployment["spec"]["template"]["metadata"]["annotations"]["score-service/model"].as_str(),
+            Some("identity")
         );
         assert_eq!(
             deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"].as_u64(),
@@ -111,6 +133,23 @@ fn every_overlay_renders_with_the_recorded_digest() {
             namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"].as_str(),
             Some("restricted")
         );
+        // Only the service port in, only DNS out.
+        let policy = of_kind(&docs, "NetworkPolicy").expect("a NetworkPolicy");
+        assert_eq!(
+            policy["spec"]["podSelector"]["matchLabels"]["app"].as_str(),
+            Some("score-app")
+        );
+        assert_eq!(
+            policy["spec"]["ingress"][0]["ports"][0]["port"].as_str(),
+            Some("http")
+        );
+        let egress: Vec<u64> = policy["spec"]["egress"][0]["ports"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|port| port["port"].as_u64().unwrap())
+            .collect();
+        assert_eq!(egress, [53, 53]);
         let has = |kind| of_kind(&docs, kind).is_some();
         assert_eq!(
             (has("HorizontalPodAutoscaler"), has("PodDisruptionBudget")),
@@ -136,7 +175,7 @@ fn settings_rename_and_resize_what_is_rendered() {
             "--project",
             PROJECT,
             "--overlay",
-            "prod",
+            "dev",
             "--app",
             "fraud",
             "--namespace",
@@ -156,8 +195,6 @@ fn settings_rename_and_resize_what_is_rendered() {
             "old names remain in {text}"
         );
     }
-    let hpa = of_kind(&docs, "HorizontalPodAutoscaler").unwrap();
-    assert_eq!(hpa["spec"]["scaleTargetRef"]["name"].as_str(), Some("fraud"));
     assert_eq!(
         of_kind(&docs, "Deployment").unwrap()["spec"]["replicas"].as_u64(),
         Some(5)
@@ -166,6 +203,52 @@ fn settings_rename_and_resize_what_is_rendered() {
         of_kind(&docs, "Service").unwrap()["spec"]["ports"][0]["port"].as_u64(),
         Some(8080)
     );
+    assert_eq!(
+        of_kind(&docs, "NetworkPolicy").unwrap()["spec"]["podSelector"]["matchLabels"]["app"].as_str(),
+        Some("fraud")
+    );
+
+    let prod = xtask_isolated(
+        &state,
+        &[
+            "render",
+            "--project",
+            PROJECT,
+            "--overlay",
+            "prod",
+            "--app",
+            "fraud",
+        ],
+    );
+    assert!(prod.status.success());
+    let docs = documents(&stdout(&prod));
+    let hpa = of_kind(&docs, "HorizontalPodAutoscaler").unwrap();
+    assert_eq!(hpa["spec"]["scaleTargetRef"]["name"].as_str(), Some("fraud"));
+
+    // A count beside the autoscaler would fight it: refused before anything runs.
+    for command in ["render", "deploy", "ship"] {
+        let mut args = vec![
+            "--dry-run",
+            command,
+            "--project",
+            PROJECT,
+            "--overlay",
+            "prod",
+            "--replicas",
+            "5",
+        ];
+        if command == "ship" {
+            args.extend(["--target", "gke"]);
+        }
+        let output = xtask_isolated(&state, &args);
+        assert!(!output.status.success(), "{command}");
+        assert_eq!(stdout(&output), "", "{command}: no plan");
+        assert!(
+            stderr(&output).contains("overlay prod scales the Deployment with an autoscaler (HorizontalPodAutoscaler score-app, 3 to 10 replicas)"),
+            "{}",
+            stderr(&output)
+        );
+    }
 }
 
 #[test]
@@ -178,7 +261,7 @@ fn manifests_validate_against_the_kubernetes_schemas() {
         validator.display()
     );
     let state = state_with_push("gke-validate");
-    for overlay in ["dev", "prod", "with-model"] {
+    for overlay in ["dev", "prod"] {
         let file = state.join(format!("{overlay}.yaml"));
         std::fs::write(&file, render(&state, overlay)).unwrap();
         let output = Command::new(&validator)
@@ -189,9 +272,8 @@ fn manifests_validate_against_the_kubernetes_schemas() {
         let report = format!("{}{}", stdout(&output), stderr(&output));
         assert!(output.status.success(), "{overlay} fails validation:\n{report}");
         let resources = match overlay {
-            "prod" => 5,
-            "with-model" => 4,
-            _ => 3,
+            "prod" => 6,
+            _ => 4,
         };
         assert_eq!(report.matches("passed").count(), resources, "{report}");
     }
@@ -293,11 +375,32 @@ fn commands_in_plan(plan: &str, program: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// The context the kube plans name.
+const KUBE_CONTEXT: &str = "kind-like";
+const GKE_CONTEXT: &str = "gke_my-proj-1_us-west1-b_k8s-ml-cluster";
+
+/// The dry-run plans of every task that talks to gcloud or a cluster, concatenated.
 fn dry_run_plans(state: &Path) -> String {
+    dry_run_plans_each(state)
+        .into_iter()
+        .map(|(_, plan)| plan)
+        .collect()
+}
+
+/// The dry-run plan of every task that talks to gcloud or a cluster, with its arguments.
+fn dry_run_plans_each(state: &Path) -> Vec<(Vec<&'static str>, String)> {
+    let gke = ["--target", "gke", "--project", PROJECT];
+    let kube = [
+        "--target",
+        "kube",
+        "--context",
+        KUBE_CONTEXT,
+        "--registry",
+        "localhost:5001",
+    ];
     let plans = [
-        vec!["--dry-run", "cluster-up", "--project", PROJECT],
+        vec!["cluster-up", "--project", PROJECT],
         vec![
-            "--dry-run",
             "cluster-up",
             "--project",
             PROJECT,
@@ -306,15 +409,25 @@ fn dry_run_plans(state: &Path) -> String {
             "--location",
             "us-west1",
         ],
-        vec!["--dry-run", "cluster-down", "--project", PROJECT],
-        vec!["--dry-run", "ship", "--target", "gke", "--project", PROJECT],
-        vec!["--dry-run", "deploy", "--project", PROJECT],
+        vec!["cluster-down", "--project", PROJECT],
+        [&["ship", "--rollback-on-failure"][..], &gke].concat(),
+        [&["deploy", "--rollback-on-failure"][..], &gke].concat(),
+        [&["status"][..], &gke].concat(),
+        [&["logs"][..], &gke].concat(),
+        [&["logs", "--follow"][..], &gke].concat(),
+        [&["down"][..], &gke].concat(),
+        [&["ship", "--rollback-on-failure"][..], &kube].concat(),
+        [&["deploy"][..], &kube].concat(),
+        [&["status"][..], &kube].concat(),
+        [&["logs"][..], &kube].concat(),
+        [&["down"][..], &kube].concat(),
     ];
-    let mut all = String::new();
+    let mut all = Vec::new();
     for args in plans {
-        let output = xtask_isolated(state, &args);
+        let dry_run = [&["--dry-run"][..], &args].concat();
+        let output = xtask_isolated(state, &dry_run);
         assert!(output.status.success(), "{args:?}: {}", stderr(&output));
-        all.push_str(&stdout(&output));
+        all.push((args, stdout(&output)));
     }
     all
 }
@@ -339,43 +452,176 @@ fn every_gcloud_command_in_the_plans_gets_past_gclouds_argument_parser() {
     }
 }
 
+/// Every kubectl command of every plan, in order, run by the real kubectl against a fake
+/// Kubernetes API (its containers simulated): each must name its context and succeed —
+/// the diagnosis and the rollback of a failed rollout, the logs and the teardown included.
 #[test]
-fn every_kubectl_command_in_the_plans_fails_for_the_connection_not_its_flags() {
+fn every_kubectl_command_in_the_plans_runs_against_a_kubernetes_api() {
     let state = state_with_push("gke-kubectl-contract");
-    // A kubeconfig for a server nobody listens on.
+    let token = "kubectl-contract-token";
+    let cluster = fake_kube::FakeCluster::start_blocking(fake_kube::ClusterOptions {
+        kubelet: fake_kube::Kubelet::Simulated,
+        ..fake_kube::ClusterOptions::new(token)
+    })
+    .unwrap();
+    // One kubeconfig with both contexts the plans name, each its own user.
     let kubeconfig = state.join("kubeconfig");
-    let server = format!("https://127.0.0.1:{}", free_port());
+    let mut config: serde_yaml::Value =
+        serde_yaml::from_str(&cluster.kubeconfig(GKE_CONTEXT, token)).unwrap();
+    let other: serde_yaml::Value = serde_yaml::from_str(&cluster.kubeconfig(KUBE_CONTEXT, token)).unwrap();
+    for list in ["clusters", "users", "contexts"] {
+        let extra = other[list].as_sequence().unwrap().clone();
+        config[list].as_sequence_mut().unwrap().extend(extra);
+    }
+    std::fs::write(&kubeconfig, serde_yaml::to_string(&config).unwrap()).unwrap();
+    let cache = state.join("kube-cache");
+
+    // What the apply steps read: the rendered manifests, where the plans expect them; the
+    // kube target's push record, so its plans pin an image.
+    let rendered = render(&state, "dev");
+    std::fs::write(state.join("gke/rendered.yaml"), &rendered).unwrap();
+    let kube_tag = {
+        let plan = stdout(&xtask_isolated(
+            &state,
+            &[
+                "--dry-run",
+                "push",
+                "--target",
+                "kube",
+                "--context",
+                KUBE_CONTEXT,
+                "--registry",
+                "localhost:5001",
+            ],
+        ));
+        plan.lines()
+            .find_map(|line| line.strip_prefix("$ docker push localhost:5001/score-service:"))
+            .unwrap()
+            .to_owned()
+    };
+    std::fs::create_dir_all(state.join("kube")).unwrap();
     std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: nowhere\n  cluster:\n    server: {server}\n    insecure-skip-tls-verify: true\n\
-             users:\n- name: nobody\n  user:\n    token: not-a-secret\ncontexts:\n- name: nowhere\n  context:\n    cluster: nowhere\n    user: nobody\n\
-             current-context: nowhere\n"
-        ),
+        state.join("kube/pushed.json"),
+        serde_json::json!({
+            "tag": kube_tag,
+            "image": format!("localhost:5001/score-service:{kube_tag}"),
+            "pinned": format!("localhost:5001/score-service@{DIGEST}"),
+        })
+        .to_string(),
     )
     .unwrap();
-    // The apply step reads the rendered manifests: render them where the plan expects.
-    std::fs::write(state.join("gke/rendered.yaml"), render(&state, "dev")).unwrap();
+    std::fs::write(state.join("kube/rendered.yaml"), &rendered).unwrap();
 
-    let commands = commands_in_plan(&dry_run_plans(&state), "kubectl");
-    let talking: Vec<_> = commands
-        .into_iter()
-        .filter(|argv| argv[1] != "kustomize")
-        .collect();
-    assert!(talking.len() >= 4, "{talking:?}");
-    for argv in talking {
-        let output = Command::new(&argv[0])
-            .args(&argv[1..])
+    let kubectl = |args: &[String]| {
+        let mut command = Command::new(&args[0]);
+        command
+            .args(&args[1..])
             .env("KUBECONFIG", &kubeconfig)
-            .output()
+            .env("KUBECACHEDIR", &cache)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        command.spawn().unwrap()
+    };
+    // A first revision with another image, so `rollout undo` has one to go back to.
+    let earlier = state.join("earlier.yaml");
+    std::fs::write(&earlier, rendered.replace(DIGEST, &DIGEST.replace('0', "f"))).unwrap();
+    let mut ran = Vec::new();
+    let mut count = 0;
+    for (task, plan) in dry_run_plans_each(&state) {
+        if task[0] == "ship" {
+            // A revision before the one shipped, so `rollout undo` has one to go back to.
+            let context = if task.contains(&"kube") {
+                KUBE_CONTEXT
+            } else {
+                GKE_CONTEXT
+            };
+            let applied = kubectl(
+                &[
+                    "kubectl",
+                    "apply",
+                    "--server-side",
+                    "--field-manager=cargo-xtask",
+                    "--context",
+                    context,
+                    "--filename",
+                ]
+                .map(String::from)
+                .into_iter()
+                .chain([earlier.display().to_string()])
+                .collect::<Vec<_>>(),
+            )
+            .wait_with_output()
             .unwrap();
-        let err = stderr(&output);
-        assert!(!output.status.success(), "{argv:?} succeeded against nothing");
-        assert!(
-            err.contains("connection refused"),
-            "{argv:?} failed for another reason than the connection:\n{err}"
-        );
+            assert!(
+                applied.status.success(),
+                "{}",
+                String::from_utf8_lossy(&applied.stderr)
+            );
+        }
+        let commands: Vec<Vec<String>> = commands_in_plan(&plan, "kubectl")
+            .into_iter()
+            .filter(|argv| argv[1] != "kustomize")
+            // The pod a failed rollout's logs come from is only known then.
+            .filter(|argv| !argv.iter().any(|arg| arg.starts_with('<')))
+            .collect();
+        count += commands.len();
+        for argv in commands {
+            {
+                let context = argv
+                    .iter()
+                    .position(|arg| arg == "--context")
+                    .map(|at| argv[at + 1].as_str());
+                assert!(
+                    context == Some(GKE_CONTEXT) || context == Some(KUBE_CONTEXT),
+                    "{argv:?} does not name its context"
+                );
+            }
+            let mut child = kubectl(&argv);
+            if argv.iter().any(|arg| arg == "--follow") {
+                // Streaming, as it should: give it a moment to fail, then stop it.
+                std::thread::sleep(std::time::Duration::from_secs(3));
+                let still_running = child.try_wait().unwrap().is_none();
+                let _ = child.kill();
+                let output = child.wait_with_output().unwrap();
+                assert!(
+                    still_running || output.status.success(),
+                    "{argv:?}: {}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
+                continue;
+            }
+            let output = child.wait_with_output().unwrap();
+            let err = String::from_utf8_lossy(&output.stderr);
+            // kubectl diff exits 1 when there are differences.
+            let diff_found = argv[1] == "diff" && output.status.code() == Some(1);
+            assert!(
+                output.status.success() || diff_found,
+                "{task:?}: {argv:?} failed:\n{err}"
+            );
+            ran.push(argv[1..3].join(" "));
+        }
     }
+    assert!(count >= 30, "{count} commands: {ran:?}");
+    for expected in [
+        "diff --server-side",
+        "apply --server-side",
+        "rollout status",
+        "rollout undo",
+        "get pods",
+        "get events",
+        "logs --selector",
+        "delete deployments,services,horizontalpodautoscalers,poddisruptionbudgets,networkpolicies",
+    ] {
+        assert!(ran.iter().any(|r| r == expected), "{expected} never ran: {ran:?}");
+    }
+    let requests = cluster.requests();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.starts_with("PATCH /apis/apps/v1/namespaces/mlops/deployments/score-app?")),
+        "{requests:#?}"
+    );
+    cluster.shutdown();
 }
 
 #[test]
@@ -392,12 +638,13 @@ fn the_pipelines_do_their_work_through_cargo_xtask() {
             .collect()
     };
     assert_eq!(runs("test"), ["cargo xtask ci"]);
+    let kind = runs("kind");
     assert_eq!(
-        runs("kind"),
+        kind[kind.len() - 3..],
         [
-            "cargo xtask registry up",
-            "cargo xtask ship --target kube --context kind-score --registry localhost:5001",
-            "cargo xtask status --target kube --context kind-score"
+            "cargo xtask ship --target kube --context kind-score --registry kind-registry:5000",
+            "cargo xtask status --target kube --context kind-score",
+            "cargo xtask logs --target kube --context kind-score"
         ]
     );
     // Every action pinned to a full commit, and checkout keeping no credentials.
@@ -468,39 +715,74 @@ fn the_pipelines_do_their_work_through_cargo_xtask() {
 fn deploy_and_ship_plans_list_every_command_in_order() {
     let state = state_with_push("gke-plans");
     let s = state.display();
+    let context = format!("--context {GKE_CONTEXT}");
     let deploy = xtask_isolated(
         &state,
         &["--dry-run", "deploy", "--project", PROJECT, "--timeout", "120"],
     );
     assert!(deploy.status.success());
+    let plan = stdout(&deploy);
+    let lines: Vec<&str> = plan.lines().collect();
     assert_eq!(
-        stdout(&deploy).lines().collect::<Vec<_>>(),
+        lines[..5],
         [
+            format!(
+                "# read {s}/gke/pushed.json: it must record the push of {REPOSITORY}:{}",
+                pushed_tag(&state, &["push", "--target", "gke", "--project", PROJECT])
+            ),
+            format!("$ kubectl config get-contexts {GKE_CONTEXT} --output name {context}"),
             format!(
                 "# write {s}/gke/render/kustomization.yaml (overlay dev, image pinned to the digest recorded by push)"
             ),
-            format!("$ kubectl kustomize {s}/gke/render"),
+            format!("$ kubectl kustomize {s}/gke/render --kubeconfig /dev/null"),
             format!(
-                "$ kubectl apply --server-side --field-manager=cargo-xtask --filename {s}/gke/rendered.yaml"
+                "$ kubectl diff --server-side --field-manager=cargo-xtask --force-conflicts --filename {s}/gke/rendered.yaml {context}"
             ),
-            "$ kubectl rollout status deployment/score-app --namespace mlops --timeout=120s".to_owned(),
+        ]
+    );
+    assert_eq!(
+        lines[5..],
+        [
+            format!(
+                "$ kubectl apply --server-side --field-manager=cargo-xtask --force-conflicts --filename {s}/gke/rendered.yaml {context}"
+            ),
+            format!(
+                "$ kubectl rollout status deployment/score-app --timeout=120s {context} --namespace mlops"
+            ),
+            "# if it fails:".to_owned(),
+            format!(
+                "  $ kubectl get pods --selector app=score-app --output json {context} --namespace mlops"
+            ),
+            format!(
+                "  $ kubectl get events --field-selector type=Warning --sort-by=.lastTimestamp {context} --namespace mlops"
+            ),
+            format!(
+                "  $ kubectl logs <the first pod not ready> --all-containers --tail=20 {context} --namespace mlops"
+            ),
         ]
     );
 
     let ship = xtask_isolated(
         &state,
-        &["--dry-run", "ship", "--target", "gke", "--project", PROJECT],
+        &[
+            "--dry-run",
+            "ship",
+            "--target",
+            "gke",
+            "--project",
+            PROJECT,
+            "--rollback-on-failure",
+        ],
     );
     assert!(ship.status.success());
     let plan = stdout(&ship);
     // The static binary is built for the machine's own architecture, as the image is.
     let triple = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
-    let repository = format!("us-west1-docker.pkg.dev/{PROJECT}/ml-images/score-service");
     let shape: Vec<String> = plan
         .lines()
         .map(|line| {
             // Tags change with every commit: keep what comes before them.
-            line.split(&format!("{repository}:"))
+            line.split(&format!("{REPOSITORY}:"))
                 .next()
                 .unwrap()
                 .trim_end()
@@ -511,74 +793,136 @@ fn deploy_and_ship_plans_list_every_command_in_order() {
         shape,
         [
             "# check that the Docker engine answers".to_owned(),
-            "$ gcloud artifacts docker images describe".to_owned(),
-            "# only if".to_owned(),
-            format!("  $ cargo build --release --locked --package score-service --target {triple} --config \"target.{triple}.rustflags=[\\\"-C\\\", \\\"target-feature=+crt-static\\\"]\""),
-            format!("  # copy target/{triple}/release/score-service to dist/score-service"),
-            "  $ docker build --target prebuilt --tag".to_owned(),
-            "  $ docker push".to_owned(),
-            "  $ docker image inspect --format \"{{json .RepoDigests}}\"".to_owned(),
-            "$ kubectl get deployment score-app --namespace mlops --output=jsonpath={.spec.template.spec.containers[0].image}".to_owned(),
-            "# only if the cluster does not run the recorded digest yet:".to_owned(),
-            format!("  # write {s}/gke/render/kustomization.yaml (overlay dev, image pinned to the digest recorded by push)"),
-            format!("  $ kubectl kustomize {s}/gke/render"),
-            format!("  $ kubectl apply --server-side --field-manager=cargo-xtask --filename {s}/gke/rendered.yaml"),
-            "  $ kubectl rollout status deployment/score-app --namespace mlops --timeout=300s".to_owned(),
-            "# wait up to 600s for service score-app in mlops to get an external IP, then smoke test http://IP:5000".to_owned(),
+            format!("$ kubectl config get-contexts {GKE_CONTEXT} --output name {context}"),
+            format!(
+                "$ cargo build --release --locked --package score-service --target {triple} --config \"target.{triple}.rustflags=[\\\"-C\\\", \\\"target-feature=+crt-static\\\"]\""
+            ),
+            format!("$ cargo metadata --format-version 1 --locked --filter-platform {triple}"),
+            format!("# copy target/{triple}/release/score-service to dist/score-service"),
+            "$ docker build --target prebuilt --tag".to_owned(),
+            "$ docker push".to_owned(),
+            "$ docker image inspect --format \"{{json .RepoDigests}}\"".to_owned(),
+            format!(
+                "# write {s}/gke/render/kustomization.yaml (overlay dev, image pinned to the digest recorded by push)"
+            ),
+            format!("$ kubectl kustomize {s}/gke/render --kubeconfig /dev/null"),
+            format!(
+                "$ kubectl diff --server-side --field-manager=cargo-xtask --force-conflicts --filename {s}/gke/rendered.yaml {context}"
+            ),
+            format!(
+                "$ kubectl apply --server-side --field-manager=cargo-xtask --force-conflicts --filename {s}/gke/rendered.yaml {context}"
+            ),
+            format!(
+                "$ kubectl rollout status deployment/score-app --timeout=300s {context} --namespace mlops"
+            ),
+            "# if it fails:".to_owned(),
+            format!(
+                "  $ kubectl get pods --selector app=score-app --output json {context} --namespace mlops"
+            ),
+            format!(
+                "  $ kubectl get events --field-selector type=Warning --sort-by=.lastTimestamp {context} --namespace mlops"
+            ),
+            format!(
+                "  $ kubectl logs <the first pod not ready> --all-containers --tail=20 {context} --namespace mlops"
+            ),
+            format!("  $ kubectl rollout undo deployment/score-app {context} --namespace mlops"),
+            format!(
+                "  $ kubectl rollout status deployment/score-app --timeout=300s {context} --namespace mlops"
+            ),
+            format!(
+                "# wait up to 600s for service score-app (context {GKE_CONTEXT}, namespace mlops) to get an external address, then smoke test http://ADDRESS:5000"
+            ),
         ],
         "{plan}"
     );
 }
 
 #[test]
-fn the_with_model_overlay_mounts_its_model_from_a_config_map() {
-    let state = state_with_push("gke-with-model");
-    let docs = documents(&render(&state, "with-model"));
-    let config_map = of_kind(&docs, "ConfigMap").expect("a ConfigMap");
-    let name = config_map["metadata"]["name"].as_str().unwrap();
+fn a_model_ships_as_an_image_built_on_the_service_image() {
+    let state = scratch_dir("gke-model-image");
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/logistic_regression.onnx");
+    let model = model.to_str().unwrap();
+    let ship = ["ship", "--target", "gke", "--project", PROJECT, "--model", model];
+    let tag = pushed_tag(&state, &ship);
+    let service_tag = pushed_tag(&state, &["push", "--target", "gke", "--project", PROJECT]);
     assert!(
-        name.starts_with("score-model-"),
-        "the name carries a content hash: {name}"
+        tag.starts_with(&format!("{service_tag}-model-")),
+        "the model image's tag extends the service's: {tag}"
     );
-    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests/overlays/with-model/model.onnx");
-    let encoded = config_map["binaryData"]["model.onnx"]
-        .as_str()
-        .unwrap()
-        .replace('\n', "");
-    let decoded = Command::new("base64")
-        .arg("--decode")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            use std::io::Write;
-            child.stdin.take().unwrap().write_all(encoded.as_bytes())?;
-            child.wait_with_output()
-        })
-        .unwrap();
+    let plan = stdout(&xtask_isolated(&state, &[&["--dry-run"][..], &ship].concat()));
+    let build = format!(
+        "$ docker build --tag {REPOSITORY}:{tag} --build-arg BASE=<the service image's pinned digest> {}/gke/model-image",
+        state.display()
+    );
+    let pushes: Vec<&str> = plan.lines().filter(|l| l.starts_with("$ docker push")).collect();
+    assert_eq!(pushes.len(), 2, "the service image, then the model image: {plan}");
+    assert!(plan.contains(&build), "{plan}");
+    assert!(
+        plan.find(&build) > plan.find(pushes[0]),
+        "built on the pushed service image: {plan}"
+    );
+
+    // render pins the model image and names the model for `status`.
+    record_push(&state, &tag);
+    let output = xtask_isolated(&state, &["render", "--project", PROJECT, "--model", model]);
+    assert!(output.status.success());
+    let docs = documents(&stdout(&output));
+    let deployment = of_kind(&docs, "Deployment").unwrap();
     assert_eq!(
-        decoded.stdout,
-        std::fs::read(model).unwrap(),
-        "the ConfigMap holds the model's bytes"
+        deployment["spec"]["template"]["metadata"]["annotations"]["score-service/model"].as_str(),
+        Some("logistic_regression")
     );
-    let pod = &of_kind(&docs, "Deployment").unwrap()["spec"]["template"]["spec"];
-    assert_eq!(
-        pod["volumes"][0]["configMap"]["name"].as_str(),
-        Some(name),
-        "the volume follows the hashed name"
+    // Without --model, the record (of the model image) is not this tree's service image.
+    let output = xtask_isolated(&state, &["render", "--project", PROJECT]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains(&format!(
+            "records {REPOSITORY}:{tag}, but this tree with these settings is {REPOSITORY}:{service_tag}"
+        )),
+        "{}",
+        stderr(&output)
     );
-    let container = &pod["containers"][0];
-    assert_eq!(
-        container["volumeMounts"][0]["mountPath"].as_str(),
-        Some("/models")
-    );
-    let env: Vec<_> = container["env"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .map(|e| (e["name"].as_str().unwrap(), e["value"].as_str().unwrap()))
-        .collect();
-    assert!(env.contains(&("SCORE_MODEL", "/models/model.onnx")), "{env:?}");
+}
+
+#[test]
+fn render_and_deploy_pin_only_this_trees_push_and_dry_run_without_one() {
+    let state = scratch_dir("gke-render-record");
+    // A fresh clone: nothing pushed. Dry runs still show their plans.
+    for task in ["render", "deploy"] {
+        let output = xtask_isolated(&state, &["--dry-run", task, "--project", PROJECT]);
+        assert!(output.status.success(), "{task}: {}", stderr(&output));
+        assert!(stdout(&output).contains("/gke/pushed.json: it must record the push of"));
+        let output = xtask_isolated(&state, &[task, "--project", PROJECT]);
+        assert!(!output.status.success());
+        assert!(
+            stderr(&output).contains("no image is pushed for gke yet"),
+            "{}",
+            stderr(&output)
+        );
+    }
+    // A push of another commit, or for another project's registry, is refused.
+    for image in [
+        format!("{REPOSITORY}:0123abcd"),
+        format!(
+            "us-west1-docker.pkg.dev/another-proj/ml-images/score-service:{}",
+            pushed_tag(&state, &["push", "--target", "gke", "--project", PROJECT])
+        ),
+    ] {
+        std::fs::create_dir_all(state.join("gke")).unwrap();
+        let record =
+            serde_json::json!({"tag": "x", "image": image, "pinned": format!("{REPOSITORY}@{DIGEST}")});
+        std::fs::write(state.join("gke/pushed.json"), record.to_string()).unwrap();
+        let output = xtask_isolated(&state, &["render", "--project", PROJECT]);
+        assert!(!output.status.success());
+        assert!(
+            stderr(&output).contains(&format!(
+                "records {image}, but this tree with these settings is {REPOSITORY}:"
+            )),
+            "{}",
+            stderr(&output)
+        );
+        assert_eq!(stdout(&output), "", "nothing rendered");
+    }
 }
 
 #[test]

@@ -5,5 +5,6 @@ mod docker;
 mod fake_gke;
 mod gke;
 mod local;
+mod rehearsal;
 mod support;
 mod tools;

@@ -168,9 +168,26 @@ fn install_kustomize_installs_a_verified_release_that_render_then_uses() {
     // render now builds with it.
     let state = scratch.join("state");
     std::fs::create_dir_all(state.join("gke")).unwrap();
+    // A record of this tree's push, as its dry run names it.
+    let plan = xtask_with(
+        &[("XTASK_STATE_DIR", &state)],
+        &["--dry-run", "render", "--project", "my-proj-1"],
+    );
+    let image = stdout(&plan)
+        .lines()
+        .find_map(|line| {
+            line.split_once("it must record the push of ")
+                .map(|(_, image)| image.to_owned())
+        })
+        .expect("render's plan names the image it pins");
     std::fs::write(
         state.join("gke/pushed.json"),
-        r#"{"tag":"t","image":"r/i:t","pinned":"us-west1-docker.pkg.dev/my-proj-1/ml-images/score-service@sha256:1111111111111111111111111111111111111111111111111111111111111111"}"#,
+        serde_json::json!({
+            "tag": "t",
+            "image": image,
+            "pinned": "us-west1-docker.pkg.dev/my-proj-1/ml-images/score-service@sha256:1111111111111111111111111111111111111111111111111111111111111111",
+        })
+        .to_string(),
     )
     .unwrap();
     let rendered = xtask_with(

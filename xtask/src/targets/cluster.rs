@@ -1,0 +1,422 @@
+//! The cluster targets: `gke` (Google Kubernetes Engine, the settings of deploy.yaml) and
+//! `kube` (any cluster of the kubeconfig: kind, minikube, k3d, EKS, AKS, GKE without
+//! gcloud). Both ship the same way: build the image, push it (and, with `--model`, a
+//! model image on top of it), render the overlay pinned to the pushed digest, diff and
+//! apply server-side, wait for the rollout, and smoke-test through the load balancer.
+//!
+//! Every kubectl command names the context (see `steps::kubectl`); a context missing
+//! from the kubeconfig stops the plan before anything changes.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+use xshell::Shell;
+
+use crate::core::git;
+use crate::core::model_file::ModelFile;
+use crate::core::paths::state_dir;
+use crate::core::plan::{Plan, query};
+use crate::core::process::{Poll, WaitError, poll_until};
+use crate::core::settings::{Settings, SettingsArgs};
+use crate::core::target::TargetKind;
+use crate::steps::deploy::{Rollout, add_deploy};
+use crate::steps::engine::add_engine_check;
+use crate::steps::image::Image;
+use crate::steps::kubectl::{Kubectl, current_context};
+use crate::steps::model_image::ModelImage;
+use crate::steps::push::{self, Release};
+use crate::steps::registry::{self, LocalRegistry};
+use crate::steps::render::{MODEL_ANNOTATION, Renderer};
+use crate::steps::smoke::{REQUEST, smoke_test};
+use crate::targets::target::{ShipOptions, Target};
+
+pub(crate) struct Cluster<'a> {
+    sh: &'a Shell,
+    kind: TargetKind,
+    settings: Settings,
+    kubectl: Kubectl<'a>,
+    /// `HOST[:PORT][/PATH]`: images go to `REGISTRY/IMAGE`. Only pushing needs one.
+    registry: Option<String>,
+    /// What to do when the kubeconfig lacks the context.
+    get_context: String,
+    /// Where this target's records and generated files live.
+    state: PathBuf,
+    local_registry: LocalRegistry,
+}
+
+impl<'a> Cluster<'a> {
+    /// GKE: the context `get-credentials` writes and Artifact Registry, unless the
+    /// settings name others.
+    pub(crate) fn gke(sh: &'a Shell, args: &SettingsArgs) -> anyhow::Result<Self> {
+        let (settings, gke) = Settings::resolve_with_gke(sh, args)?;
+        let context = settings.context.clone().unwrap_or_else(|| gke.context());
+        let registry = settings.registry.clone().unwrap_or_else(|| gke.registry());
+        let get_context = format!(
+            "run `cargo xtask cluster-up`, which fetches it (`gcloud container clusters get-credentials {} --location {} --project {}`)",
+            gke.cluster, gke.location, gke.project
+        );
+        Ok(Self::new(
+            sh,
+            TargetKind::Gke,
+            settings,
+            context,
+            Some(registry),
+            get_context,
+        ))
+    }
+
+    /// Any cluster: the context named (or the current one) and the registry named.
+    pub(crate) fn kube(sh: &'a Shell, args: &SettingsArgs) -> anyhow::Result<Self> {
+        let settings = Settings::resolve(sh, args)?;
+        let registry = settings.registry.clone();
+        let context = match settings.context.clone() {
+            Some(context) => context,
+            None => current_context(sh)?,
+        };
+        let get_context = "`kubectl config get-contexts` lists the contexts there are".to_owned();
+        Ok(Self::new(
+            sh,
+            TargetKind::Kube,
+            settings,
+            context,
+            registry,
+            get_context,
+        ))
+    }
+
+    fn new(
+        sh: &'a Shell,
+        kind: TargetKind,
+        settings: Settings,
+        context: String,
+        registry: Option<String>,
+        get_context: String,
+    ) -> Self {
+        Cluster {
+            sh,
+            kind,
+            kubectl: Kubectl::new(sh, context, settings.namespace.clone()),
+            settings,
+            registry,
+            get_context,
+            state: state_dir(sh).join(kind.to_string()),
+            local_registry: LocalRegistry::new(sh),
+        }
+    }
+
+    fn record(&self) -> PathBuf {
+        push::record_path(self.sh, self.kind)
+    }
+
+    fn repository(&self) -> anyhow::Result<String> {
+        let Some(registry) = &self.registry else {
+            bail!(
+                "the kube target needs a registry the cluster can pull from: pass --registry (kind's local registry: --registry kind-registry:5000), set XTASK_REGISTRY, or add registry to deploy.yaml"
+            );
+        };
+        Ok(format!("{registry}/{}", self.settings.image))
+    }
+
+    fn renderer(&self, model: Option<&ModelFile>) -> Renderer<'a> {
+        Renderer::new(
+            self.sh,
+            &self.settings,
+            &self.state,
+            model.map(|m| m.name.clone()),
+        )
+    }
+
+    /// The image this tree (and model) makes for these settings.
+    fn reference(&self, model: Option<&ModelFile>) -> anyhow::Result<String> {
+        let image = Image::for_worktree(self.sh, self.repository()?)?;
+        Ok(match model {
+            None => image.reference(),
+            Some(model) => {
+                let model_image = ModelImage::new(model, image.tag(), self.state.join("model-image"))?;
+                format!("{}:{}", image.repository, model_image.tag())
+            }
+        })
+    }
+
+    /// The plan of `render`: the manifests of the image pushed from this tree.
+    pub(crate) fn render_plan(&self, model: Option<&ModelFile>) -> anyhow::Result<Plan<'a, Release>> {
+        let renderer = self.renderer(model);
+        renderer.check_settings()?;
+        let mut plan = Plan::new();
+        push::add_recorded(&mut plan, self.record(), self.reference(model)?, self.kind);
+        renderer.add_render(&mut plan, &git::commit(self.sh)?, |yaml| {
+            print!("{yaml}");
+            Ok(())
+        });
+        Ok(plan)
+    }
+
+    /// The plan of `deploy`: the image pushed from this tree, applied and rolled out.
+    pub(crate) fn deploy_plan(
+        &self,
+        model: Option<&ModelFile>,
+        rollout: Rollout,
+    ) -> anyhow::Result<Plan<'a, Release>> {
+        let renderer = self.renderer(model);
+        renderer.check_settings()?;
+        let mut plan = Plan::new();
+        push::add_recorded(&mut plan, self.record(), self.reference(model)?, self.kind);
+        self.kubectl
+            .add_context_check(&mut plan, self.get_context.clone());
+        self.add_deploy(&mut plan, &renderer, rollout)?;
+        Ok(plan)
+    }
+
+    fn add_deploy(
+        &self,
+        plan: &mut Plan<'a, Release>,
+        renderer: &Renderer<'a>,
+        rollout: Rollout,
+    ) -> anyhow::Result<()> {
+        add_deploy(
+            plan,
+            renderer,
+            &self.kubectl,
+            &self.settings.app,
+            self.state.join("rendered.yaml"),
+            &git::commit(self.sh)?,
+            rollout,
+        );
+        Ok(())
+    }
+
+    /// The registry is the one `cargo xtask registry up` runs: start it if needed.
+    fn uses_local_registry(&self) -> bool {
+        let host = self.registry.as_deref().and_then(|r| r.split('/').next());
+        host == Some(format!("localhost:{}", registry::DEFAULT_PORT).as_str())
+    }
+}
+
+impl<'s> Target for Cluster<'s> {
+    /// Image → push → (model image → push) → render, diff, apply → rollout → smoke.
+    fn ship_plan(&self, options: &ShipOptions) -> anyhow::Result<Plan<'_, Release>> {
+        let sh = self.sh;
+        let model = options.model.as_ref();
+        let renderer = self.renderer(model);
+        renderer.check_settings()?;
+        let mut plan = Plan::new();
+        add_engine_check(sh, &mut plan);
+        self.kubectl
+            .add_context_check(&mut plan, self.get_context.clone());
+        self.add_before_push(&mut plan)?;
+        let image = Image::for_worktree(sh, self.repository()?)?;
+        image.add_build(sh, &mut plan, options.from_source);
+        push::add_push(sh, &mut plan, &image.repository, image.tag(), self.record());
+        if let Some(model) = model {
+            let model_image = ModelImage::new(model, image.tag(), self.state.join("model-image"))?;
+            model_image.add_build_and_push(sh, &mut plan, &image.repository, self.record());
+        }
+        self.add_deploy(&mut plan, &renderer, options.rollout)?;
+        self.add_smoke(&mut plan, Duration::from_secs(600), model.map(|m| m.name.clone()))?;
+        Ok(plan)
+    }
+
+    /// Deletes what the manifests created for the app (found by its label); the
+    /// namespace stays, since other things may live in it.
+    fn down_plan(&self) -> anyhow::Result<Plan<'_, Release>> {
+        let mut plan = Plan::new();
+        self.kubectl
+            .add_context_check(&mut plan, self.get_context.clone());
+        let selector = format!("app={}", self.settings.app);
+        plan.run(
+            self.kubectl.namespaced([
+                "delete",
+                "deployments,services,horizontalpodautoscalers,poddisruptionbudgets,networkpolicies",
+                "--selector",
+                &selector,
+                "--ignore-not-found",
+                "--wait=true",
+                "--timeout=300s",
+            ]),
+            "read kubectl's error above; `kubectl get all --selector app=APP` shows what is left",
+        );
+        Ok(plan)
+    }
+
+    /// Adds: wait (bounded) for the Service's external address, then the smoke test.
+    fn add_smoke<'p>(
+        &'p self,
+        plan: &mut Plan<'p, Release>,
+        timeout: Duration,
+        model: Option<String>,
+    ) -> anyhow::Result<()> {
+        let (app, port) = (self.settings.app.clone(), self.settings.service_port);
+        let kubectl = self.kubectl.clone();
+        plan.check(
+            format!(
+                "wait up to {timeout:?} for service {app} (context {}, namespace {}) to get an external address, then smoke test http://ADDRESS:{port}",
+                kubectl.context, kubectl.namespace
+            ),
+            move |_| {
+                let address = wait_for_address(&kubectl, &app, timeout)?;
+                let url = format!("http://{address}:{port}");
+                smoke_test(&url, timeout, model.as_deref())?;
+                println!("The service answers at {url}");
+                match model {
+                    None => println!(
+                        "Try it:  curl -X POST {url}/score -H 'Content-Type: application/json' -d '{REQUEST}'"
+                    ),
+                    Some(model) => println!("Its model: curl {url}/v2/models/{model}"),
+                }
+                Ok(())
+            },
+        );
+        Ok(())
+    }
+
+    fn status_plan(&self) -> anyhow::Result<Plan<'_, Release>> {
+        let mut plan = Plan::new();
+        self.kubectl
+            .add_context_check(&mut plan, self.get_context.clone());
+        let app = self.settings.app.clone();
+        let (kind, kubectl) = (self.kind, &self.kubectl);
+        let (context, namespace) = (kubectl.context.clone(), kubectl.namespace.clone());
+        plan.read(
+            kubectl.namespaced(["get", "deployment", &app, "--output", "json"]),
+            format!("nothing of {app} is deployed there: `cargo xtask ship --target {kind}`"),
+            move |_, json| {
+                let deployment: Value = serde_json::from_str(&json).context("kubectl printed no JSON")?;
+                print!("{}", describe_deployment(kind, &context, &namespace, &deployment));
+                Ok(())
+            },
+        );
+        let port = self.settings.service_port;
+        plan.read(
+            kubectl.namespaced(["get", "service", &self.settings.app, "--output", "json"]),
+            "the Deployment runs but its Service is missing: ship again",
+            move |_, json| {
+                let service: Value = serde_json::from_str(&json).context("kubectl printed no JSON")?;
+                let address = ingress_address(&service["status"]["loadBalancer"]["ingress"][0]);
+                match address {
+                    Some(address) => println!("{:10}http://{address}:{port}", "address"),
+                    None => println!("{:10}(no external address yet)", "address"),
+                }
+                Ok(())
+            },
+        );
+        Ok(plan)
+    }
+
+    fn logs_plan(&self, follow: bool, tail: u32) -> anyhow::Result<Plan<'_, Release>> {
+        let mut plan = Plan::new();
+        self.kubectl
+            .add_context_check(&mut plan, self.get_context.clone());
+        let selector = format!("app={}", self.settings.app);
+        let tail = format!("--tail={tail}");
+        let mut args = vec![
+            "logs",
+            "--selector",
+            &selector,
+            "--all-containers",
+            "--prefix",
+            &tail,
+        ];
+        if follow {
+            args.extend(["--follow", "--max-log-requests=20"]);
+        }
+        plan.run(
+            self.kubectl.namespaced(args),
+            format!("see `cargo xtask status --target {}`", self.kind),
+        );
+        Ok(plan)
+    }
+
+    fn image_repository(&self) -> anyhow::Result<String> {
+        self.repository()
+    }
+
+    fn add_before_push<'p>(&'p self, plan: &mut Plan<'p, Release>) -> anyhow::Result<()> {
+        if self.uses_local_registry() {
+            self.local_registry
+                .add_up(self.sh, plan, registry::DEFAULT_PORT)?;
+        }
+        Ok(())
+    }
+}
+
+/// `ip` (GKE, AKS, kind's cloud provider) or `hostname` (EKS) of a load balancer ingress.
+fn ingress_address(ingress: &Value) -> Option<String> {
+    ["ip", "hostname"]
+        .iter()
+        .find_map(|key| ingress[key].as_str().filter(|s| !s.is_empty()))
+        .map(str::to_owned)
+}
+
+/// What `status` prints of a Deployment.
+fn describe_deployment(kind: TargetKind, context: &str, namespace: &str, deployment: &Value) -> String {
+    let metadata = &deployment["metadata"];
+    let annotations = &metadata["annotations"];
+    let status = &deployment["status"];
+    let number = |value: &Value| value.as_u64().unwrap_or(0);
+    let mut out = String::new();
+    let mut line = |key: &str, value: String| out.push_str(&format!("{key:10}{value}\n"));
+    line(
+        "target",
+        format!("{kind} (context {context}, namespace {namespace})"),
+    );
+    line(
+        "image",
+        deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+            .as_str()
+            .unwrap_or("?")
+            .to_owned(),
+    );
+    line(
+        "model",
+        deployment["spec"]["template"]["metadata"]["annotations"][MODEL_ANNOTATION]
+            .as_str()
+            .unwrap_or("(not recorded)")
+            .to_owned(),
+    );
+    line(
+        "replicas",
+        format!(
+            "{} ready of {} wanted, {} up to date",
+            number(&status["readyReplicas"]),
+            number(&deployment["spec"]["replicas"]),
+            number(&status["updatedReplicas"])
+        ),
+    );
+    line(
+        "revision",
+        format!(
+            "{} ({})",
+            annotations["deployment.kubernetes.io/revision"]
+                .as_str()
+                .unwrap_or("?"),
+            annotations["kubernetes.io/change-cause"]
+                .as_str()
+                .unwrap_or("no change-cause")
+        ),
+    );
+    out
+}
+
+/// Polls the Service until its load balancer reports an address.
+fn wait_for_address(kubectl: &Kubectl<'_>, app: &str, timeout: Duration) -> anyhow::Result<String> {
+    let jsonpath =
+        "--output=jsonpath={.status.loadBalancer.ingress[0].ip}{.status.loadBalancer.ingress[0].hostname}";
+    let waited = poll_until(timeout, Duration::from_secs(2), || {
+        match query(kubectl.namespaced(["get", "service", app, jsonpath])) {
+            Ok(address) if !address.trim().is_empty() => Poll::Ready(address.trim().to_owned()),
+            Ok(_) => Poll::Pending("no external address yet".into()),
+            Err(err) => Poll::Failed(err),
+        }
+    });
+    match waited {
+        Ok(address) => Ok(address),
+        Err(WaitError::Failed(err)) => Err(err),
+        Err(WaitError::TimedOut { .. }) => bail!(
+            "service {app} got no external address within {timeout:?}: see `kubectl describe service {app} --context {} --namespace {}` (a cluster without a load-balancer controller, like plain kind, never gives one)",
+            kubectl.context,
+            kubectl.namespace
+        ),
+    }
+}

@@ -62,6 +62,7 @@ fn server_side_apply_creates_then_an_identical_apply_changes_nothing_and_diff_ag
         "namespace/mlops",
         "service/score-app",
         "deployment.apps/score-app",
+        "networkpolicy.networking.k8s.io/score-app",
     ] {
         assert!(
             applied.contains(&format!("{object} serverside-applied")),
@@ -74,7 +75,7 @@ fn server_side_apply_creates_then_an_identical_apply_changes_nothing_and_diff_ag
         .into_iter()
         .filter(|l| l.starts_with("PATCH ") && l.contains("fieldValidation=Strict"))
         .collect();
-    assert_eq!(created.len(), 3, "{}", kube.request_log());
+    assert_eq!(created.len(), 4, "{}", kube.request_log());
     assert!(
         created.iter().all(|l| l.ends_with("-> 201 (kubectl)")),
         "{created:#?}"

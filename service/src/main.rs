@@ -28,7 +28,7 @@ fn main() -> ExitCode {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     use anyhow::Context as _;
-    let model = model::load(&config.model, &config.model_limits())?;
+    let model = load_model(&config)?;
     let address = config.listen_addr();
     let listener = TcpListener::bind(address)
         .await
@@ -52,6 +52,22 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let drained = score_service::run(listener, app, shutdown).await;
     tracing::info!(drained, "stopped");
     Ok(())
+}
+
+/// Loads the model. The release binary aborts on a panic (unwinding would cost the image
+/// its size budget), so the `catch_unwind` that turns tract's panics on a malformed graph
+/// into a refusal cannot act there: while the model loads, a panic hook reports the
+/// same refusal, as one line, and exits 1.
+fn load_model(config: &Config) -> anyhow::Result<Box<dyn model::Model>> {
+    let path = std::path::PathBuf::from(&config.model);
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let _ = fail(model::tract_failed(&path, info.payload()).into());
+        std::process::exit(1);
+    }));
+    let loaded = model::load(&config.model, &config.model_limits());
+    std::panic::set_hook(previous);
+    Ok(loaded?)
 }
 
 /// `--check`: one GET /readyz over a plain socket; no runtime, no logging set-up.

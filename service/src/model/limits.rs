@@ -3,7 +3,7 @@
 //! graph, millions of nodes) is refused before tract sees it, with one line naming the
 //! limit it broke.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use tract_onnx::pb::{GraphProto, ModelProto, NodeProto, TensorProto};
@@ -69,6 +69,10 @@ pub enum LimitError {
     Cycle {
         node: String,
     },
+    /// A graph output that no node, input or initializer of its graph produces.
+    UndefinedOutput {
+        output: String,
+    },
 }
 
 impl fmt::Display for LimitError {
@@ -116,6 +120,10 @@ impl fmt::Display for LimitError {
                 f,
                 "node {node:?} is part of a cycle: a model's graph must be acyclic"
             ),
+            LimitError::UndefinedOutput { output } => write!(
+                f,
+                "the graph's output {output:?} is produced by no node, input or initializer: the file is corrupt"
+            ),
         }
     }
 }
@@ -138,6 +146,7 @@ pub(crate) fn check(model: &ModelProto, limits: &ModelLimits) -> Result<(), Limi
             });
         }
         check_acyclic(graph)?;
+        check_outputs_defined(graph)?;
         for tensor in &graph.initializer {
             check_tensor(tensor, limits)?;
         }
@@ -268,6 +277,33 @@ fn check_declared_shape(
 fn describe(dims: &[i64]) -> String {
     let shape: Vec<String> = dims.iter().map(i64::to_string).collect();
     format!("[{}]", shape.join(" x "))
+}
+
+/// Refuses a graph output that nothing in its graph produces (tract would index its
+/// table of values by the missing name, and panic).
+fn check_outputs_defined(graph: &GraphProto) -> Result<(), LimitError> {
+    let defined: HashSet<&str> = graph
+        .input
+        .iter()
+        .map(|value| value.name.as_str())
+        .chain(graph.initializer.iter().map(|tensor| tensor.name.as_str()))
+        .chain(
+            graph
+                .node
+                .iter()
+                .flat_map(|node| node.output.iter().map(String::as_str)),
+        )
+        .collect();
+    match graph
+        .output
+        .iter()
+        .find(|output| !defined.contains(output.name.as_str()))
+    {
+        Some(output) => Err(LimitError::UndefinedOutput {
+            output: output.name.clone(),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Refuses a graph whose nodes feed each other round a loop (Kahn's algorithm).

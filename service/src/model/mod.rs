@@ -14,7 +14,7 @@ use std::path::Path;
 
 pub use identity::Identity;
 pub use limits::{LimitError, ModelLimits};
-pub use onnx::OnnxModel;
+pub use onnx::{OnnxModel, tract_failed};
 pub use types::{Batch, Data, LoadError, Model, ModelOutput, Output, PredictError, TensorSpec};
 
 /// Loads the model named on the command line: `identity`, or a path to an `.onnx` file

@@ -62,10 +62,6 @@ impl OnnxModel {
             path: path.to_owned(),
             reason,
         };
-        let unservable = |reason: String| LoadError::Unservable {
-            path: path.to_owned(),
-            reason,
-        };
         if bytes.len() as u64 > limits.max_bytes {
             return Err(LoadError::Limit {
                 path: path.to_owned(),
@@ -91,9 +87,34 @@ impl OnnxModel {
                 "operator {operator} (node {node:?}) is not implemented; the README lists the operators served"
             )));
         }
-        let is_classifier = declares_classes(&proto);
+        // tract is not hardened against every malformed graph: some panic while it builds
+        // (an out-of-range axis in a Transpose, say). Caught here, that is a refusal like
+        // any other; the release binary, which aborts on a panic, reports it the same way
+        // from its panic hook (see main.rs).
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Self::build(path, name, &onnx, &proto)
+        }))
+        .unwrap_or_else(|payload| Err(tract_failed(path, payload.as_ref())))
+    }
+
+    /// tract's part: the graph built, typed, optimised and planned.
+    fn build(
+        path: &Path,
+        name: String,
+        onnx: &tract_onnx::Onnx,
+        proto: &pb::ModelProto,
+    ) -> Result<Self, LoadError> {
+        let unsupported = |reason: String| LoadError::Unsupported {
+            path: path.to_owned(),
+            reason,
+        };
+        let unservable = |reason: String| LoadError::Unservable {
+            path: path.to_owned(),
+            reason,
+        };
+        let is_classifier = declares_classes(proto);
         let mut model = onnx
-            .model_for_proto_model(&proto)
+            .model_for_proto_model(proto)
             .map_err(|err| unsupported(format!("{err:#}")))?;
         if model.inputs.len() != 1 {
             return Err(unservable(format!(
@@ -175,6 +196,21 @@ impl OnnxModel {
             outputs,
             probabilities,
         })
+    }
+}
+
+/// The refusal of a model tract panicked on while building it.
+pub fn tract_failed(path: &Path, payload: &(dyn std::any::Any + Send)) -> LoadError {
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".into());
+    LoadError::Unsupported {
+        path: path.to_owned(),
+        reason: format!(
+            "tract failed while building its graph ({message}): the file is malformed, or uses an operator in a way this service does not support"
+        ),
     }
 }
 

@@ -7,7 +7,7 @@ use std::process::Command;
 
 use prost::Message;
 use score_service::model::{ModelLimits, OnnxModel};
-use tract_onnx::pb::{GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto};
+use tract_onnx::pb::{GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, ValueInfoProto};
 
 fn models_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models")
@@ -54,6 +54,56 @@ fn a_cyclic_graph_is_refused() {
     let bytes = model(vec![relu("a", "y", "x"), relu("b", "x", "y")], vec![]);
     let error = refusal(&bytes);
     assert!(error.contains("is part of a cycle"), "{error}");
+}
+
+/// Found by `cargo xtask fuzz` (model_bytes): an output no node produces made tract
+/// panic while building its graph, which aborts the release binary at start-up.
+#[test]
+fn an_output_nothing_produces_is_refused() {
+    let mut proto = ModelProto::decode(model(vec![relu("a", "x", "y")], vec![]).as_slice()).unwrap();
+    let graph = proto.graph.as_mut().unwrap();
+    graph.output.push(ValueInfoProto {
+        name: "nowhere".into(),
+        ..Default::default()
+    });
+    let error = refusal(&proto.encode_to_vec());
+    assert!(
+        error.contains(r#"the graph's output "nowhere" is produced by no node, input or initializer"#),
+        "{error}"
+    );
+    // The input the fuzzer found, as it found it.
+    let found =
+        std::fs::read(models_dir().join("../fuzz/regressions/model_bytes-undefined-output.bin")).unwrap();
+    assert!(refusal(&found).contains("is produced by no node, input or initializer"));
+}
+
+/// Found by `cargo xtask fuzz` (model_bytes): a Transpose whose `perm` names an axis the
+/// input lacks panics inside tract. The library turns that into a refusal; the binary,
+/// which aborts on a panic in release, reports it from its panic hook: one line, exit 1.
+#[test]
+fn a_graph_tract_panics_on_is_refused_and_the_binary_exits_with_one_line() {
+    let found = models_dir().join("../fuzz/regressions/model_bytes-transpose-axis.bin");
+    let error = refusal(&std::fs::read(&found).unwrap());
+    assert!(
+        error.contains("tract failed while building its graph (index out of bounds"),
+        "{error}"
+    );
+    let model = std::env::temp_dir().join(format!("transpose-axis-{}.onnx", std::process::id()));
+    std::fs::copy(&found, &model).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_score-service"))
+        .args(["--log-format", "text", "--port", "0", "--model"])
+        .arg(&model)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&model);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|line| !line.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line: {stderr}");
+    assert!(
+        lines[0].contains("cannot start") && lines[0].contains("tract failed while building its graph"),
+        "{stderr}"
+    );
 }
 
 #[test]

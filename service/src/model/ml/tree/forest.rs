@@ -543,10 +543,15 @@ impl<T: Number> Forest<T> {
             _ => self.walk_all::<MIXED>(x, rows, width, &mut scores),
         }
         if self.aggregate_kind() == SUM && matches!(self.leaves, Leaves::InNode) {
-            // Every tree scores its target for every row: mark them once, not per leaf.
+            // Every tree scores its target for every row: mark each target the trees
+            // score once per row, not once per tree and leaf.
+            let mut scored = vec![false; self.n_targets];
             for tree in &self.trees {
-                for row in 0..rows {
-                    scores.contributed[row * self.n_targets + tree.target as usize] = true;
+                scored[tree.target as usize] = true;
+            }
+            for row in scores.contributed.chunks_exact_mut(self.n_targets) {
+                for (contributed, scored) in row.iter_mut().zip(&scored) {
+                    *contributed |= *scored;
                 }
             }
         }

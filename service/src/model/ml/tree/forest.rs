@@ -2,11 +2,13 @@
 //! evaluated on blocks of rows, tree by tree, all rows of a block in lockstep.
 //!
 //! Layout. Every node of every tree sits in one `Vec<Node>`, each tree's nodes contiguous
-//! in depth-first order, children named by index. A node is 16 bytes for float models
-//! (threshold, feature, two children) because each step of a walk reads all four fields:
-//! one cache line serves them, where separate arrays would cost four. Leaves are nodes
-//! too, whose children are themselves; their weights sit apart, contiguous, and are read
-//! once per row and tree. The comparison is chosen once per ensemble: when every split
+//! in depth-first order, a split's two children side by side so that one index names
+//! both: the next position is `child + (comparison as u32)`, arithmetic rather than a
+//! select between two loaded values. A node is 16 bytes for float models (threshold,
+//! feature, child, leaf weight): a step reads one cache line, where separate arrays
+//! would cost three. Leaves are nodes too, with a NaN threshold that no comparison
+//! passes and themselves as child; when a leaf weighs several targets its weights sit
+//! apart, contiguous, read once per row and tree. The comparison is chosen once per ensemble: when every split
 //! uses one branch mode (scikit-learn writes `BRANCH_LEQ` everywhere, XGBoost and
 //! LightGBM `BRANCH_LT`), the walk is compiled for that mode alone.
 //!
@@ -201,11 +203,25 @@ impl Number for f64 {
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[repr(C)]
 struct Node<T> {
-    /// A split's threshold; a leaf's weight when leaves carry one each (see `Leaves`).
+    /// A split's threshold; NaN for a leaf, so that every comparison with it is false.
     threshold: T,
     feature: u32,
-    /// `[false child, true child]`; a leaf's are itself.
-    children: [u32; 2],
+    /// A split's false child; its true child is the next node. A leaf's is itself: its
+    /// comparison is always false, so a walk that reached it stays there.
+    child: u32,
+    /// A leaf's weight when leaves carry one each (see `Leaves`).
+    value: T,
+}
+
+impl<T: Number> Node<T> {
+    fn leaf(index: u32) -> Self {
+        Node {
+            threshold: T::from_f64(f64::NAN),
+            feature: 0,
+            child: index,
+            value: T::default(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -364,20 +380,29 @@ impl<T: Number> Forest<T> {
         for tree in tree_ids {
             placed.push(forest.add_tree(tree, &by_tree[&tree], &leaf_weights)?);
         }
+        // Past the last tree, so that `child + 1` is a node for every node, leaves
+        // included: the walk's unchecked loads then need no argument about comparisons.
+        // Its own child is the first node; no walk reaches it.
+        forest.nodes.push(Node::leaf(0));
+        forest.careful.modes.push(Mode::Leq);
+        forest.careful.missing_true.push(false);
         forest.lay_out_leaves(placed);
         forest.check_indices();
         Ok(forest)
     }
 
-    /// The invariant the walk's unchecked loads rely on: every root and child is a node,
-    /// and no split reads a feature beyond `max_feature`.
+    /// The invariant the walk's unchecked loads rely on: every root is a node, so is
+    /// `child + 1` for every node, and no split reads a feature beyond `max_feature`.
     fn check_indices(&self) {
         let len = self.nodes.len();
         assert!(self.trees.iter().all(|tree| (tree.root as usize) < len));
-        assert!(self.nodes.iter().all(|node| {
-            node.children.iter().all(|&child| (child as usize) < len)
-                && node.feature as usize <= self.max_feature
-        }));
+        assert!(
+            self.nodes
+                .iter()
+                .all(|node| { (node.child as usize) + 1 < len && node.feature as usize <= self.max_feature })
+        );
+        assert_eq!(self.careful.modes.len(), len);
+        assert_eq!(self.careful.missing_true.len(), len);
     }
 
     fn add_tree(
@@ -409,51 +434,43 @@ impl<T: Number> Forest<T> {
                 roots: roots.len(),
             });
         };
-        let root_index = u32::try_from(self.nodes.len()).map_err(|_| CompileError::TooLarge)?;
         let mut placed = Placed { leaves: Vec::new() };
-        // Depth-first, true child first; each node's children are patched in once placed.
+        let root_index = self.reserve(1)?;
+        // Depth-first, true child first; a split reserves its two children's slots side by
+        // side, and each is filled in when popped.
         let mut index_of: HashMap<usize, u32> = HashMap::with_capacity(nodes.len());
-        let mut stack = vec![(root, 0u32, None::<(usize, usize)>)];
+        let mut stack = vec![(root, root_index, 0u32)];
         let mut depth = 0;
-        while let Some((id, level, parent)) = stack.pop() {
-            let index = u32::try_from(self.nodes.len()).map_err(|_| CompileError::TooLarge)?;
+        while let Some((id, index, level)) = stack.pop() {
             if index_of.insert(id, index).is_some() {
                 return Err(CompileError::NotATree { tree, id });
             }
-            if let Some((parent, side)) = parent {
-                self.nodes[parent].children[side] = index;
-            }
             depth = depth.max(level);
             let node = nodes[&id];
+            let at = index as usize;
             match &node.split {
                 Some(split) => {
                     let feature = u32::try_from(split.feature).map_err(|_| CompileError::TooLarge)?;
                     self.max_feature = self.max_feature.max(split.feature);
-                    self.careful.modes.push(split.mode);
-                    self.careful.missing_true.push(split.missing_tracks_true);
+                    self.careful.modes[at] = split.mode;
+                    self.careful.missing_true[at] = split.missing_tracks_true;
                     self.careful.any_missing_true |= split.missing_tracks_true;
                     if split.mode == Mode::Member {
                         self.careful
                             .members
                             .insert(index, split.members.iter().map(|v| T::from_f64(*v)).collect());
                     }
-                    self.nodes.push(Node {
+                    let child = self.reserve(2)?;
+                    self.nodes[at] = Node {
                         threshold: T::from_f64(node.value),
                         feature,
-                        children: [index, index],
-                    });
-                    let at = index as usize;
-                    stack.push((split.false_id, level + 1, Some((at, 0))));
-                    stack.push((split.true_id, level + 1, Some((at, 1))));
+                        child,
+                        value: T::default(),
+                    };
+                    stack.push((split.false_id, child, level + 1));
+                    stack.push((split.true_id, child + 1, level + 1));
                 }
                 None => {
-                    self.careful.modes.push(Mode::Leq);
-                    self.careful.missing_true.push(false);
-                    self.nodes.push(Node {
-                        threshold: T::default(),
-                        feature: 0,
-                        children: [index, index],
-                    });
                     let weights = leaf_weights.get(&(tree, id)).map_or(&[][..], Vec::as_slice);
                     let weights = if self.n_targets == 1 {
                         // One target: a leaf counts once, with its first weight, or with
@@ -483,6 +500,17 @@ impl<T: Number> Forest<T> {
         Ok(placed)
     }
 
+    /// Appends `count` leaves to be filled in; returns the first one's index.
+    fn reserve(&mut self, count: u32) -> Result<u32, CompileError> {
+        let first = u32::try_from(self.nodes.len()).map_err(|_| CompileError::TooLarge)?;
+        for index in first..first.checked_add(count).ok_or(CompileError::TooLarge)? {
+            self.nodes.push(Node::leaf(index));
+            self.careful.modes.push(Mode::Leq);
+            self.careful.missing_true.push(false);
+        }
+        Ok(first)
+    }
+
     /// Puts leaf weights in the leaves themselves when every leaf has one and every tree
     /// weighs one target; otherwise in arrays beside the nodes.
     fn lay_out_leaves(&mut self, placed: Vec<Placed>) {
@@ -498,7 +526,7 @@ impl<T: Number> Forest<T> {
             for ((tree, target), placed) in self.trees.iter_mut().zip(targets).zip(&placed) {
                 tree.target = target as u32;
                 for (index, weights) in &placed.leaves {
-                    self.nodes[*index as usize].threshold = T::from_f64(weights[0].1);
+                    self.nodes[*index as usize].value = T::from_f64(weights[0].1);
                 }
             }
             return;
@@ -625,8 +653,9 @@ impl<T: Number> Forest<T> {
         for _ in 0..tree.depth {
             for (row, position) in at.iter_mut().enumerate() {
                 // The walk's two loads are unchecked: bounds checks cost 40% of the time
-                // here. SAFETY: `compile` places every root and child index inside
-                // `nodes` and `check_indices` proves it before a Forest exists; every
+                // here. SAFETY: a position is a root or some node's `child + 0 or 1`,
+                // and `check_indices` proves all of those inside `nodes` before a Forest
+                // exists; every
                 // feature is at most `max_feature`, and the assertion above holds the
                 // block to at least `max_feature + 1` features of `B` rows.
                 #[allow(unsafe_code)]
@@ -640,11 +669,7 @@ impl<T: Number> Forest<T> {
                     GT => value > node.threshold,
                     _ => self.careful_step(*position, node, value),
                 };
-                // Both children are loaded before the comparison settles, and one picked
-                // by a conditional move: the next node's address does not wait for a
-                // load that depends on the comparison.
-                let [false_child, true_child] = node.children;
-                *position = if go_true { true_child } else { false_child };
+                *position = node.child + u32::from(go_true);
             }
         }
         at
@@ -713,7 +738,7 @@ impl<T: Number> Forest<T> {
                 Leaves::InNode if IN_NODE => add(
                     scores,
                     base + tree.target as usize,
-                    self.nodes[leaf as usize].threshold,
+                    self.nodes[leaf as usize].value,
                 ),
                 Leaves::InNode => unreachable!("dispatched on the layout"),
                 Leaves::Apart {

@@ -17,7 +17,9 @@ also asked about rows whose features sit exactly on split thresholds.
 
 import argparse
 import json
+import os
 import pathlib
+import sys
 import warnings
 
 import numpy as np
@@ -233,16 +235,30 @@ def zoo():
     model = tree.DecisionTreeClassifier(max_depth=4, random_state=0).fit(x, labels)
     index["decision_tree_string_labels"] = {
         "task": "classification", **export(model, x, ZOO / "decision_tree_string_labels.onnx", zipmap=False)}
-    # An operator the service does not implement, to show the refusal: one line at
-    # start-up naming the operator and the node.
+    # Categorical columns one-hot encoded; the test rows include unknown categories (4,
+    # -1) and a fraction, which onnxruntime truncates.
     from sklearn.preprocessing import OneHotEncoder
     rng = np.random.default_rng(17)
     x = rng.integers(0, 4, size=(200, 3)).astype(np.float32)
     y = (x[:, 0] + x[:, 1] > 3).astype(int)
     model = make_pipeline(OneHotEncoder(handle_unknown="ignore"), linear_model.LogisticRegression()).fit(x, y)
+    probe = np.vstack([x[:6], [[4, 0, 1], [-1, 3, 2.7]]]).astype(np.float32)
     index["one_hot_logistic"] = {
-        "task": "classification", "expect": "refused: OneHotEncoder",
-        **export(model, x, ZOO / "one_hot_logistic.onnx")}
+        "task": "classification", **export(model, probe, ZOO / "one_hot_logistic.onnx")}
+    # handle_unknown="error" becomes zeros=0: an unknown category is refused (the
+    # service answers 400; onnxruntime raises), so the test rows hold known ones only.
+    model = make_pipeline(OneHotEncoder(), linear_model.LinearRegression()).fit(x, x[:, 0] * 2 - x[:, 2])
+    index["one_hot_strict_linear"] = {
+        "task": "regression", **export(model, x, ZOO / "one_hot_strict_linear.onnx")}
+    # An operator the service does not implement, to show the refusal: one line at
+    # start-up naming the operator and the node. skl2onnx's documented `optim: cdist`
+    # option computes KNN distances with onnxruntime's own CDist (domain com.microsoft).
+    x, y = classification_data(3, ZOO_WIDTH, seed=18)
+    model = neighbors.KNeighborsClassifier().fit(x, y)
+    onx = to_onnx(model, x[:1], options={id(model): {"optim": "cdist"}}, target_opset=OPSETS)
+    (ZOO / "knn_cdist.onnx").write_bytes(onx.SerializeToString())
+    assert answers(ZOO / "knn_cdist.onnx", x[:2]), "onnxruntime serves it"
+    index["knn_cdist"] = {"task": "classification", "expect": "refused: CDist"}
     # ai.onnx.ml opset 5's TreeEnsemble, rewritten from a forest.
     x, y = regression_data(ZOO_WIDTH, seed=16)
     forest = ensemble.RandomForestRegressor(n_estimators=5, max_depth=5, random_state=0).fit(x, y)
@@ -269,9 +285,6 @@ def fixtures():
         RandomForestClassifier(n_estimators=5, max_depth=3, random_state=3).fit(x, y), x,
         HERE / "random_forest.onnx", zipmap=False)
     (HERE / "expected.json").write_text(json.dumps(expected, indent=1) + "\n")
-    # The with-model overlay ships the logistic regression.
-    overlay = HERE.parent / "manifests" / "overlays" / "with-model" / "model.onnx"
-    overlay.write_bytes((HERE / "logistic_regression.onnx").read_bytes())
 
 
 def large(directory):
@@ -295,6 +308,11 @@ def large(directory):
 
 
 if __name__ == "__main__":
+    # skl2onnx lists a model's opsets from a set of strings, whose order follows Python's
+    # per-process hash seed: fix the seed so that the files come out byte for byte.
+    if os.environ.get("PYTHONHASHSEED") != "0":
+        os.environ["PYTHONHASHSEED"] = "0"
+        os.execv(sys.executable, [sys.executable, *sys.argv])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--large", type=pathlib.Path, help="write the benchmark's large models into this directory")
     arguments = parser.parse_args()

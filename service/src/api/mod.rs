@@ -13,7 +13,7 @@ use std::time::Duration;
 use crate::compute::{ComputePool, PoolError};
 use crate::config::Limits;
 use crate::http::ApiError;
-use crate::model::{Batch, Model, ModelOutput};
+use crate::model::{Batch, Model, ModelOutput, PredictError};
 
 /// How long a client refused for a full queue is asked to wait.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -109,11 +109,12 @@ impl Scorer {
         };
         match outcome {
             Ok(Ok(output)) => Ok(output),
+            Ok(Err(rejected @ PredictError::Rejected(_))) => Err(ApiError::bad_request(rejected)),
             Ok(Err(error)) => Err(failed(error)),
             Err(PoolError::Busy) => Err(ApiError::Busy {
                 retry_after: RETRY_AFTER,
             }),
-            Err(lost @ PoolError::Lost) => Err(failed(crate::model::PredictError::Runtime(lost.to_string()))),
+            Err(lost @ PoolError::Lost) => Err(failed(PredictError::Runtime(lost.to_string()))),
         }
     }
 }

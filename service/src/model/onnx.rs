@@ -12,7 +12,9 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::Factoid;
 
 use crate::model::limits::{LimitError, ModelLimits};
-use crate::model::types::{Batch, Data, LoadError, Model, ModelOutput, Output, PredictError, TensorSpec};
+use crate::model::types::{
+    Batch, Data, InputRejected, LoadError, Model, ModelOutput, Output, PredictError, TensorSpec,
+};
 
 pub struct OnnxModel {
     name: String,
@@ -303,10 +305,15 @@ impl Model for OnnxModel {
             }
         }
         .map_err(|err| PredictError::Runtime(format!("{err}")))?;
-        let results = self
-            .plan
-            .run(tvec!(input.into()))
-            .map_err(|err| PredictError::Runtime(format!("{err:#}")))?;
+        let results = self.plan.run(tvec!(input.into())).map_err(|err| {
+            match err
+                .chain()
+                .find_map(|cause| cause.downcast_ref::<InputRejected>())
+            {
+                Some(rejected) => PredictError::Rejected(rejected.to_string()),
+                None => PredictError::Runtime(format!("{err:#}")),
+            }
+        })?;
         let mut tensors = Vec::with_capacity(results.len());
         for (spec, value) in self.outputs.iter().zip(results.iter()) {
             tensors.push(Output {

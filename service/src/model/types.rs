@@ -104,10 +104,14 @@ pub struct ModelOutput {
     pub probabilities: Option<Vec<Data>>,
 }
 
-/// A model failed on input that passed validation: the server's fault, not the client's.
+/// Why a model could not answer.
 #[derive(Debug)]
 pub enum PredictError {
-    /// The runtime could not run the graph.
+    /// The model itself refuses a value the request holds (a category it does not know):
+    /// the client's mistake, which no check before the model can see.
+    Rejected(String),
+    /// The runtime could not run the graph on input that passed validation: the server's
+    /// fault, not the client's.
     Runtime(String),
     /// An output came back in a form this service cannot serve.
     Output { name: String, problem: String },
@@ -116,6 +120,7 @@ pub enum PredictError {
 impl fmt::Display for PredictError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            PredictError::Rejected(message) => write!(f, "the model refuses this input: {message}"),
             PredictError::Runtime(message) => write!(f, "the runtime failed: {message}"),
             PredictError::Output { name, problem } => write!(f, "output {name}: {problem}"),
         }
@@ -123,6 +128,19 @@ impl fmt::Display for PredictError {
 }
 
 impl std::error::Error for PredictError {}
+
+/// What an operator raises for a value it refuses, so that the error reaches the client
+/// as theirs (see [`PredictError::Rejected`]) through the runtime's own errors.
+#[derive(Debug)]
+pub(crate) struct InputRejected(pub(crate) String);
+
+impl fmt::Display for InputRejected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for InputRejected {}
 
 /// Why a model could not be loaded. Each names the file; start-up prints it as one line.
 #[derive(Debug)]

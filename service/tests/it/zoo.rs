@@ -118,3 +118,32 @@ fn flatten(value: &Value) -> Vec<Value> {
         other => vec![other.clone()],
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_category_the_model_refuses_is_the_clients_mistake() {
+    // OneHotEncoder(handle_unknown="error"): onnxruntime raises on an unknown category.
+    let path = zoo_dir().join("one_hot_strict_linear.onnx");
+    let server = TestServer::serving(path.to_str().unwrap(), Limits::default()).await;
+    let response = server.score(r#"{"X": [[1, 2, 3], [9, 0, 1]]}"#).await;
+    assert_eq!(response.status, 400, "{response:?}");
+    let error = response.error();
+    assert!(
+        error.contains("the model refuses this input") && error.contains("9 is not one of its categories"),
+        "{error}"
+    );
+    let request = json!({"inputs": [{"name": "X", "shape": [1, 3], "datatype": "FP32", "data": [0, 7, 1]}]});
+    let response = server
+        .send(post(
+            "/v2/models/one_hot_strict_linear/infer",
+            "application/json",
+            &request.to_string(),
+        ))
+        .await;
+    assert_eq!(response.status, 400, "{response:?}");
+    assert!(
+        response.error().contains("7 is not one of its categories"),
+        "{response:?}"
+    );
+    // Known categories still answer.
+    assert_eq!(server.score(r#"{"X": [[1, 2, 3]]}"#).await.status, 200);
+}

@@ -302,7 +302,7 @@ fn rehearsal_gke_cluster_up_ship_rescale_crash_rollback_and_down() {
 
     // A model the service refuses at start: the pods crash; the deploy says why, and
     // rolls back to the revision that works.
-    let broken = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/zoo/one_hot_logistic.onnx");
+    let broken = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/zoo/knn_cdist.onnx");
     let crash = [
         &two[..],
         &["--model", broken.to_str().unwrap(), "--rollback-on-failure"],
@@ -315,7 +315,7 @@ fn rehearsal_gke_cluster_up_ship_rescale_crash_rollback_and_down() {
         "it failed; finding out why",
         "restarts:",
         "BackOff",
-        "operator OneHotEncoder (node \\\"OneHotEncoder\\\") is not implemented",
+        "operator CDist (node \\\"",
         &format!("$ kubectl rollout undo deployment/score-app --context {GKE_CONTEXT} --namespace mlops"),
         "the previous revision was restored",
     ] {

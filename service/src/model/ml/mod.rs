@@ -14,6 +14,7 @@ mod binarizer;
 mod imputer;
 mod kernel;
 mod normalizer;
+mod one_hot_encoder;
 mod post_transform;
 mod scaler;
 mod svm;
@@ -30,6 +31,7 @@ pub(crate) fn onnx() -> Onnx {
     register.insert("Binarizer", binarizer::parse);
     register.insert("Imputer", imputer::parse);
     register.insert("Normalizer", normalizer::parse);
+    register.insert("OneHotEncoder", one_hot_encoder::parse);
     register.insert("Scaler", scaler::parse);
     register.insert("SVMClassifier", svm::parse_classifier);
     register.insert("SVMRegressor", svm::parse_regressor);

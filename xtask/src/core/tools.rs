@@ -37,25 +37,51 @@ fn is_root() -> bool {
 }
 
 /// Plans the installation of Debian `package` when `program` is missing: with apt as
-/// root; otherwise a step that stops the task with the exact command to run. Nothing is
-/// refused while the plan is built, so a dry run never needs root.
+/// root, through `sudo -n` where sudo asks no password, and otherwise a step that stops
+/// the task with the exact command to run. Nothing is refused while the plan is built,
+/// so a dry run never needs root.
 pub(crate) fn ensure_apt_package<'a, C>(sh: &'a Shell, plan: &mut Plan<'a, C>, program: &str, package: &str) {
     if which(program).is_some() {
         return;
     }
-    if !is_root() {
-        let command = format!("sudo apt-get install -y {package}");
-        let program = program.to_owned();
-        plan.check(
-            format!("find {program}, or stop: `{command}` installs it"),
-            move |_| bail!("`{program}` is not installed: run `{command}`, then this task again"),
+    let next =
+        format!("install {package} by hand (`sudo apt-get install -y {package}`) and run this task again");
+    if is_root() {
+        plan.run(cmd!(sh, "apt-get update -qq"), next.clone()).run(
+            cmd!(sh, "apt-get install -y -qq --no-install-recommends {package}"),
+            next,
         );
         return;
     }
-    let next = format!("install {package} by hand (`apt-get install -y {package}`) and run this task again");
-    plan.run(cmd!(sh, "apt-get update -qq"), next.clone()).run(
-        cmd!(sh, "apt-get install -y -qq --no-install-recommends {package}"),
-        next,
+    if which("sudo").is_some() {
+        // GitHub's runners are not root, and their sudo asks no password: install through
+        // it there. Where sudo would ask, the check below stops with the command to run.
+        plan.when(
+            cmd!(sh, "sudo -n true"),
+            "sudo asks no password",
+            |_, probe| Ok(probe.success),
+            |then| {
+                then.run(cmd!(sh, "sudo -n apt-get update -qq"), next.clone())
+                    .run(
+                        cmd!(
+                            sh,
+                            "sudo -n apt-get install -y -qq --no-install-recommends {package}"
+                        ),
+                        next,
+                    );
+            },
+        );
+    }
+    let command = format!("sudo apt-get install -y {package}");
+    let program = program.to_owned();
+    plan.check(
+        format!("find {program}, or stop: `{command}` installs it"),
+        move |_| {
+            if which(&program).is_none() {
+                bail!("`{program}` is not installed: run `{command}`, then this task again");
+            }
+            Ok(())
+        },
     );
 }
 

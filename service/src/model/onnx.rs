@@ -274,6 +274,48 @@ fn to_data(name: &str, tensor: &Tensor) -> Result<Data, PredictError> {
     data.map_err(|err| problem(format!("{err}")))
 }
 
+/// The rows in float32, the model's input type. A value beyond float32's range would
+/// enter the model as infinity and come out as NaN: refused, as the client's.
+fn narrow_to_f32(batch: &Batch<'_>) -> Result<Vec<f32>, PredictError> {
+    let width = batch.width.max(1);
+    batch
+        .values
+        .iter()
+        .enumerate()
+        .map(|(at, &value)| {
+            let narrow = value as f32;
+            if narrow.is_finite() {
+                Ok(narrow)
+            } else {
+                Err(PredictError::Rejected(format!(
+                    "row {}, feature {}: {value:e} is beyond the range of float32, the model's input type",
+                    at / width,
+                    at % width
+                )))
+            }
+        })
+        .collect()
+}
+
+/// JSON has no NaN or infinity: an output that holds one (a finite input too large for
+/// what the model computes from it) is refused, naming the row, rather than sent as null.
+fn check_finite(output: &Output) -> Result<(), PredictError> {
+    let first_bad = match &output.data {
+        Data::F32(values) => values.iter().position(|v| !v.is_finite()),
+        Data::F64(values) => values.iter().position(|v| !v.is_finite()),
+        Data::I64(_) | Data::Str(_) => None,
+    };
+    let Some(at) = first_bad else {
+        return Ok(());
+    };
+    let per_row = output.shape.iter().skip(1).product::<usize>().max(1);
+    Err(PredictError::Rejected(format!(
+        "for row {}, the model's output {:?} is not a finite number, which JSON cannot carry: the input is outside what the model can compute with",
+        at / per_row,
+        output.name
+    )))
+}
+
 impl Model for OnnxModel {
     fn name(&self) -> &str {
         &self.name
@@ -299,10 +341,7 @@ impl Model for OnnxModel {
         let shape = [batch.rows, self.width];
         let input = match self.input_type {
             DatumType::F64 => Tensor::from_shape(&shape, batch.values),
-            _ => {
-                let values: Vec<f32> = batch.values.iter().map(|v| *v as f32).collect();
-                Tensor::from_shape(&shape, &values)
-            }
+            _ => Tensor::from_shape(&shape, &narrow_to_f32(batch)?),
         }
         .map_err(|err| PredictError::Runtime(format!("{err}")))?;
         let results = self.plan.run(tvec!(input.into())).map_err(|err| {
@@ -316,11 +355,13 @@ impl Model for OnnxModel {
         })?;
         let mut tensors = Vec::with_capacity(results.len());
         for (spec, value) in self.outputs.iter().zip(results.iter()) {
-            tensors.push(Output {
+            let output = Output {
                 name: spec.name.clone(),
                 shape: value.shape().to_vec(),
                 data: to_data(&spec.name, value)?,
-            });
+            };
+            check_finite(&output)?;
+            tensors.push(output);
         }
         let first = &tensors[0];
         let per_row: usize = first.shape.iter().skip(1).product();

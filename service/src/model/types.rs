@@ -107,8 +107,9 @@ pub struct ModelOutput {
 /// Why a model could not answer.
 #[derive(Debug)]
 pub enum PredictError {
-    /// The model itself refuses a value the request holds (a category it does not know):
-    /// the client's mistake, which no check before the model can see.
+    /// The model cannot take or compute with a value the request holds (a category it
+    /// does not know, a number beyond its float type): the client's mistake, which no
+    /// check before the model can see.
     Rejected(String),
     /// The runtime could not run the graph on input that passed validation: the server's
     /// fault, not the client's.

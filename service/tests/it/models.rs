@@ -310,3 +310,30 @@ fn a_model_that_cannot_load_stops_start_up_with_one_line_naming_it() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn numbers_the_model_cannot_compute_with_are_the_clients_mistake_not_null() {
+    // Found by schemathesis: a float32 model given 3.9e101 answered `[null, null, null]`.
+    let server = serve("logistic_regression").await;
+    let beyond = server.score(r#"{"X": [[1e7, 3.9e101, 0.3, -5.8e166]]}"#).await;
+    assert_eq!(beyond.status, 400, "{beyond:?}");
+    assert!(
+        beyond
+            .error()
+            .contains("row 0, feature 1: 3.9e101 is beyond the range of float32"),
+        "{}",
+        beyond.error()
+    );
+    // Within float32, but too large for what the model computes: NaN out, refused.
+    let overflow = server
+        .score(r#"{"X": [[1, 2, 3, 4], [3e38, -3e38, 3e38, -3e38]]}"#)
+        .await;
+    assert_eq!(overflow.status, 400, "{overflow:?}");
+    assert!(
+        overflow.error().contains("for row 1, the model's output")
+            && overflow.error().contains("is not a finite number"),
+        "{}",
+        overflow.error()
+    );
+    assert_eq!(server.score(r#"{"X": [[1, 2, 3, 4]]}"#).await.status, 200);
+}

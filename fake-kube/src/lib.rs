@@ -61,6 +61,7 @@ mod kubelet;
 mod loadbalancer;
 mod managed;
 mod patch;
+pub mod registry;
 mod resources;
 mod selector;
 mod server;

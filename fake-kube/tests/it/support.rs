@@ -5,11 +5,12 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use fake_kube::registry::LocalRegistry;
 use fake_kube::{ClusterOptions, FakeCluster, Kubelet, RunningCluster};
 use serde_json::Value;
 
@@ -288,63 +289,11 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// A registry that lives as long as the test process: a shell starts it and kills it when
-/// its stdin, held open here until the process exits, reaches end of file.
-struct Registry {
-    address: String,
-    _child: Child,
-    _lifeline: ChildStdin,
-}
-
-fn start_registry(dir: &Path) -> Registry {
-    let port = free_port();
-    let config = dir.join("registry.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-            dir.join("registry-data").display()
-        ),
-    )
-    .expect("write the registry config");
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg(r#"docker-registry serve "$0" >"$1" 2>&1 & pid=$!; read _; kill $pid; wait $pid 2>/dev/null"#)
-        .arg(&config)
-        .arg(dir.join("registry.log"))
-        .stdin(Stdio::piped())
-        .spawn()
-        .expect("start docker-registry (apt-get install docker-registry)");
-    let lifeline = child.stdin.take().expect("stdin is piped");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) {
-            let _ = stream.write_all(b"GET /v2/ HTTP/1.0\r\n\r\n");
-            let mut answer = String::new();
-            let _ = stream.read_to_string(&mut answer);
-            if answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200") {
-                break;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "docker-registry did not answer on port {port}: {}",
-            std::fs::read_to_string(dir.join("registry.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Registry {
-        address: format!("localhost:{port}"),
-        _child: child,
-        _lifeline: lifeline,
-    }
-}
-
 /// The test image (`tests/testapp/app.rs`, static, `FROM scratch`, user 65532) pushed to
 /// a loopback registry, as `localhost:PORT/fake-kube-testapp@sha256:…`. Built once per
 /// test process.
 pub(crate) fn test_image() -> &'static str {
-    static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
+    static REGISTRY: Mutex<Option<LocalRegistry>> = Mutex::new(None);
     static IMAGE: OnceLock<String> = OnceLock::new();
     IMAGE.get_or_init(|| {
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fake-kube-testapp");
@@ -387,7 +336,7 @@ pub(crate) fn test_image() -> &'static str {
                 Duration::from_secs(30),
             );
         }
-        let registry = start_registry(&dir);
+        let registry = LocalRegistry::start(&dir);
         let tag = format!("{}/fake-kube-testapp:test", registry.address);
         must(
             "docker",

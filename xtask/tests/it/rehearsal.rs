@@ -9,10 +9,11 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use fake_kube::registry::LocalRegistry;
 use fake_kube::{ClusterOptions, FakeCluster, Kubelet, RunningCluster};
 use serde_json::Value;
 
@@ -24,69 +25,21 @@ const TOKEN: &str = "fake-access-token";
 const GKE_CONTEXT: &str = "gke_my-proj-1_us-west1-b_k8s-ml-cluster";
 const DECOY_CONTEXT: &str = "decoy";
 
-/// A real OCI registry on a loopback port, stopped when the test process ends (a shell
-/// holds it and kills it when its stdin, kept open here, closes).
-struct Registry {
-    address: String,
-    _child: Child,
-    _lifeline: ChildStdin,
-}
-
-impl Registry {
-    fn start(dir: &Path) -> Registry {
-        let port = free_port();
-        let config = dir.join("registry.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-                dir.join("registry-data").display()
-            ),
-        )
-        .unwrap();
-        let mut child = Command::new("sh")
-            .arg("-c")
-            .arg(
-                r#"docker-registry serve "$0" >"$1" 2>&1 & pid=$!; read _; kill $pid; wait $pid 2>/dev/null"#,
-            )
-            .arg(&config)
-            .arg(dir.join("registry.log"))
-            .stdin(Stdio::piped())
-            .spawn()
-            .expect("start docker-registry (apt-get install docker-registry)");
-        let lifeline = child.stdin.take().unwrap();
-        let address = format!("localhost:{port}");
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while !http_head(&address, "/v2/", "").is_ok_and(|(status, _)| status == 200) {
-            assert!(
-                Instant::now() < deadline,
-                "docker-registry did not start: {}",
-                std::fs::read_to_string(dir.join("registry.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Registry {
-            address,
-            _child: child,
-            _lifeline: lifeline,
-        }
-    }
-
-    /// The digest the registry itself serves for `name:tag`.
-    fn digest(&self, name: &str, tag: &str) -> String {
-        let accept = "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
-        let (status, headers) =
-            http_head(&self.address, &format!("/v2/{name}/manifests/{tag}"), accept).unwrap();
-        assert_eq!(status, 200, "{name}:{tag} is not in the registry: {headers}");
-        headers
-            .lines()
-            .find_map(|line| {
-                let (key, value) = line.split_once(':')?;
-                key.eq_ignore_ascii_case("docker-content-digest")
-                    .then(|| value.trim().to_owned())
-            })
-            .expect("a Docker-Content-Digest header")
-    }
+/// The digest a registry itself serves for `name:tag`.
+fn registry_digest(registry: &LocalRegistry, name: &str, tag: &str) -> String {
+    let accept =
+        "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
+    let (status, headers) =
+        http_head(&registry.address, &format!("/v2/{name}/manifests/{tag}"), accept).unwrap();
+    assert_eq!(status, 200, "{name}:{tag} is not in the registry: {headers}");
+    headers
+        .lines()
+        .find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.eq_ignore_ascii_case("docker-content-digest")
+                .then(|| value.trim().to_owned())
+        })
+        .expect("a Docker-Content-Digest header")
 }
 
 /// HEAD `path`: the status and the response's head.
@@ -227,7 +180,7 @@ fn rehearsal_gke_cluster_up_ship_rescale_crash_rollback_and_down() {
             .extra_env
             .push((format!("CLOUDSDK_API_ENDPOINT_OVERRIDES_{api}"), endpoint.clone()));
     }
-    let registry = Registry::start(&stage.scratch);
+    let registry = LocalRegistry::start(&stage.scratch);
     // The local registry stands in for Artifact Registry, under the same path.
     let stand_in = format!("{}/{PROJECT}/ml-images", registry.address);
     let started = Instant::now();
@@ -265,7 +218,8 @@ fn rehearsal_gke_cluster_up_ship_rescale_crash_rollback_and_down() {
         stdout(&first)
     );
     let deployment = stage.deployment(GKE_CONTEXT, "mlops");
-    let digest = registry.digest(
+    let digest = registry_digest(
+        &registry,
         &format!("{PROJECT}/ml-images/score-service"),
         &pushed_tag(&stage, "gke"),
     );
@@ -404,7 +358,7 @@ fn rehearsal_kube_ships_a_20_megabyte_model_to_any_cluster() {
         config[list].as_sequence_mut().unwrap().extend(extra);
     }
     std::fs::write(&stage.kubeconfig, serde_yaml::to_string(&config).unwrap()).unwrap();
-    let registry = Registry::start(&stage.scratch);
+    let registry = LocalRegistry::start(&stage.scratch);
     let model = stage.scratch.join("wide_linear.onnx");
     write_ballast_model(&model, 20 << 20);
 
@@ -426,7 +380,7 @@ fn rehearsal_kube_ships_a_20_megabyte_model_to_any_cluster() {
         stdout(&shipped)
     );
     let deployment = stage.deployment("eks-like", "serving");
-    let digest = registry.digest("score-service", &pushed_tag(&stage, "kube"));
+    let digest = registry_digest(&registry, "score-service", &pushed_tag(&stage, "kube"));
     assert_eq!(
         image_of(&deployment),
         format!("{}/score-service@{digest}", registry.address)

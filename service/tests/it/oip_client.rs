@@ -6,7 +6,7 @@ use std::process::Command;
 
 use score_service::config::Limits;
 
-use crate::support::TestServer;
+use crate::support::{TestServer, run_client};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -34,23 +34,13 @@ async fn tritons_client_talks_to_the_server_unchanged() {
         let path = root().join(format!("models/{model}.onnx"));
         let server = TestServer::serving(path.to_str().unwrap(), Limits::default()).await;
         let url = server.addr.to_string();
-        let (python, root) = (python.clone(), root());
-        let output = tokio::task::spawn_blocking(move || {
-            Command::new(python)
-                .arg(root.join("service/tests/oip_client.py"))
-                .args([&url, model])
-                .arg(root.join("models/expected.json"))
-                .output()
-                .unwrap()
-        })
-        .await
-        .unwrap();
-        let report = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        assert!(output.status.success(), "{model}: the client failed:\n{report}");
+        let mut command = Command::new(&python);
+        command
+            .arg(root().join("service/tests/oip_client.py"))
+            .args([&url, model])
+            .arg(root().join("models/expected.json"));
+        let (success, report) = run_client(command).await;
+        assert!(success, "{model}: the client failed:\n{report}");
         assert!(
             report.contains(&format!("{model}.")) && report.contains("matches onnxruntime"),
             "{report}"

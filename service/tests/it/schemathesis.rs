@@ -8,7 +8,7 @@ use std::process::Command;
 
 use score_service::config::Limits;
 
-use crate::support::TestServer;
+use crate::support::{TestServer, run_client};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -22,30 +22,20 @@ async fn schemathesis(server: &TestServer, model: &str) -> String {
         "target/venv has no schemathesis: run `cargo xtask ci`, which installs it"
     );
     let url = format!("http://{}/openapi.json", server.addr);
-    let model = model.to_owned();
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new(schemathesis)
-            .arg("--config-file")
-            .arg(root().join("service/tests/schemathesis.toml"))
-            .args(["run", &url, "--checks", "all"])
-            // JSON Schema cannot say that a batch's rows are of equal length and as wide
-            // as the model: such requests the schema admits are refused with a 400 that
-            // says why, which this check would count as a failure.
-            .args(["--exclude-checks", "positive_data_acceptance"])
-            .args(["--max-examples", "50", "--max-time", "45", "--seed", "1"])
-            .env("SCORE_MODEL_NAME", &model)
-            .env("NO_COLOR", "1")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(output.status.success(), "schemathesis found failures:\n{report}");
+    let mut command = Command::new(schemathesis);
+    command
+        .arg("--config-file")
+        .arg(root().join("service/tests/schemathesis.toml"))
+        .args(["run", &url, "--checks", "all"])
+        // JSON Schema cannot say that a batch's rows are of equal length and as wide
+        // as the model: such requests the schema admits are refused with a 400 that
+        // says why, which this check would count as a failure.
+        .args(["--exclude-checks", "positive_data_acceptance"])
+        .args(["--max-examples", "50", "--max-time", "45", "--seed", "1"])
+        .env("SCORE_MODEL_NAME", model)
+        .env("NO_COLOR", "1");
+    let (success, report) = run_client(command).await;
+    assert!(success, "schemathesis found failures:\n{report}");
     report
 }
 

@@ -227,3 +227,18 @@ pub fn assert_close(actual: &Value, expected: &Value, what: &str) {
         );
     }
 }
+
+/// Runs a client program (a Python tool from the venv) off the test's runtime, so the
+/// server it talks to keeps being served; returns whether it succeeded, and its stdout
+/// then stderr.
+pub async fn run_client(mut command: std::process::Command) -> (bool, String) {
+    let output = tokio::task::spawn_blocking(move || command.output().expect("the client starts"))
+        .await
+        .expect("the client's thread finishes");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), report)
+}

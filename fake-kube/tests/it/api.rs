@@ -81,14 +81,7 @@ fn server_side_apply_creates_then_an_identical_apply_changes_nothing_and_diff_ag
         "{created:#?}"
     );
 
-    kube.kubectl_ok(&[
-        "rollout",
-        "status",
-        "deployment/score-app",
-        "-n",
-        "mlops",
-        "--timeout=30s",
-    ]);
+    kube.wait_for_rollout("30s");
     let before = kube.json(&["get", "deployment", "score-app", "-n", "mlops"]);
     kube.apply_ok(&manifest);
     let after = kube.json(&["get", "deployment", "score-app", "-n", "mlops"]);
@@ -129,14 +122,7 @@ fn server_side_apply_creates_then_an_identical_apply_changes_nothing_and_diff_ag
     );
 
     kube.apply_ok(&three);
-    kube.kubectl_ok(&[
-        "rollout",
-        "status",
-        "deployment/score-app",
-        "-n",
-        "mlops",
-        "--timeout=30s",
-    ]);
+    kube.wait_for_rollout("30s");
     let scaled = kube.json(&["get", "deployment", "score-app", "-n", "mlops"]);
     assert_eq!(scaled["metadata"]["generation"], 2);
     assert_eq!(scaled["status"]["readyReplicas"], 3);
@@ -244,14 +230,7 @@ fn a_restricted_namespace_refuses_pods_that_break_the_profile_and_says_why() {
     );
     let pods = kube.json(&["get", "pods", "-n", "mlops"]);
     assert_eq!(pods["items"].as_array().map(Vec::len), Some(0), "{pods}");
-    let stalled = kube.kubectl(&[
-        "rollout",
-        "status",
-        "deployment/score-app",
-        "-n",
-        "mlops",
-        "--timeout=2s",
-    ]);
+    let stalled = kube.rollout_status("2s");
     assert!(!stalled.ok(), "{stalled:#?}");
     let failure = kube.kubectl_ok(&[
         "get",

@@ -44,14 +44,7 @@ fn a_rollout_becomes_ready_and_serves_through_the_load_balancer() {
     // The dev overlay with a file from a ConfigMap (binaryData) mounted into the container.
     let manifest = overlay("config-map", image);
     kube.apply_ok(&manifest);
-    kube.kubectl_ok(&[
-        "rollout",
-        "status",
-        "deployment/score-app",
-        "-n",
-        "mlops",
-        "--timeout=90s",
-    ]);
+    kube.wait_for_rollout("90s");
 
     let pods = kube.json(&["get", "pods", "-n", "mlops", "-l", "app=score-app"]);
     let items = pods["items"].as_array().expect("a pod list");
@@ -144,14 +137,7 @@ fn a_rollout_becomes_ready_and_serves_through_the_load_balancer() {
 
     let two = manifest.replace("  replicas: 1\n", "  replicas: 2\n");
     kube.apply_ok(&two);
-    kube.kubectl_ok(&[
-        "rollout",
-        "status",
-        "deployment/score-app",
-        "-n",
-        "mlops",
-        "--timeout=90s",
-    ]);
+    kube.wait_for_rollout("90s");
     let pods = kube.json(&["get", "pods", "-n", "mlops", "-l", "app=score-app"]);
     assert_eq!(pods["items"].as_array().map(Vec::len), Some(2), "{pods}");
     let containers = container_ids(&pods);
@@ -182,14 +168,7 @@ fn a_crash_loop_fails_the_rollout_and_undo_brings_back_the_ready_revision() {
     });
     let good = dev_overlay(image);
     kube.apply_ok(&good);
-    kube.kubectl_ok(&[
-        "rollout",
-        "status",
-        "deployment/score-app",
-        "-n",
-        "mlops",
-        "--timeout=90s",
-    ]);
+    kube.wait_for_rollout("90s");
     let good_pods = kube.json(&["get", "pods", "-n", "mlops"]);
 
     let crashing = good.replacen(
@@ -199,14 +178,7 @@ fn a_crash_loop_fails_the_rollout_and_undo_brings_back_the_ready_revision() {
     );
     assert_ne!(crashing, good);
     kube.apply_ok(&crashing);
-    let failed = kube.kubectl(&[
-        "rollout",
-        "status",
-        "deployment/score-app",
-        "-n",
-        "mlops",
-        "--timeout=60s",
-    ]);
+    let failed = kube.rollout_status("60s");
     assert_eq!(failed.code, Some(1), "{failed:#?}");
     assert!(
         failed
@@ -254,14 +226,7 @@ fn a_crash_loop_fails_the_rollout_and_undo_brings_back_the_ready_revision() {
         undone.contains("deployment.apps/score-app rolled back"),
         "{undone}"
     );
-    kube.kubectl_ok(&[
-        "rollout",
-        "status",
-        "deployment/score-app",
-        "-n",
-        "mlops",
-        "--timeout=90s",
-    ]);
+    kube.wait_for_rollout("90s");
     let sets = kube.json(&["get", "replicasets", "-n", "mlops"]);
     let revisions: Vec<(i64, i64)> = sets["items"]
         .as_array()

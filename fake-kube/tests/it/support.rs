@@ -181,6 +181,29 @@ impl Kube {
         run.stdout
     }
 
+    /// `kubectl rollout status` of the test app's Deployment, waiting at most `timeout`.
+    pub(crate) fn rollout_status(&self, timeout: &str) -> Run {
+        let timeout = format!("--timeout={timeout}");
+        self.kubectl(&[
+            "rollout",
+            "status",
+            "deployment/score-app",
+            "-n",
+            "mlops",
+            &timeout,
+        ])
+    }
+
+    /// Waits for the test app's rollout to finish, and expects it to.
+    pub(crate) fn wait_for_rollout(&self, timeout: &str) {
+        let run = self.rollout_status(timeout);
+        assert!(
+            run.ok(),
+            "the rollout did not finish: {run:#?}\n{}",
+            self.request_log()
+        );
+    }
+
     pub(crate) fn apply(&self, manifest: &str) -> Run {
         self.kubectl_with_input(
             &["apply", "--server-side", "--field-manager=cargo-xtask", "-f", "-"],

@@ -126,7 +126,11 @@ fn an_interrupted_bench_stops_every_server_it_started() {
             .success()
     );
     let output = child.wait_with_output().unwrap();
-    let _ = Command::new("kill").args(["-KILL", &format!("-{pid}")]).status();
+    // `--` first: procps-ng 4.0.2's kill reads `-KILL -1234` as signal options and sends
+    // SIGKILL to group -1, that is to every process it may signal (the whole CI machine).
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{pid}")])
+        .status();
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert_eq!(output.status.code(), Some(130), "{stderr}");
     assert!(

@@ -1,9 +1,11 @@
 # The score service image: scratch, a single static binary, non-root, no shell.
 #
 # Two ways to build it, both ending in the same runtime layout:
-#   docker build --target prebuilt .   packages dist/score-service, a static binary built
-#                                      on the host (`cargo xtask image` does this); it pulls
-#                                      no base image at all.
+#   docker build --target prebuilt -f Dockerfile CONTEXT
+#                                      packages CONTEXT/dist/: a static binary built on the
+#                                      host and its SBOM. `cargo xtask image` stages them in
+#                                      a context of their own per tag, under target/xtask/
+#                                      image-context/. It pulls no base image at all.
 #   docker build .                     self-contained: compiles inside the pinned Rust image,
 #                                      with dependency layers cached by cargo-chef
 #                                      (`cargo xtask image --from-source`).
@@ -30,7 +32,7 @@ EXPOSE 5000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s CMD ["/score-service", "--check"]
 ENTRYPOINT ["/score-service"]
 
-# The host-built binary (dist/ holds nothing else the context lets in).
+# The host-built binary and its SBOM: the context's dist/ holds nothing else.
 FROM base AS prebuilt
 COPY dist/ /
 

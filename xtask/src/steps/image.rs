@@ -4,14 +4,15 @@
 //! stage), which pulls no base image; `from_source` runs the self-contained multi-stage
 //! build instead.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use anyhow::Context;
 use xshell::{Shell, cmd};
 
 use crate::core::git::Revision;
-use crate::core::paths::{cargo, target_dir};
+use crate::core::paths::{cargo, state_dir, target_dir};
 use crate::core::plan::Plan;
-use crate::steps::sbom::add_sbom;
+use crate::steps::sbom::{SBOM_NAME, add_sbom, sbom_file};
 
 /// The image's name inside whatever registry it goes to.
 pub(crate) const IMAGE_NAME: &str = "score-service";
@@ -68,22 +69,59 @@ impl Image {
             cmd!(sh, "{cargo} build --release --locked --package score-service --target {triple} --config {static_flags}"),
             "fix the build error above, then run this task again",
         );
-        add_sbom(sh, plan, "score-service", triple.clone(), self.revision.created());
+        let sbom = sbom_file(sh, self.tag());
+        add_sbom(
+            sh,
+            plan,
+            "score-service",
+            triple.clone(),
+            self.revision.created(),
+            sbom.clone(),
+        );
         let built = target_dir(sh).join(&triple).join("release/score-service");
-        let staged = PathBuf::from("dist/score-service");
+        let context = build_context(sh, self.tag());
+        let dist = context.join("dist");
         plan.check(
-            format!("copy {} to {}", built.display(), staged.display()),
+            format!(
+                "copy {} and its SBOM into the build context {}",
+                built.display(),
+                context.display()
+            ),
             move |_| {
-                // Copy then rename, so a build reading dist/ never sees half a binary.
-                let partial = PathBuf::from(format!("dist/.score-service.{}", std::process::id()));
-                std::fs::copy(&built, &partial)?;
-                std::fs::rename(&partial, &staged)?;
-                Ok(())
+                stage(&built, &dist.join("score-service"))?;
+                stage(&sbom, &dist.join(SBOM_NAME))
             },
         );
         plan.run(
-            cmd!(sh, "docker build --target prebuilt --tag {reference} --build-arg {version} --build-arg {revision} --build-arg {created} ."),
+            cmd!(sh, "docker build --target prebuilt --file Dockerfile --tag {reference} --build-arg {version} --build-arg {revision} --build-arg {created} {context}"),
             next,
         );
     }
+}
+
+/// The build context of the `prebuilt` stage for the image tagged `tag`: a `dist/` that
+/// holds the binary and its SBOM, and nothing else. One per tag, under the state
+/// directory, so builds running at the same time (of other trees, or other tests') never
+/// put a file into this image: a `dist/` shared by all once let one build ship another's
+/// half-written temporary copy.
+fn build_context(sh: &Shell, tag: &str) -> PathBuf {
+    state_dir(sh).join("image-context").join(tag)
+}
+
+/// Copies `from` to `to` in a build context's `dist/` through a temporary file outside
+/// every context, then renames it into place: a build starting meanwhile sends the old
+/// file or the new one, never half of one, and never the temporary file. Two processes
+/// staging the same tag stage the same bytes, so either rename may win.
+fn stage(from: &Path, to: &Path) -> anyhow::Result<()> {
+    let dist = to.parent().context("a staged file sits in dist/")?;
+    let contexts = dist
+        .parent()
+        .and_then(Path::parent)
+        .context("dist/ sits in a build context")?;
+    std::fs::create_dir_all(dist).with_context(|| format!("create {}", dist.display()))?;
+    let name = to.file_name().context("a file name")?.to_string_lossy();
+    let partial = contexts.join(format!(".{name}.{}.partial", std::process::id()));
+    std::fs::copy(from, &partial)
+        .with_context(|| format!("copy {} to {}", from.display(), partial.display()))?;
+    std::fs::rename(&partial, to).with_context(|| format!("move it to {}", to.display()))
 }

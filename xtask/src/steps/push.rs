@@ -13,6 +13,7 @@ use crate::core::paths::state_dir;
 use crate::core::plan::Plan;
 use crate::core::records;
 use crate::core::target::TargetKind;
+use crate::steps::sbom::{SBOM_NAME, sbom_file};
 
 /// What `push` recorded: the tag pushed and the digest the registry stored for it.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -99,6 +100,8 @@ pub(crate) fn add_push<'a>(
     record: PathBuf,
 ) {
     let reference = format!("{repository}:{tag}");
+    // A model image has no SBOM of its own: it carries its base's.
+    let sbom = sbom_file(sh, tag);
     let (repository, tag) = (repository.to_owned(), tag.to_owned());
     plan.run(
         cmd!(sh, "docker push {reference}"),
@@ -122,9 +125,8 @@ pub(crate) fn add_push<'a>(
             };
             records::write(&record, &pushed)?;
             // The image's bill of materials, beside the record of what was pushed.
-            let sbom = std::path::Path::new(crate::steps::sbom::SBOM_FILE);
             if sbom.exists() {
-                std::fs::copy(sbom, record.with_file_name("sbom.cdx.json"))?;
+                std::fs::copy(&sbom, record.with_file_name(SBOM_NAME))?;
             }
             println!("pushed {}", pushed.pinned);
             release.pushed = Some(pushed);

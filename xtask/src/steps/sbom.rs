@@ -10,20 +10,26 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use xshell::{Shell, cmd};
 
-use crate::core::paths::cargo;
+use crate::core::paths::{cargo, state_dir};
 use crate::core::plan::Plan;
 
-/// Where `image` puts the document for the Dockerfile's `prebuilt` stage (`dist/` is
-/// copied to the image's root).
-pub(crate) const SBOM_FILE: &str = "dist/sbom.cdx.json";
+/// The document's name inside the image (`/sbom.cdx.json`) and beside a push record.
+pub(crate) const SBOM_NAME: &str = "sbom.cdx.json";
 
-/// Adds: ask cargo for the dependency graph of `package` on `triple`, and write the SBOM.
+/// Where the SBOM of the image tagged `tag` is kept.
+pub(crate) fn sbom_file(sh: &Shell, tag: &str) -> PathBuf {
+    state_dir(sh).join("sbom").join(format!("{tag}.cdx.json"))
+}
+
+/// Adds: ask cargo for the dependency graph of `package` on `triple`, and write the SBOM
+/// to `path` (through a temporary file, so a reader never sees half of it).
 pub(crate) fn add_sbom<'a, C>(
     sh: &'a Shell,
     plan: &mut Plan<'a, C>,
     package: &'static str,
     triple: String,
     created: String,
+    path: PathBuf,
 ) {
     let cargo = cargo(sh);
     plan.read(
@@ -36,10 +42,12 @@ pub(crate) fn add_sbom<'a, C>(
             let metadata: Value =
                 serde_json::from_str(&metadata).context("cargo metadata printed no JSON")?;
             let document = cyclonedx(&metadata, package, &created)?;
-            let path = PathBuf::from(SBOM_FILE);
-            std::fs::create_dir_all(path.parent().context("in dist/")?)?;
-            std::fs::write(&path, serde_json::to_string_pretty(&document)?)
-                .with_context(|| format!("write {}", path.display()))
+            let dir = path.parent().context("the SBOM sits in a directory")?;
+            std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+            let partial = path.with_extension(format!("{}.partial", std::process::id()));
+            std::fs::write(&partial, serde_json::to_string_pretty(&document)?)
+                .with_context(|| format!("write {}", partial.display()))?;
+            std::fs::rename(&partial, &path).with_context(|| format!("move it to {}", path.display()))
         },
     );
 }

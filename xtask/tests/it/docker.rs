@@ -103,16 +103,38 @@ fn the_host_built_image_is_small_non_root_answers_and_stops_cleanly() {
         "65532:65532"
     );
 
-    // The image carries its bill of materials: the crates it links, by purl and license.
-    let sbom_dir = state.join("sbom");
+    // The image holds the binary and its bill of materials, and nothing else: no file
+    // another build was staging at the same time.
     let holder = docker(&["create", &reference]);
+    let exported = Command::new("sh")
+        .args(["-c", &format!("docker export {holder} | tar -t")])
+        .output()
+        .unwrap();
+    assert!(exported.status.success(), "{exported:?}");
+    let mut files: Vec<String> = String::from_utf8(exported.stdout)
+        .unwrap()
+        .lines()
+        // What the engine adds to every container's file system.
+        .filter(|path| {
+            !["dev/", "etc/", "proc/", "sys/", ".dockerenv"]
+                .iter()
+                .any(|ours| path.starts_with(ours))
+        })
+        .map(str::to_owned)
+        .collect();
+    files.sort();
+    assert_eq!(files, ["sbom.cdx.json", "score-service"]);
+
+    // The image carries its bill of materials: the crates it links, by purl and license.
+    let sbom_copy = state.join("sbom.cdx.json");
     docker(&[
         "cp",
         &format!("{holder}:/sbom.cdx.json"),
-        sbom_dir.to_str().unwrap(),
+        sbom_copy.to_str().unwrap(),
     ]);
     docker(&["rm", &holder]);
-    let sbom: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&sbom_dir).unwrap()).unwrap();
+    let sbom: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&sbom_copy).unwrap()).unwrap();
     assert_eq!(
         (sbom["bomFormat"].as_str(), sbom["specVersion"].as_str()),
         (Some("CycloneDX"), Some("1.5"))
@@ -296,7 +318,7 @@ fn docker_dry_run_plans_the_whole_path_and_starts_nothing() {
             "$ cargo build --release --locked --package score-service --target {}-unknown-linux-gnu --config ",
             std::env::consts::ARCH
         ),
-        "$ docker build --target prebuilt --tag localhost:5001/score-service:",
+        "$ docker build --target prebuilt --file Dockerfile --tag localhost:5001/score-service:",
         "$ docker push localhost:5001/score-service:",
         "$ docker image rm localhost:5001/score-service:",
         &format!(

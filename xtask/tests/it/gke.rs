@@ -781,12 +781,10 @@ fn deploy_and_ship_plans_list_every_command_in_order() {
     let shape: Vec<String> = plan
         .lines()
         .map(|line| {
-            // Tags change with every commit: keep what comes before them.
-            line.split(&format!("{REPOSITORY}:"))
-                .next()
-                .unwrap()
-                .trim_end()
-                .to_owned()
+            // Tags change with every commit: keep what comes before them (in an image
+            // reference, or in the build context's path).
+            let line = line.split(&format!("{REPOSITORY}:")).next().unwrap();
+            line.split("image-context/").next().unwrap().trim_end().to_owned()
         })
         .collect();
     assert_eq!(
@@ -798,8 +796,8 @@ fn deploy_and_ship_plans_list_every_command_in_order() {
                 "$ cargo build --release --locked --package score-service --target {triple} --config \"target.{triple}.rustflags=[\\\"-C\\\", \\\"target-feature=+crt-static\\\"]\""
             ),
             format!("$ cargo metadata --format-version 1 --locked --filter-platform {triple}"),
-            format!("# copy target/{triple}/release/score-service to dist/score-service"),
-            "$ docker build --target prebuilt --tag".to_owned(),
+            format!("# copy target/{triple}/release/score-service and its SBOM into the build context {s}/"),
+            "$ docker build --target prebuilt --file Dockerfile --tag".to_owned(),
             "$ docker push".to_owned(),
             "$ docker image inspect --format \"{{json .RepoDigests}}\"".to_owned(),
             format!(

@@ -7,11 +7,14 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use xshell::{Shell, cmd};
 
 use crate::core::git::Revision;
 use crate::core::paths::{cargo, state_dir, target_dir};
 use crate::core::plan::Plan;
+use crate::core::records;
 use crate::steps::sbom::{SBOM_NAME, add_sbom, sbom_file};
 
 /// The image's name inside whatever registry it goes to.
@@ -92,11 +95,92 @@ impl Image {
                 stage(&sbom, &dist.join(SBOM_NAME))
             },
         );
-        plan.run(
-            cmd!(sh, "docker build --target prebuilt --file Dockerfile --tag {reference} --build-arg {version} --build-arg {revision} --build-arg {created} {context}"),
-            next,
+        // The legacy builder stamps each image it creates with the time, so a rebuild of
+        // the same inputs is a new digest whenever its cache missed (another build of
+        // this Dockerfile at the same time, a pruned cache): a new rollout for nothing.
+        // What the engine holds under this tag is kept when it was built from exactly
+        // these inputs.
+        let inputs = Inputs {
+            context: context.clone(),
+            build_args: vec![version.clone(), revision.clone(), created.clone()],
+        };
+        let record = context.with_extension("built.json");
+        let format = "{{.Id}}";
+        plan.when(
+            cmd!(sh, "docker image inspect --format {format} {reference}"),
+            format!("{reference} is not yet built from exactly these files and arguments"),
+            {
+                let (inputs, record) = (inputs.clone(), record.clone());
+                move |_, probe| {
+                    if !probe.success {
+                        return Ok(true);
+                    }
+                    let id = probe.stdout.trim();
+                    let keep = match records::read::<Built>(&record)? {
+                        Some(built) => built.image_id == id && built.inputs == inputs.digest()?,
+                        None => false,
+                    };
+                    if keep {
+                        eprintln!("# the engine holds {id}, built from exactly these inputs: keep it");
+                    }
+                    Ok(!keep)
+                }
+            },
+            |then| {
+                then.run(
+                    cmd!(sh, "docker build --target prebuilt --file Dockerfile --tag {reference} --build-arg {version} --build-arg {revision} --build-arg {created} {context}"),
+                    next,
+                );
+                then.read(
+                    cmd!(sh, "docker image inspect --format {format} {reference}"),
+                    "the build succeeded but the engine cannot show the image: run this task again",
+                    move |_, output| {
+                        let built = Built {
+                            image_id: output.trim().to_owned(),
+                            inputs: inputs.digest()?,
+                        };
+                        records::write(&record, &built)
+                    },
+                );
+            },
         );
     }
+}
+
+/// What went into a prebuilt image: its build context and build arguments, with the
+/// Dockerfile.
+#[derive(Clone)]
+struct Inputs {
+    context: PathBuf,
+    build_args: Vec<String>,
+}
+
+impl Inputs {
+    fn digest(&self) -> anyhow::Result<String> {
+        let mut hasher = Sha256::new();
+        let dist = self.context.join("dist");
+        for path in [
+            PathBuf::from("Dockerfile"),
+            dist.join("score-service"),
+            dist.join(SBOM_NAME),
+        ] {
+            let bytes = std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
+            hasher.update((bytes.len() as u64).to_le_bytes());
+            hasher.update(bytes);
+        }
+        for arg in &self.build_args {
+            hasher.update(arg.as_bytes());
+            hasher.update([0]);
+        }
+        Ok(format!("{:x}", hasher.finalize()))
+    }
+}
+
+/// The image a prebuilt build made, and a digest of its inputs.
+#[derive(Serialize, Deserialize)]
+struct Built {
+    image_id: String,
+    inputs: String,
 }
 
 /// The build context of the `prebuilt` stage for the image tagged `tag`: a `dist/` that

@@ -94,6 +94,19 @@ fn the_host_built_image_is_small_non_root_answers_and_stops_cleanly() {
         .expect("image prints the reference")
         .to_owned();
 
+    // Built again from the same inputs: the image is kept, so its digest stays.
+    let id = docker(&["image", "inspect", "--format", "{{.Id}}", &reference]);
+    let again = xtask(&state, &["image"]);
+    assert!(again.status.success(), "image: {}", stderr(&again));
+    assert!(
+        stderr(&again).contains(&format!(
+            "# the engine holds {id}, built from exactly these inputs: keep it"
+        )),
+        "{}",
+        stderr(&again)
+    );
+    assert!(!stderr(&again).contains("$ docker build"), "{}", stderr(&again));
+
     let size: u64 = docker(&["image", "inspect", "--format", "{{.Size}}", &reference])
         .parse()
         .unwrap();

@@ -797,7 +797,10 @@ fn deploy_and_ship_plans_list_every_command_in_order() {
             ),
             format!("$ cargo metadata --format-version 1 --locked --filter-platform {triple}"),
             format!("# copy target/{triple}/release/score-service and its SBOM into the build context {s}/"),
-            "$ docker build --target prebuilt --file Dockerfile --tag".to_owned(),
+            "$ docker image inspect --format {{.Id}}".to_owned(),
+            "# only if".to_owned(),
+            "  $ docker build --target prebuilt --file Dockerfile --tag".to_owned(),
+            "  $ docker image inspect --format {{.Id}}".to_owned(),
             "$ docker push".to_owned(),
             "$ docker image inspect --format \"{{json .RepoDigests}}\"".to_owned(),
             format!(

@@ -12,6 +12,7 @@ use xshell::{Shell, cmd};
 
 use crate::core::paths::{cargo, state_dir};
 use crate::core::plan::Plan;
+use crate::core::records;
 
 /// The document's name inside the image (`/sbom.cdx.json`) and beside a push record.
 pub(crate) const SBOM_NAME: &str = "sbom.cdx.json";
@@ -41,13 +42,7 @@ pub(crate) fn add_sbom<'a, C>(
         move |_, metadata| {
             let metadata: Value =
                 serde_json::from_str(&metadata).context("cargo metadata printed no JSON")?;
-            let document = cyclonedx(&metadata, package, &created)?;
-            let dir = path.parent().context("the SBOM sits in a directory")?;
-            std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
-            let partial = path.with_extension(format!("{}.partial", std::process::id()));
-            std::fs::write(&partial, serde_json::to_string_pretty(&document)?)
-                .with_context(|| format!("write {}", partial.display()))?;
-            std::fs::rename(&partial, &path).with_context(|| format!("move it to {}", path.display()))
+            records::write(&path, &cyclonedx(&metadata, package, &created)?)
         },
     );
 }

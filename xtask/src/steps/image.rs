@@ -104,7 +104,8 @@ impl Image {
             context: context.clone(),
             build_args: vec![version.clone(), revision.clone(), created.clone()],
         };
-        let record = context.with_extension("built.json");
+        // Beside the context, not in it: the context holds exactly what the image holds.
+        let record = context.with_file_name(format!("{}.built.json", self.tag()));
         let format = "{{.Id}}";
         plan.when(
             cmd!(sh, "docker image inspect --format {format} {reference}"),

@@ -25,7 +25,8 @@ fn is_executable(path: &Path) -> bool {
         .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
 }
 
-fn is_root() -> bool {
+/// Whether we run as root (CI does; GitHub's runners do not).
+pub(crate) fn is_root() -> bool {
     // The effective uid is the second field of the Uid line.
     std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
         status

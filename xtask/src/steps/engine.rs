@@ -1,10 +1,71 @@
-//! The Docker engine: a first step that fails in one line when it cannot be reached.
+//! The Docker engine: a first step that fails in one line when it cannot be reached, and
+//! for CI, a set-up step that starts an installed engine that is not running.
+
+use std::time::Duration;
 
 use anyhow::bail;
 use xshell::{Shell, cmd};
 
+use crate::core::paths::target_dir;
 use crate::core::plan::{Plan, query};
-use crate::core::tools::which;
+use crate::core::process::{self, Poll, WaitError};
+use crate::core::tools::{is_root, which};
+
+/// How long a freshly started engine may take to answer.
+const ENGINE_START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Plans, for a machine we set up ourselves: when the engine does not answer and we run
+/// as root with `dockerd` installed (a CI machine whose daemon is not running), start it
+/// in the background, its log under `target/`, and wait until it answers. Then the usual
+/// check, which names what to do in every other case. Nothing runs in a dry run.
+pub(crate) fn add_engine_start<'a, C>(sh: &'a Shell, plan: &mut Plan<'a, C>) {
+    let format = "{{.Server.Version}}";
+    let log = target_dir(sh).join("dockerd.log");
+    plan.when(
+        cmd!(sh, "docker version --format {format}"),
+        "the Docker engine does not answer, we run as root and dockerd is installed",
+        |_, probe| Ok(!probe.success && is_root() && which("dockerd").is_some()),
+        |then| {
+            then.start(
+                cmd!(sh, "dockerd"),
+                log.clone(),
+                None,
+                |_, _| Ok(()),
+                format!("wait up to {ENGINE_START_TIMEOUT:?} for the Docker engine to answer"),
+                move |_, pid| wait_for_engine(sh, pid, &log),
+            );
+        },
+    );
+    add_engine_check(sh, plan);
+}
+
+fn wait_for_engine(sh: &Shell, pid: u32, log: &std::path::Path) -> anyhow::Result<()> {
+    let format = "{{.Server.Version}}";
+    let waited = process::poll_until(ENGINE_START_TIMEOUT, Duration::from_millis(200), || {
+        if !process::is_alive(pid, "dockerd") {
+            return Poll::Failed(anyhow::anyhow!(
+                "dockerd (pid {pid}) exited before the engine answered; its log says:\n{}",
+                process::log_tail(log)
+            ));
+        }
+        match cmd!(sh, "docker version --format {format}")
+            .quiet()
+            .ignore_stderr()
+            .read()
+        {
+            Ok(_) => Poll::Ready(()),
+            Err(err) => Poll::Pending(err.to_string()),
+        }
+    });
+    match waited {
+        Ok(()) => Ok(()),
+        Err(WaitError::Failed(err)) => Err(err),
+        Err(timed_out) => bail!(
+            "the Docker engine was {timed_out}\n  next: read {}",
+            log.display()
+        ),
+    }
+}
 
 pub(crate) fn add_engine_check<'a, C>(sh: &'a Shell, plan: &mut Plan<'a, C>) {
     plan.check("check that the Docker engine answers", move |_| {

@@ -6,6 +6,7 @@ use xshell::{Shell, cmd};
 use crate::core::paths::cargo;
 use crate::core::plan::Plan;
 use crate::core::tools::{ensure_apt_package, ensure_python_tools};
+use crate::steps::engine::add_engine_start;
 
 #[derive(Args, Debug)]
 pub(crate) struct CiCmd {}
@@ -18,7 +19,8 @@ impl CiCmd {
 
 fn plan(sh: &Shell) -> Plan<'_> {
     let mut plan = Plan::new();
-    // The tests drive a real registry process beside the Docker engine.
+    // The tests drive the Docker engine and a real registry process beside it.
+    add_engine_start(sh, &mut plan);
     ensure_apt_package(sh, &mut plan, "docker-registry", "docker-registry");
     let venv = ensure_python_tools(sh, &mut plan, "xtask/python-tools.txt");
     let hadolint = venv.join("hadolint");

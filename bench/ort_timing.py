@@ -1,8 +1,9 @@
 """onnxruntime's own time per run of a model, with one intra-op thread: the reference
 `cargo xtask bench --model` sets beside score-service's (service/examples/model_timing.rs),
-on the same deterministic rows.
+on the same rows: each run scores the next ROWS of the pool of rows the bench wrote
+(little-endian f64 values), as model_timing does.
 
-    python bench/ort_timing.py MODEL.onnx ROWS
+    python bench/ort_timing.py MODEL.onnx ROWS POOL
 """
 
 import sys
@@ -13,24 +14,31 @@ import onnxruntime as ort
 
 
 def main():
-    path, rows = sys.argv[1], int(sys.argv[2])
+    path, rows, pool = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
     single = session.get_inputs()[0]
     width = single.shape[1]
-    # The same rows model_timing scores.
-    x = np.array([((i * 37 % 101) / 50.0) - 1.0 for i in range(rows * width)], dtype=np.float32)
-    x = x.reshape(rows, width)
-    for _ in range(100):
-        session.run(None, {single.name: x})
+    # The same rows model_timing scores, converted to float32 as it converts them.
+    values = np.fromfile(pool, dtype="<f8").astype(np.float32)
+    batches = [
+        values[start : start + rows * width].reshape(rows, width)
+        for start in range(0, len(values) - rows * width + 1, rows * width)
+    ]
+    if len(batches) < 2:
+        sys.exit(f"{pool} holds fewer than two batches of {rows} rows of {width} features")
+    for turn in range(100):
+        session.run(None, {single.name: batches[turn % len(batches)]})
     runs = min(max(200_000 // rows, 50), 20_000)
     trials = []
+    turn = 0
     for _ in range(7):
         started = time.perf_counter()
         for _ in range(runs):
-            session.run(None, {single.name: x})
+            session.run(None, {single.name: batches[turn % len(batches)]})
+            turn += 1
         trials.append((time.perf_counter() - started) * 1e6 / runs)
     print(f"rows={rows} runs={runs} trials=7 median_us={sorted(trials)[3]:.2f}")
 

@@ -1,39 +1,54 @@
 //! tract's own time per run of a model, without HTTP: what `cargo xtask bench --model`
 //! sets beside the request latencies, so the HTTP overhead is visible.
 //!
-//!     cargo run --release --example model_timing -- MODEL.onnx ROWS
+//!     cargo run --release --example model_timing -- MODEL.onnx ROWS POOL
+//!
+//! POOL holds rows as little-endian f64 values, as wide as the model's input (the bench
+//! writes one); each run scores the next ROWS of them, so no batch is scored twice in a
+//! row and the time is that of rows the processor has not just seen.
 
 use std::time::Instant;
 
+use anyhow::{Context, ensure};
 use score_service::model::{self, Batch};
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let (Some(path), Some(rows)) = (args.next(), args.next()) else {
-        anyhow::bail!("usage: model_timing MODEL.onnx ROWS");
+    let (Some(path), Some(rows), Some(pool)) = (args.next(), args.next(), args.next()) else {
+        anyhow::bail!("usage: model_timing MODEL.onnx ROWS POOL");
     };
     let rows: usize = rows.parse()?;
     let model = model::load(&path, &Default::default())?;
     let width = model.input_width().unwrap_or(2);
-    // The same deterministic rows the bench sends.
-    let values: Vec<f64> = (0..rows * width)
-        .map(|i| ((i * 37 % 101) as f64 / 50.0) - 1.0)
+    let values: Vec<f64> = std::fs::read(&pool)
+        .with_context(|| format!("read {pool}"))?
+        .chunks_exact(8)
+        .map(|bytes| f64::from_le_bytes(bytes.try_into().expect("chunks of 8")))
         .collect();
-    let batch = Batch {
-        rows,
-        width,
-        values: &values,
-    };
-    for _ in 0..100 {
-        model.predict(&batch)?;
+    ensure!(
+        values.len().is_multiple_of(width),
+        "{pool} holds {} values, not rows of the model's {width} features",
+        values.len()
+    );
+    let batches: Vec<Batch> = values
+        .chunks_exact(rows * width)
+        .map(|values| Batch { rows, width, values })
+        .collect();
+    ensure!(
+        batches.len() >= 2,
+        "{pool} holds fewer than two batches of {rows} rows of {width} features"
+    );
+    for batch in batches.iter().cycle().take(100) {
+        model.predict(batch)?;
     }
     // About 0.2 s per trial; the median of seven trials resists a busy neighbour.
     let runs = (200_000 / rows.max(1)).clamp(50, 20_000);
+    let mut next = batches.iter().cycle();
     let mut trials: Vec<f64> = (0..7)
         .map(|_| {
             let started = Instant::now();
-            for _ in 0..runs {
-                std::hint::black_box(model.predict(&batch)?);
+            for batch in next.by_ref().take(runs) {
+                std::hint::black_box(model.predict(batch)?);
             }
             Ok(started.elapsed().as_secs_f64() * 1e6 / runs as f64)
         })

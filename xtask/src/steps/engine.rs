@@ -14,17 +14,23 @@ use crate::core::tools::{is_root, which};
 /// How long a freshly started engine may take to answer.
 const ENGINE_START_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Plans, for a machine we set up ourselves: when the engine does not answer and we run
-/// as root with `dockerd` installed (a CI machine whose daemon is not running), start it
-/// in the background, its log under `target/`, and wait until it answers. Then the usual
-/// check, which names what to do in every other case. Nothing runs in a dry run.
+/// Plans, for a machine we set up ourselves: when the engine does not answer, no
+/// DOCKER_HOST names another one, and we run as root with `dockerd` installed (a CI
+/// machine whose daemon is not running), start it in the background, its log under
+/// `target/`, and wait until it answers. Then the usual check, which names what to do in
+/// every other case. Nothing runs in a dry run.
 pub(crate) fn add_engine_start<'a, C>(sh: &'a Shell, plan: &mut Plan<'a, C>) {
     let format = "{{.Server.Version}}";
     let log = target_dir(sh).join("dockerd.log");
     plan.when(
         cmd!(sh, "docker version --format {format}"),
-        "the Docker engine does not answer, we run as root and dockerd is installed",
-        |_, probe| Ok(!probe.success && is_root() && which("dockerd").is_some()),
+        "the Docker engine does not answer, DOCKER_HOST is unset, we run as root and dockerd is installed",
+        |_, probe| {
+            Ok(!probe.success
+                && std::env::var_os("DOCKER_HOST").is_none()
+                && is_root()
+                && which("dockerd").is_some())
+        },
         |then| {
             then.start(
                 cmd!(sh, "dockerd"),
@@ -44,16 +50,23 @@ fn wait_for_engine(sh: &Shell, pid: u32, log: &std::path::Path) -> anyhow::Resul
     let waited = process::poll_until(ENGINE_START_TIMEOUT, Duration::from_millis(200), || {
         if !process::is_alive(pid, "dockerd") {
             return Poll::Failed(anyhow::anyhow!(
-                "dockerd (pid {pid}) exited before the engine answered; its log says:\n{}",
+                "dockerd (pid {pid}) exited before the engine answered; its log says:\n{}\n  next: fix what the log names, or start the engine yourself (`sudo systemctl start docker`)",
                 process::log_tail(log)
             ));
         }
         match cmd!(sh, "docker version --format {format}")
             .quiet()
-            .ignore_stderr()
-            .read()
+            .ignore_status()
+            .output()
         {
-            Ok(_) => Poll::Ready(()),
+            Ok(output) if output.status.success() => Poll::Ready(()),
+            Ok(output) => Poll::Pending(
+                String::from_utf8_lossy(&output.stderr)
+                    .lines()
+                    .last()
+                    .unwrap_or("no answer")
+                    .to_owned(),
+            ),
             Err(err) => Poll::Pending(err.to_string()),
         }
     });

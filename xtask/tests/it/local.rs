@@ -37,14 +37,14 @@ fn ci_dry_run_lists_the_checks() {
     let output = xtask(&scratch_dir("ci-dry-run"), &["--dry-run", "ci"]);
     assert!(output.status.success());
     let plan = stdout(&output);
-    // Installing tools comes first, and only where they are missing; the checks end it.
+    // The engine comes first (the tests need it: as root on a machine whose daemon is
+    // down, CI starts it), then tools, only where they are missing; the checks end it.
     let lines: Vec<&str> = plan.lines().collect();
-    // The tests need the engine: as root on a machine whose daemon is down, CI starts it.
     assert_eq!(
         lines[..5],
         [
             "$ docker version --format {{.Server.Version}}",
-            "# only if the Docker engine does not answer, we run as root and dockerd is installed:",
+            "# only if the Docker engine does not answer, DOCKER_HOST is unset, we run as root and dockerd is installed:",
             "  $ dockerd >target/dockerd.log 2>&1 &",
             "  # wait up to 60s for the Docker engine to answer",
             "# check that the Docker engine answers",

@@ -11,6 +11,9 @@ use crate::core::plan::{Plan, query};
 use crate::core::process::{self, Poll, WaitError};
 use crate::core::tools::{is_root, which};
 
+/// What `docker version` prints of the engine: nothing, and a failure, when none answers.
+const ENGINE_VERSION: &str = "{{.Server.Version}}";
+
 /// How long a freshly started engine may take to answer.
 const ENGINE_START_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -20,7 +23,7 @@ const ENGINE_START_TIMEOUT: Duration = Duration::from_secs(60);
 /// `target/`, and wait until it answers. Then the usual check, which names what to do in
 /// every other case. Nothing runs in a dry run.
 pub(crate) fn add_engine_start<'a, C>(sh: &'a Shell, plan: &mut Plan<'a, C>) {
-    let format = "{{.Server.Version}}";
+    let format = ENGINE_VERSION;
     let log = target_dir(sh).join("dockerd.log");
     plan.when(
         cmd!(sh, "docker version --format {format}"),
@@ -46,7 +49,7 @@ pub(crate) fn add_engine_start<'a, C>(sh: &'a Shell, plan: &mut Plan<'a, C>) {
 }
 
 fn wait_for_engine(sh: &Shell, pid: u32, log: &std::path::Path) -> anyhow::Result<()> {
-    let format = "{{.Server.Version}}";
+    let format = ENGINE_VERSION;
     let waited = process::poll_until(ENGINE_START_TIMEOUT, Duration::from_millis(200), || {
         if !process::is_alive(pid, "dockerd") {
             return Poll::Failed(anyhow::anyhow!(
@@ -82,7 +85,7 @@ fn wait_for_engine(sh: &Shell, pid: u32, log: &std::path::Path) -> anyhow::Resul
 
 pub(crate) fn add_engine_check<'a, C>(sh: &'a Shell, plan: &mut Plan<'a, C>) {
     plan.check("check that the Docker engine answers", move |_| {
-        let format = "{{.Server.Version}}";
+        let format = ENGINE_VERSION;
         match query(cmd!(sh, "docker version --format {format}").ignore_stderr()) {
             Ok(_) => Ok(()),
             Err(err) if which("docker").is_none() => {

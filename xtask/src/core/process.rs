@@ -132,22 +132,54 @@ pub(crate) fn wait_for_http_ready(
     log: &Path,
 ) -> anyhow::Result<()> {
     let agent = crate::core::http::agent(Duration::from_secs(2));
-    let waited = poll_until(timeout, Duration::from_millis(50), || {
-        if !is_alive(pid, program) {
-            return Poll::Failed(anyhow::anyhow!(
-                "{program} (pid {pid}) exited before it became ready; its log says:\n{}",
-                log_tail(log)
-            ));
+    let started = Started { pid, program, log };
+    started.wait_until_ready(
+        url,
+        timeout,
+        Duration::from_millis(50),
+        || match crate::core::http::get(&agent, url) {
+            Ok((200, _)) => Ok(()),
+            Ok((status, body)) => Err(format!("{status} {body}")),
+            Err(err) => Err(err),
+        },
+    )
+}
+
+/// A program this task started in the background, and its log.
+pub(crate) struct Started<'a> {
+    pub(crate) pid: u32,
+    pub(crate) program: &'a str,
+    pub(crate) log: &'a Path,
+}
+
+impl Started<'_> {
+    /// Asks `ready` every `interval` until it says yes, while the program runs: if it
+    /// exits first, or `timeout` passes, fails naming `what` and the program's log.
+    /// `ready`'s error is what it saw instead, quoted when time runs out.
+    pub(crate) fn wait_until_ready(
+        &self,
+        what: &str,
+        timeout: Duration,
+        interval: Duration,
+        mut ready: impl FnMut() -> Result<(), String>,
+    ) -> anyhow::Result<()> {
+        let Started { pid, program, log } = *self;
+        let waited = poll_until(timeout, interval, || {
+            if !is_alive(pid, program) {
+                return Poll::Failed(anyhow::anyhow!(
+                    "{program} (pid {pid}) exited before it became ready; its log says:\n{}\n  next: fix what the log names, then run this task again",
+                    log_tail(log)
+                ));
+            }
+            match ready() {
+                Ok(()) => Poll::Ready(()),
+                Err(seen) => Poll::Pending(seen),
+            }
+        });
+        match waited {
+            Ok(()) => Ok(()),
+            Err(WaitError::Failed(err)) => Err(err),
+            Err(timed_out) => bail!("{what} was {timed_out}\n  next: read {}", log.display()),
         }
-        match crate::core::http::get(&agent, url) {
-            Ok((200, _)) => Poll::Ready(()),
-            Ok((status, body)) => Poll::Pending(format!("{status} {body}")),
-            Err(err) => Poll::Pending(err),
-        }
-    });
-    match waited {
-        Ok(()) => Ok(()),
-        Err(WaitError::Failed(err)) => Err(err),
-        Err(timed_out) => bail!("{url} was {timed_out}\n  next: read {}", log.display()),
     }
 }

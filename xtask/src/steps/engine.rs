@@ -1,6 +1,7 @@
 //! The Docker engine: a first step that fails in one line when it cannot be reached, and
 //! for CI, a set-up step that starts an installed engine that is not running.
 
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::bail;
@@ -8,7 +9,7 @@ use xshell::{Shell, cmd};
 
 use crate::core::paths::target_dir;
 use crate::core::plan::{Plan, query};
-use crate::core::process::{self, Poll, WaitError};
+use crate::core::process::Started;
 use crate::core::tools::{is_root, which};
 
 /// What `docker version` prints of the engine: nothing, and a failure, when none answers.
@@ -48,39 +49,30 @@ pub(crate) fn add_engine_start<'a, C>(sh: &'a Shell, plan: &mut Plan<'a, C>) {
     add_engine_check(sh, plan);
 }
 
-fn wait_for_engine(sh: &Shell, pid: u32, log: &std::path::Path) -> anyhow::Result<()> {
+fn wait_for_engine(sh: &Shell, pid: u32, log: &Path) -> anyhow::Result<()> {
     let format = ENGINE_VERSION;
-    let waited = process::poll_until(ENGINE_START_TIMEOUT, Duration::from_millis(200), || {
-        if !process::is_alive(pid, "dockerd") {
-            return Poll::Failed(anyhow::anyhow!(
-                "dockerd (pid {pid}) exited before the engine answered; its log says:\n{}\n  next: fix what the log names, or start the engine yourself (`sudo systemctl start docker`)",
-                process::log_tail(log)
-            ));
-        }
-        match cmd!(sh, "docker version --format {format}")
-            .quiet()
-            .ignore_status()
-            .output()
-        {
-            Ok(output) if output.status.success() => Poll::Ready(()),
-            Ok(output) => Poll::Pending(
-                String::from_utf8_lossy(&output.stderr)
-                    .lines()
-                    .last()
-                    .unwrap_or("no answer")
-                    .to_owned(),
-            ),
-            Err(err) => Poll::Pending(err.to_string()),
-        }
-    });
-    match waited {
-        Ok(()) => Ok(()),
-        Err(WaitError::Failed(err)) => Err(err),
-        Err(timed_out) => bail!(
-            "the Docker engine was {timed_out}\n  next: read {}",
-            log.display()
-        ),
-    }
+    let dockerd = Started {
+        pid,
+        program: "dockerd",
+        log,
+    };
+    dockerd.wait_until_ready(
+        "the Docker engine",
+        ENGINE_START_TIMEOUT,
+        Duration::from_millis(200),
+        || {
+            let output = cmd!(sh, "docker version --format {format}")
+                .quiet()
+                .ignore_status()
+                .output()
+                .map_err(|err| err.to_string())?;
+            if output.status.success() {
+                return Ok(());
+            }
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            Err(stderr.lines().last().unwrap_or("no answer").to_owned())
+        },
+    )
 }
 
 pub(crate) fn add_engine_check<'a, C>(sh: &'a Shell, plan: &mut Plan<'a, C>) {

@@ -3,14 +3,15 @@
 //!
 //!     cargo run --release --example model_timing -- MODEL.onnx ROWS POOL
 //!
-//! POOL holds rows as little-endian f64 values, as wide as the model's input (the bench
-//! writes one); each run scores the next ROWS of them, so no batch is scored twice in a
-//! row and the time is that of rows the processor has not just seen.
+//! POOL holds rows as little-endian f64 values, each as many as one row of the model's
+//! one input holds (20 features, or a 28x28 image; the bench writes one); each run scores
+//! the next ROWS of them, so no batch is scored twice in a row and the time is that of
+//! rows the processor has not just seen.
 
 use std::time::Instant;
 
 use anyhow::{Context, ensure};
-use score_service::model::{self, Batch};
+use score_service::model::{self, Array, Data, Dim};
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -19,7 +20,17 @@ fn main() -> anyhow::Result<()> {
     };
     let rows: usize = rows.parse()?;
     let model = model::load(&path, &Default::default())?;
-    let width = model.input_width().unwrap_or(2);
+    let [input] = model.inputs() else {
+        anyhow::bail!("{path} takes several inputs; the timing feeds one");
+    };
+    let row_shape: Vec<usize> = input.shape[1..]
+        .iter()
+        .map(|dim| match dim {
+            Dim::Fixed(size) => *size,
+            Dim::Dynamic => 1,
+        })
+        .collect();
+    let width: usize = row_shape.iter().product();
     let values: Vec<f64> = std::fs::read(&pool)
         .with_context(|| format!("read {pool}"))?
         .chunks_exact(8)
@@ -30,16 +41,29 @@ fn main() -> anyhow::Result<()> {
         "{pool} holds {} values, not rows of the model's {width} features",
         values.len()
     );
-    let batches: Vec<Batch> = values
+    let shape: Vec<usize> = std::iter::once(rows).chain(row_shape).collect();
+    let batches: Vec<Array> = values
         .chunks_exact(rows * width)
-        .map(|values| Batch { rows, width, values })
-        .collect();
+        .map(|values| {
+            let data = model::convert(Data::F64(values.to_vec()), input.element)
+                .or_else(|_| {
+                    // Features drawn as doubles: the model's float32 is their nearest value.
+                    let narrowed = values.iter().map(|v| *v as f32).collect();
+                    model::convert(Data::F32(narrowed), input.element)
+                })
+                .context("the pool's values as the model's input type")?;
+            Ok(Array {
+                shape: shape.clone(),
+                data,
+            })
+        })
+        .collect::<anyhow::Result<_>>()?;
     ensure!(
         batches.len() >= 2,
         "{pool} holds fewer than two batches of {rows} rows of {width} features"
     );
     for batch in batches.iter().cycle().take(100) {
-        model.predict(batch)?;
+        model.predict(vec![batch.clone()])?;
     }
     // About 0.2 s per trial; the median of seven trials resists a busy neighbour.
     let runs = (200_000 / rows.max(1)).clamp(50, 20_000);
@@ -48,7 +72,7 @@ fn main() -> anyhow::Result<()> {
         .map(|_| {
             let started = Instant::now();
             for batch in next.by_ref().take(runs) {
-                std::hint::black_box(model.predict(batch)?);
+                std::hint::black_box(model.predict(vec![batch.clone()])?);
             }
             Ok(started.elapsed().as_secs_f64() * 1e6 / runs as f64)
         })

@@ -1,95 +1,135 @@
 //! The README's table of served models: loads every model of the zoo (models/zoo/, made
-//! by models/make_fixtures.py), scores its rows, and compares the answers with the
+//! by models/make_fixtures.py), runs its inputs, and compares every output with the
 //! onnxruntime answers recorded beside it. Run through `cargo xtask fixtures --survey`.
 
 use std::path::{Path, PathBuf};
 
-use score_service::model::{self, Batch, Data, ModelOutput};
+use score_service::App;
+use score_service::config::Limits;
+use score_service::model::{self, Array, Data, ElementType, Model};
 use serde_json::Value;
 
 fn main() -> anyhow::Result<()> {
     let dir = PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "models/zoo".into()));
     let index: serde_json::Map<String, Value> =
         serde_json::from_str(&std::fs::read_to_string(dir.join("index.json"))?)?;
-    println!("| model | task | served | notes |\n|---|---|---|---|");
+    println!("| model | exporter | task | served | routes | notes |\n|---|---|---|---|---|---|");
     for (name, entry) in &index {
-        let (verdict, notes) = check(&dir.join(format!("{name}.onnx")), entry);
-        let task = entry["task"].as_str().unwrap_or("?");
-        println!("| {name} | {task} | {verdict} | {} |", notes.replace('|', "/"));
+        let (verdict, routes, notes) = check(&dir.join(format!("{name}.onnx")), entry);
+        let text = |key: &str| entry[key].as_str().unwrap_or("?").to_owned();
+        println!(
+            "| {name} | {} | {} | {verdict} | {routes} | {} |",
+            text("exporter"),
+            text("task"),
+            notes.replace('|', "/")
+        );
     }
     Ok(())
 }
 
-fn check(path: &Path, entry: &Value) -> (&'static str, String) {
+fn check(path: &Path, entry: &Value) -> (&'static str, String, String) {
     let model = match model::load(path.to_str().unwrap_or_default(), &Default::default()) {
         Ok(model) => model,
-        Err(err) => {
-            let reason = err.to_string();
-            let reason = reason.rsplit(": ").next().unwrap_or(&reason).to_owned();
-            return ("refused", reason);
-        }
+        Err(err) => return ("refused", "-".into(), chain(&err)),
     };
-    let rows: Vec<Vec<f64>> = serde_json::from_value(entry["inputs"].clone()).unwrap_or_default();
-    let values: Vec<f64> = rows.iter().flatten().copied().collect();
-    let batch = Batch {
-        rows: rows.len(),
-        width: rows.first().map_or(0, Vec::len),
-        values: &values,
+    let outcome = run(model.as_ref(), entry);
+    let routes = match App::new(model, Limits::default()) {
+        Ok(app) => match app.score_refusal() {
+            None => "/score, /v2".to_owned(),
+            Some(why) => format!("/v2 (/score: {why})"),
+        },
+        Err(err) => format!("? ({err})"),
     };
-    let output = match model.predict(&batch) {
-        Ok(output) => output,
-        Err(err) => return ("fails", err.to_string()),
-    };
-    match differences(&output, entry) {
-        None => ("yes", "matches onnxruntime".into()),
-        Some(problem) => ("wrong", problem),
+    match outcome {
+        Ok(()) => ("yes", routes, "matches onnxruntime".into()),
+        Err(problem) => ("wrong", routes, problem),
     }
 }
 
-/// What differs from onnxruntime's answers, if anything.
-fn differences(output: &ModelOutput, entry: &Value) -> Option<String> {
-    let expected: Vec<&Value> = entry["outputs"].as_object()?.values().collect();
-    let labels = |data: &Data| -> Vec<String> {
-        match data {
-            Data::I64(v) => v.iter().map(i64::to_string).collect(),
-            Data::Str(v) => v.clone(),
-            other => other.as_f64().iter().map(f64::to_string).collect(),
+/// Runs the entry's inputs through the model and compares every output.
+fn run(model: &dyn Model, entry: &Value) -> Result<(), String> {
+    let mut inputs = Vec::new();
+    for spec in model.inputs() {
+        let tensor = &entry["inputs"][&spec.name];
+        let array = array(tensor).ok_or_else(|| format!("no input {:?} in the index", spec.name))?;
+        let data = model::convert(array.data, spec.element).map_err(|err| err.to_string())?;
+        inputs.push(Array {
+            shape: array.shape,
+            data,
+        });
+    }
+    let outputs = model.predict(inputs).map_err(|err| err.to_string())?;
+    let expected = entry["outputs"].as_object().ok_or("no outputs in the index")?;
+    for (spec, output) in model.outputs().iter().zip(&outputs) {
+        let want = expected
+            .get(&spec.name)
+            .and_then(array)
+            .ok_or_else(|| format!("onnxruntime gave no output {:?}", spec.name))?;
+        if let Some(problem) = differs(output, &want) {
+            return Err(format!("output {:?}: {problem}", spec.name));
         }
+    }
+    Ok(())
+}
+
+/// A tensor of the index as an array (null is NaN).
+fn array(tensor: &Value) -> Option<Array> {
+    let shape: Vec<usize> = serde_json::from_value(tensor["shape"].clone()).ok()?;
+    let mut flat = Vec::new();
+    let mut stack = vec![&tensor["data"]];
+    while let Some(value) = stack.pop() {
+        match value {
+            Value::Array(items) => stack.extend(items.iter().rev()),
+            other => flat.push(other),
+        }
+    }
+    let element = ElementType::from_protocol_name(tensor["datatype"].as_str()?)?;
+    let float = |v: &&Value| v.as_f64().unwrap_or(f64::NAN);
+    let data = match element {
+        ElementType::Str => Data::Str(flat.iter().map(|v| v.as_str().unwrap_or("").to_owned()).collect()),
+        ElementType::Bool => Data::Bool(flat.iter().map(|v| v.as_bool().unwrap_or(false)).collect()),
+        ElementType::F32 | ElementType::F16 => Data::F32(flat.iter().map(|v| float(v) as f32).collect()),
+        ElementType::F64 => Data::F64(flat.iter().map(float).collect()),
+        _ => Data::I64(flat.iter().map(|v| v.as_i64().unwrap_or(i64::MIN)).collect()),
     };
-    if entry["task"] == "classification" {
-        let want: Vec<String> = flatten(expected[0])
-            .iter()
-            .map(|v| v.to_string().trim_matches('"').to_owned())
-            .collect();
-        if labels(&output.score) != want {
-            return Some("labels differ".into());
+    let data = model::convert(data, element).ok()?;
+    Some(Array { shape, data })
+}
+
+/// What differs between two arrays: labels and strings exactly, numbers within 1e-4.
+fn differs(actual: &Array, expected: &Array) -> Option<String> {
+    if actual.data.len() != expected.data.len() {
+        return Some(format!(
+            "shape {:?}, onnxruntime's {:?}",
+            actual.shape, expected.shape
+        ));
+    }
+    let numbers = |data: &Data| model::convert(data.clone(), ElementType::F64).ok();
+    match (&actual.data, &expected.data) {
+        (Data::Str(a), Data::Str(b)) => (a != b).then(|| "strings differ".into()),
+        (a, b) if a.element_type().is_float() || b.element_type().is_float() => {
+            let (Some(Data::F64(a)), Some(Data::F64(b))) = (numbers(a), numbers(b)) else {
+                return Some("types differ".into());
+            };
+            let close = a
+                .iter()
+                .zip(&b)
+                .all(|(x, y)| (x - y).abs() <= 1e-4 * y.abs().max(1.0) || (x.is_nan() && y.is_nan()));
+            (!close).then(|| "values differ".into())
         }
-        let probabilities: Vec<f64> = output
-            .probabilities
-            .iter()
-            .flatten()
-            .flat_map(Data::as_f64)
-            .collect();
-        let want: Vec<f64> = flatten(expected.get(1)?)
-            .iter()
-            .filter_map(Value::as_f64)
-            .collect();
-        return (!close(&probabilities, &want)).then(|| "probabilities differ".into());
-    }
-    let want: Vec<f64> = flatten(expected[0]).iter().filter_map(Value::as_f64).collect();
-    (!close(&output.score.as_f64(), &want)).then(|| "values differ".into())
-}
-
-fn flatten(value: &Value) -> Vec<Value> {
-    match value {
-        Value::Array(items) => items.iter().flat_map(flatten).collect(),
-        other => vec![other.clone()],
+        (a, b) => (numbers(a) != numbers(b)).then(|| "values differ".into()),
     }
 }
 
-fn close(a: &[f64], b: &[f64]) -> bool {
-    a.len() == b.len()
-        && a.iter()
-            .zip(b)
-            .all(|(x, y)| (x - y).abs() <= 1e-5 * y.abs().max(1.0))
+/// An error and its causes, as one line.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut line = error.to_string();
+    let mut cause = error.source();
+    while let Some(error) = cause {
+        line.push_str(": ");
+        line.push_str(&error.to_string());
+        cause = error.source();
+    }
+    line.rsplit_once("): ")
+        .map_or(line.clone(), |(_, rest)| rest.to_owned())
 }

@@ -27,9 +27,11 @@ impl App {
     pub fn new(model: Box<dyn Model>, limits: Limits) -> std::io::Result<Self> {
         let metrics = Metrics::new(model.name());
         let pool = ComputePool::new(limits.compute_threads, limits.compute_queue, metrics.pool())?;
+        let score = api::score::Contract::of(model.as_ref());
         Ok(App {
             scorer: Arc::new(Scorer {
                 model: Arc::from(model),
+                score,
                 pool,
                 limits,
             }),
@@ -49,6 +51,14 @@ impl App {
 
     pub fn model_name(&self) -> &str {
         self.scorer.model.name()
+    }
+
+    /// Why `/score` cannot take the model, when it cannot (`/v2` serves it still).
+    pub fn score_refusal(&self) -> Option<&str> {
+        match &self.scorer.score {
+            api::score::Contract::Refused(why) => Some(why),
+            _ => None,
+        }
     }
 
     /// Turns readiness off: from now on `/readyz` answers 503 so load balancers stop

@@ -32,10 +32,14 @@ pub struct ComputePool {
 /// Why a job did not run.
 #[derive(Debug, PartialEq, Eq)]
 pub enum PoolError {
-    /// The queue is full.
+    /// The queue is full: a moment's overload, worth a retry.
     Busy,
-    /// The job ended without an answer (it panicked, or the pool is gone).
+    /// The job ended without an answer: it panicked. Only where panics unwind (the
+    /// tests); the release binary aborts on a panic, and its orchestrator restarts it.
     Lost,
+    /// Every compute thread has ended (each died of a panic), so nothing will ever run
+    /// again: not a reason to retry.
+    Gone,
 }
 
 impl fmt::Display for PoolError {
@@ -43,6 +47,10 @@ impl fmt::Display for PoolError {
         match self {
             PoolError::Busy => write!(f, "the compute queue is full"),
             PoolError::Lost => write!(f, "the computation ended without an answer"),
+            PoolError::Gone => write!(
+                f,
+                "every compute thread has ended: this instance cannot compute and must be restarted"
+            ),
         }
     }
 }
@@ -101,10 +109,14 @@ impl ComputePool {
         self.metrics.queued.inc();
         match self.queue.try_send(job) {
             Ok(()) => {}
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+            Err(TrySendError::Full(_)) => {
                 self.metrics.queued.dec();
                 self.metrics.rejected.inc();
                 return Err(PoolError::Busy);
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                self.metrics.queued.dec();
+                return Err(PoolError::Gone);
             }
         }
         result.await.map_err(|_| PoolError::Lost)
@@ -151,5 +163,27 @@ mod tests {
         assert_eq!(second.await.unwrap(), Ok(2));
         assert_eq!(pool.run(|| 4).await, Ok(4));
         assert_eq!((metrics.queued.get(), metrics.running.get()), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn a_pool_whose_threads_died_says_so_instead_of_busy() {
+        let metrics = PoolMetrics::default();
+        let pool = ComputePool::new(1, 4, metrics.clone()).unwrap();
+        // The test profile unwinds: the job's panic ends the only thread.
+        let lost = pool.run(|| -> u8 { panic!("a job that panics") }).await;
+        assert_eq!(lost, Err(PoolError::Lost));
+        // The thread is gone once the receiver it shared is dropped; wait for that.
+        let started = std::time::Instant::now();
+        loop {
+            match pool.run(|| 1).await {
+                Err(PoolError::Gone) => break,
+                Err(PoolError::Lost) | Ok(_) | Err(PoolError::Busy) => {
+                    assert!(started.elapsed() < std::time::Duration::from_secs(10), "no Gone");
+                    tokio::task::yield_now().await;
+                }
+            }
+        }
+        assert_eq!(metrics.rejected.get(), 0, "not counted as a full queue");
+        assert_eq!(metrics.queued.get(), 0);
     }
 }

@@ -59,11 +59,12 @@ impl Route {
             "/readyz" => Route::Readyz,
             "/metrics" => Route::Metrics,
             "/openapi.json" => Route::OpenApi,
-            "/v2" => Route::V2Server,
+            // The protocol's document writes `GET v2`; its OpenAPI file `/v2/`.
+            "/v2" | "/v2/" => Route::V2Server,
             "/v2/health/live" => Route::V2Live,
             "/v2/health/ready" => Route::V2Ready,
             _ => match model_path(path) {
-                Some((_, route)) => route,
+                Some(model) => model.route,
                 None => Route::Unmatched,
             },
         }
@@ -96,13 +97,27 @@ impl Route {
     }
 }
 
-/// `/v2/models/{name}[/versions/{v}][/ready|/infer]` → the name and the route.
-pub fn model_path(path: &str) -> Option<(&str, Route)> {
+/// A path under `/v2/models/`: the model's name, the version asked for, if any.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ModelPath<'a> {
+    pub name: &'a str,
+    pub version: Option<&'a str>,
+    pub route: Route,
+}
+
+/// `/v2/models/{name}[/versions/{v}][/ready|/infer]` → the name, version and route.
+pub fn model_path(path: &str) -> Option<ModelPath<'_>> {
     let rest = path.strip_prefix("/v2/models/")?;
     let (name, rest) = rest.split_once('/').unwrap_or((rest, ""));
-    let rest = match rest.strip_prefix("versions/") {
-        Some(versioned) => versioned.split_once('/').map_or("", |(_, rest)| rest),
-        None => rest,
+    let (version, rest) = match rest.strip_prefix("versions/") {
+        Some(versioned) => {
+            let (version, rest) = versioned.split_once('/').unwrap_or((versioned, ""));
+            if version.is_empty() {
+                return None;
+            }
+            (Some(version), rest)
+        }
+        None => (None, rest),
     };
     let route = match rest {
         "" => Route::V2Model,
@@ -110,7 +125,7 @@ pub fn model_path(path: &str) -> Option<(&str, Route)> {
         "infer" => Route::V2Infer,
         _ => return None,
     };
-    (!name.is_empty()).then_some((name, route))
+    (!name.is_empty()).then_some(ModelPath { name, version, route })
 }
 
 /// Why a request's Content-Type is refused.
@@ -185,8 +200,14 @@ impl std::error::Error for NotUtf8 {}
 /// checked to be UTF-8 from end to end: serde_json checks only the strings it keeps.
 pub async fn read_json_body(request: Request<Incoming>, limits: &Limits) -> Result<Bytes, ApiError> {
     let body = read_body(request, limits).await?;
-    match std::str::from_utf8(&body) {
-        Ok(_) => Ok(body),
+    check_utf8(&body)?;
+    Ok(body)
+}
+
+/// Refuses JSON text that is not UTF-8 anywhere.
+pub fn check_utf8(json: &[u8]) -> Result<(), ApiError> {
+    match std::str::from_utf8(json) {
+        Ok(_) => Ok(()),
         Err(err) => Err(ApiError::bad_request(NotUtf8 {
             offset: err.valid_up_to(),
         })),
@@ -194,7 +215,7 @@ pub async fn read_json_body(request: Request<Incoming>, limits: &Limits) -> Resu
 }
 
 /// The whole body, within the size limit and the body timeout.
-async fn read_body(request: Request<Incoming>, limits: &Limits) -> Result<Bytes, ApiError> {
+pub async fn read_body(request: Request<Incoming>, limits: &Limits) -> Result<Bytes, ApiError> {
     let limit = limits.body_limit;
     // Refuse a declared oversized body before reading any of it.
     let declared = request
@@ -211,7 +232,7 @@ async fn read_body(request: Request<Incoming>, limits: &Limits) -> Result<Bytes,
         Ok(Err(err)) if err.downcast_ref::<LengthLimitError>().is_some() => {
             Err(ApiError::PayloadTooLarge { limit })
         }
-        Ok(Err(err)) => Err(ApiError::BodyUnreadable(err.to_string())),
+        Ok(Err(err)) => Err(ApiError::BodyUnreadable(err)),
         Err(_) => Err(ApiError::BodyTimeout(limits.body_timeout)),
     }
 }
@@ -226,11 +247,22 @@ pub enum ApiError {
         limit: usize,
     },
     BodyTimeout(Duration),
-    BodyUnreadable(String),
+    /// The connection failed while the body arrived.
+    BodyUnreadable(Box<dyn std::error::Error + Send + Sync>),
     NoSuchPath,
     UnknownModel {
         asked: String,
         served: String,
+    },
+    UnknownVersion {
+        model: String,
+        asked: String,
+        served: &'static str,
+    },
+    /// `/score` cannot take the loaded model's inputs or outputs; `/v2` serves it.
+    NotForScore {
+        model: String,
+        why: String,
     },
     MethodNotAllowed {
         method: Method,
@@ -260,19 +292,34 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            ApiError::NoSuchPath | ApiError::UnknownModel { .. } => StatusCode::NOT_FOUND,
+            ApiError::NoSuchPath
+            | ApiError::UnknownModel { .. }
+            | ApiError::UnknownVersion { .. }
+            | ApiError::NotForScore { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Draining | ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::ModelFailed { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
+    /// The message the client reads: the error and each of its causes.
+    pub fn message(&self) -> String {
+        let mut message = self.to_string();
+        let mut cause = std::error::Error::source(self);
+        while let Some(error) = cause {
+            message.push_str(": ");
+            message.push_str(&error.to_string());
+            cause = error.source();
+        }
+        message
+    }
+
     /// `{"error": message}` with the status, and the headers the status calls for.
     pub fn into_response(self) -> HttpResponse {
-        if let ApiError::ModelFailed { model, error } = &self {
-            tracing::error!(model, error = %error, "the model failed on valid input");
+        if let ApiError::ModelFailed { model, .. } = &self {
+            tracing::error!(model, error = self.message(), "the model failed on valid input");
         }
-        let body = serde_json::to_vec(&serde_json::json!({ "error": self.to_string() }))
+        let body = serde_json::to_vec(&serde_json::json!({ "error": self.message() }))
             .unwrap_or_else(|_| br#"{"error":"unprintable error"}"#.to_vec());
         let mut response = json(self.status(), body);
         let headers = response.headers_mut();
@@ -292,6 +339,7 @@ impl ApiError {
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            // Transparent: the request's fault is the whole message.
             ApiError::BadRequest(error) => write!(f, "{error}"),
             ApiError::UnsupportedMediaType(problem) => {
                 write!(f, "{problem}: send Content-Type: application/json")
@@ -303,11 +351,18 @@ impl fmt::Display for ApiError {
             ApiError::BodyTimeout(timeout) => {
                 write!(f, "the request body did not arrive within {timeout:?}")
             }
-            ApiError::BodyUnreadable(error) => write!(f, "could not read the request body: {error}"),
+            ApiError::BodyUnreadable(_) => write!(f, "could not read the request body"),
             ApiError::NoSuchPath => write!(f, "no such path: try POST /score"),
             ApiError::UnknownModel { asked, served } => {
                 write!(f, "unknown model {asked:?}: this server serves {served:?}")
             }
+            ApiError::UnknownVersion { model, asked, served } => {
+                write!(f, "model {model:?} has no version {asked:?}: it has {served:?}")
+            }
+            ApiError::NotForScore { model, why } => write!(
+                f,
+                "/score cannot take model {model:?}: {why}; POST /v2/models/{model}/infer serves it"
+            ),
             ApiError::MethodNotAllowed { method, route } => write!(
                 f,
                 "{method} is not allowed on {}: use {}",
@@ -320,12 +375,21 @@ impl fmt::Display for ApiError {
                 "busy: every compute thread is working and the queue is full; retry after {}s",
                 retry_after.as_secs().max(1)
             ),
-            ApiError::ModelFailed { model, error } => write!(f, "model {model:?} failed: {error}"),
+            ApiError::ModelFailed { model, .. } => write!(f, "model {model:?} failed"),
         }
     }
 }
 
-impl std::error::Error for ApiError {}
+impl std::error::Error for ApiError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ApiError::BadRequest(error) => error.source(),
+            ApiError::BodyUnreadable(error) => Some(error.as_ref()),
+            ApiError::ModelFailed { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}
 
 /// A JSON answer.
 pub fn json(status: StatusCode, body: impl Into<Bytes>) -> HttpResponse {
@@ -345,6 +409,8 @@ mod tests {
             ("/score", Route::Score),
             ("/v2/models/m", Route::V2Model),
             ("/v2/models/m/versions/1", Route::V2Model),
+            ("/v2/", Route::V2Server),
+            ("/v2/models/m/versions/", Route::Unmatched),
             ("/v2/models/m/versions/1/infer", Route::V2Infer),
             ("/v2/models/m/ready", Route::V2ModelReady),
             ("/v2/models//infer", Route::Unmatched),

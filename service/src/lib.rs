@@ -10,6 +10,7 @@ pub mod features;
 pub mod fuzzing;
 pub mod http;
 pub mod model;
+pub mod tensors;
 
 mod api;
 mod app;

@@ -34,6 +34,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listen on {address}"))?;
     let app = Arc::new(App::new(model, config.limits()).context("start the compute threads")?);
+    if let Some(why) = app.score_refusal() {
+        tracing::warn!(
+            model = app.model_name(),
+            why,
+            "/score cannot take this model; POST /v2/models/{{name}}/infer serves it"
+        );
+    }
     tracing::info!(
         address = %listener.local_addr()?,
         model = app.model_name(),

@@ -34,6 +34,7 @@ const SERVICE: Layers = Layers {
         ("config", 0),
         ("model", 0),
         ("features", 1),
+        ("tensors", 1),
         ("compute", 1),
         ("http", 1),
         ("metrics", 1),

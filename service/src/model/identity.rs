@@ -1,6 +1,6 @@
 //! The tutorial's model: the score is the input.
 
-use crate::model::types::{Batch, Data, Model, ModelOutput, Output, PredictError, TensorSpec};
+use crate::model::types::{Array, Dim, ElementType, Model, PredictError, TensorSpec};
 
 /// Echoes its input. Served as `echo` on the Open Inference Protocol; `/score` answers
 /// with the request's own text, so numbers keep their exact spelling.
@@ -13,8 +13,9 @@ impl Default for Identity {
     fn default() -> Self {
         let spec = |name: &str| TensorSpec {
             name: name.to_owned(),
-            datatype: "FP64",
-            shape: vec![-1, -1],
+            element: ElementType::F64,
+            shape: vec![Dim::Dynamic, Dim::Dynamic],
+            batched: true,
         };
         Identity {
             inputs: [spec("input0")],
@@ -32,10 +33,6 @@ impl Model for Identity {
         "echo"
     }
 
-    fn input_width(&self) -> Option<usize> {
-        None
-    }
-
     fn inputs(&self) -> &[TensorSpec] {
         &self.inputs
     }
@@ -48,16 +45,7 @@ impl Model for Identity {
         true
     }
 
-    fn predict(&self, batch: &Batch<'_>) -> Result<ModelOutput, PredictError> {
-        let data = Data::F64(batch.values.to_vec());
-        Ok(ModelOutput {
-            tensors: vec![Output {
-                name: "output0".into(),
-                shape: vec![batch.rows, batch.width],
-                data: data.clone(),
-            }],
-            score: data,
-            probabilities: None,
-        })
+    fn predict(&self, inputs: Vec<Array>) -> Result<Vec<Array>, PredictError> {
+        Ok(inputs)
     }
 }

@@ -1,21 +1,24 @@
 //! Models: loaded once at start-up, shared by every request.
 //!
 //! `identity` is the tutorial's echo; `onnx` runs ONNX files through tract, with the
-//! ONNX-ML operators scikit-learn, XGBoost and LightGBM exports use implemented in `ml`.
-//! `types` holds what the rest of the service sees of a model.
+//! ONNX-ML operators scikit-learn, XGBoost, LightGBM and CatBoost exports use implemented
+//! in `ml`. `types` holds what the rest of the service sees of a model: named tensors.
 
+mod convert;
 mod identity;
 mod limits;
 mod ml;
 mod onnx;
-mod types;
+pub(crate) mod types;
 
 use std::path::Path;
 
+pub use convert::{ConvertError, convert};
 pub use identity::Identity;
 pub use limits::{LimitError, ModelLimits};
 pub use onnx::{OnnxModel, tract_failed};
-pub use types::{Batch, Data, LoadError, Model, ModelOutput, Output, PredictError, TensorSpec};
+pub(crate) use types::for_each_data;
+pub use types::{Array, Data, Dim, ElementType, LoadError, Model, PredictError, TensorSpec, warm_up_inputs};
 
 /// Loads the model named on the command line: `identity`, or a path to an `.onnx` file
 /// within `limits`.

@@ -1,8 +1,11 @@
 //! ONNX models, run by tract: loaded, optimised and planned once at start-up.
 //!
-//! tract reads the graph; the ONNX-ML operators that scikit-learn, XGBoost and LightGBM
-//! exports use are ours (`ml`), registered over tract's own. skl2onnx declares an unnamed
-//! dynamic batch dimension, so the input fact is set with a symbolic batch size.
+//! tract reads the graph; the ONNX-ML operators that scikit-learn, XGBoost, LightGBM and
+//! CatBoost exports use are ours (`ml`), registered over tract's own. Every input and
+//! output is served as the graph declares it: a dimension the graph leaves open (the
+//! batch, a sequence length) becomes a symbol, the first axis of every input the same
+//! one (`batch`), since exporters leave the batch unnamed and the inputs of a DataFrame
+//! pipeline are concatenated along it.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -13,43 +16,34 @@ use tract_onnx::tract_hir::infer::Factoid;
 
 use crate::model::limits::{LimitError, ModelLimits};
 use crate::model::types::{
-    Batch, Data, InputRejected, LoadError, Model, ModelOutput, Output, PredictError, TensorSpec,
+    Array, Data, Dim, ElementType, InputRejected, LoadError, Model, PredictError, TensorSpec, warm_up_inputs,
 };
 
 pub struct OnnxModel {
     name: String,
     plan: Arc<TypedSimplePlan>,
-    input_type: DatumType,
-    width: usize,
     inputs: Vec<TensorSpec>,
     outputs: Vec<TensorSpec>,
-    /// The output holding per-class probabilities, for classifiers.
-    probabilities: Option<usize>,
 }
 
 impl OnnxModel {
     /// Loads `path`, within `limits`; the error names the file and what is wrong with it.
     pub fn load(path: &Path, limits: &ModelLimits) -> Result<Self, LoadError> {
-        let limit = |error| LoadError::Limit {
+        let unreadable = |source| LoadError::Unreadable {
             path: path.to_owned(),
-            error,
+            source,
         };
-        let size = std::fs::metadata(path)
-            .map_err(|err| LoadError::Unsupported {
-                path: path.to_owned(),
-                reason: err.to_string(),
-            })?
-            .len();
+        let size = std::fs::metadata(path).map_err(unreadable)?.len();
         if size > limits.max_bytes {
-            return Err(limit(LimitError::FileTooLarge {
-                bytes: size,
-                limit: limits.max_bytes,
-            }));
+            return Err(LoadError::Limit {
+                path: path.to_owned(),
+                source: LimitError::FileTooLarge {
+                    bytes: size,
+                    limit: limits.max_bytes,
+                },
+            });
         }
-        let bytes = std::fs::read(path).map_err(|err| LoadError::Unsupported {
-            path: path.to_owned(),
-            reason: err.to_string(),
-        })?;
+        let bytes = std::fs::read(path).map_err(unreadable)?;
         let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("model");
         Self::load_named(path, name, &bytes, limits)
     }
@@ -60,41 +54,42 @@ impl OnnxModel {
     }
 
     fn load_named(path: &Path, name: &str, bytes: &[u8], limits: &ModelLimits) -> Result<Self, LoadError> {
-        let unsupported = |reason: String| LoadError::Unsupported {
-            path: path.to_owned(),
-            reason,
-        };
         if bytes.len() as u64 > limits.max_bytes {
             return Err(LoadError::Limit {
                 path: path.to_owned(),
-                error: LimitError::FileTooLarge {
+                source: LimitError::FileTooLarge {
                     bytes: bytes.len() as u64,
                     limit: limits.max_bytes,
                 },
             });
         }
-        let name = name.to_owned();
         let onnx = crate::model::ml::onnx();
         let proto = onnx
             .proto_model_for_read(&mut &bytes[..])
-            .map_err(|err| unsupported(format!("not an ONNX file: {err}")))?;
-        crate::model::limits::check(&proto, limits).map_err(|error| LoadError::Limit {
+            .map_err(|err| unsupported(path, "not an ONNX file", err))?;
+        crate::model::limits::check(&proto, limits).map_err(|source| LoadError::Limit {
             path: path.to_owned(),
-            error,
+            source,
         })?;
         if let Some(graph) = &proto.graph
             && let Some((operator, node)) = crate::model::ml::missing_operators(&onnx, graph).first()
         {
-            return Err(unsupported(format!(
-                "operator {operator} (node {node:?}) is not implemented; the README lists the operators served"
-            )));
+            return Err(LoadError::Unsupported {
+                path: path.to_owned(),
+                reason: format!(
+                    "operator {operator} (node {node:?}) is not implemented; the README lists the operators served"
+                ),
+                source: None,
+            });
         }
         // tract is not hardened against every malformed graph: some panic while it builds
-        // (an out-of-range axis in a Transpose, say). Caught here, that is a refusal like
-        // any other; the release binary, which aborts on a panic, reports it the same way
-        // from its panic hook (see main.rs).
+        // or first runs (an out-of-range axis in a Transpose, say). Caught here, that is a
+        // refusal like any other; the release binary, which aborts on a panic, reports it
+        // the same way from its panic hook (see main.rs).
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            Self::build(path, name, &onnx, &proto)
+            let model = Self::build(path, name.to_owned(), &onnx, &proto)?;
+            model.warm_up(path)?;
+            Ok(model)
         }))
         .unwrap_or_else(|payload| Err(tract_failed(path, payload.as_ref())))
     }
@@ -106,102 +101,152 @@ impl OnnxModel {
         onnx: &tract_onnx::Onnx,
         proto: &pb::ModelProto,
     ) -> Result<Self, LoadError> {
-        let unsupported = |reason: String| LoadError::Unsupported {
-            path: path.to_owned(),
-            reason,
-        };
         let unservable = |reason: String| LoadError::Unservable {
             path: path.to_owned(),
             reason,
         };
-        let is_classifier = declares_classes(proto);
         let mut model = onnx
             .model_for_proto_model(proto)
-            .map_err(|err| unsupported(format!("{err:#}")))?;
-        if model.inputs.len() != 1 {
-            return Err(unservable(format!(
-                "it has {} inputs; only models with one input of feature rows are served",
-                model.inputs.len()
-            )));
+            .map_err(|err| unsupported(path, "tract could not read the graph", err))?;
+        if model.outputs.is_empty() {
+            return Err(unservable("its graph has no outputs: it answers nothing".into()));
         }
-        let fact = model
-            .input_fact(0)
-            .map_err(|err| unsupported(format!("{err}")))?
-            .clone();
-        let input_type = fact
-            .datum_type
-            .concretize()
-            .ok_or_else(|| unservable("its input has no declared type".into()))?;
-        if !matches!(input_type, DatumType::F32 | DatumType::F64) {
-            return Err(unservable(format!(
-                "its input is {input_type:?}; only float (FP32 or FP64) features are served"
-            )));
+        // The batch: the symbol the graph names it by, where it names one (value infos
+        // inside the graph may use it too), else ours.
+        let named_batch = (0..model.inputs.len()).find_map(|index| {
+            let fact = model.input_fact(index).ok()?;
+            let first = fact.shape.dims().next()?.concretize()?;
+            first.to_i64().is_err().then_some(first)
+        });
+        let batch = named_batch.unwrap_or_else(|| model.symbols.sym("batch").to_dim());
+        let mut inputs = Vec::with_capacity(model.inputs.len());
+        for index in 0..model.inputs.len() {
+            let input_name = model.node(model.inputs[index].node).name.clone();
+            let fact = model
+                .input_fact(index)
+                .map_err(|err| unsupported(path, "tract could not read an input", err))?
+                .clone();
+            let datum_type = fact
+                .datum_type
+                .concretize()
+                .ok_or_else(|| unservable(format!("input {input_name:?} has no declared type")))?;
+            let element = element_type(datum_type).ok_or_else(|| {
+                unservable(format!(
+                    "input {input_name:?} is of type {datum_type:?}, which no request can carry"
+                ))
+            })?;
+            let dims: Vec<Option<TDim>> = fact.shape.dims().map(|dim| dim.concretize()).collect();
+            if fact.shape.rank().concretize().is_none() {
+                return Err(unservable(format!("input {input_name:?} declares no shape")));
+            }
+            let mut declared = Vec::with_capacity(dims.len());
+            let mut typed_dims: TVec<TDim> = tvec![];
+            for (axis, dim) in dims.into_iter().enumerate() {
+                match dim.as_ref().and_then(|d| d.to_i64().ok()) {
+                    Some(size) if size >= 0 => {
+                        declared.push(Dim::Fixed(size as usize));
+                        typed_dims.push(size.to_dim());
+                    }
+                    _ => {
+                        declared.push(Dim::Dynamic);
+                        typed_dims.push(match dim {
+                            _ if axis == 0 => batch.clone(),
+                            Some(symbolic) => symbolic,
+                            None => model.symbols.sym(&format!("{input_name}_{axis}")).to_dim(),
+                        });
+                    }
+                }
+            }
+            model
+                .set_input_fact(index, InferenceFact::dt_shape(datum_type, typed_dims))
+                .map_err(|err| unsupported(path, "tract could not type an input", err))?;
+            inputs.push(TensorSpec {
+                name: input_name,
+                element,
+                shape: declared,
+                batched: true,
+            });
         }
-        let dims: Vec<Option<TDim>> = fact.shape.dims().map(|dim| dim.concretize()).collect();
-        let width = match dims.as_slice() {
-            [_, Some(width)] => width.to_i64().ok().filter(|w| *w > 0),
-            _ => None,
+        // Exporters declare output shapes with symbols of their own (CatBoost's `N`), or
+        // wrongly (`[-1]` for a `[N, 1]` answer): tract infers them from the graph instead.
+        for index in 0..model.outputs.len() {
+            model
+                .set_output_fact(index, InferenceFact::default())
+                .map_err(|err| unsupported(path, "tract could not read an output", err))?;
         }
-        .ok_or_else(|| {
-            unservable(format!(
-                "its input has shape {:?}; only [batch, features] inputs are served",
-                fact.shape
-            ))
-        })? as usize;
-        let input_name = model.node(model.inputs[0].node).name.clone();
-        let batch = model.symbols.sym("batch");
-        model
-            .set_input_fact(
-                0,
-                InferenceFact::dt_shape(input_type, tvec![batch.to_dim(), width.to_dim()]),
-            )
-            .map_err(|err| unsupported(format!("{err}")))?;
         let typed = model
             .into_optimized()
-            .map_err(|err| unsupported(format!("{err:#}")))?;
-        let mut outputs = Vec::new();
+            .map_err(|err| unsupported(path, "tract could not analyse the graph", err))?;
+        // The batch as the typed graph spells it: the symbol, or the inputs' fixed length.
+        let batch_dim = match typed.input_fact(0) {
+            Ok(fact) => fact.shape.iter().next().cloned(),
+            Err(_) => None,
+        };
+        let mut outputs = Vec::with_capacity(typed.outputs.len());
         for (index, outlet) in typed.outputs.iter().enumerate() {
             let fact = typed
                 .output_fact(index)
-                .map_err(|err| unsupported(format!("{err}")))?;
+                .map_err(|err| unsupported(path, "tract could not type an output", err))?;
             let name = typed
                 .outlet_label(*outlet)
                 .map(str::to_owned)
                 .unwrap_or_else(|| typed.node(outlet.node).name.clone());
-            let shape = fact.shape.iter().map(|dim| dim.to_i64().unwrap_or(-1)).collect();
+            let element = element_type(fact.datum_type).ok_or_else(|| {
+                unservable(format!(
+                    "output {name:?} is of type {:?}, which no answer can carry",
+                    fact.datum_type
+                ))
+            })?;
+            let shape = fact
+                .shape
+                .iter()
+                .map(|dim| match dim.to_i64() {
+                    Ok(size) if size >= 0 => Dim::Fixed(size as usize),
+                    _ => Dim::Dynamic,
+                })
+                .collect();
+            let batched = batch_dim.is_some() && fact.shape.iter().next() == batch_dim.as_ref();
             outputs.push(TensorSpec {
                 name,
-                datatype: datatype_name(fact.datum_type),
+                element,
                 shape,
+                batched,
             });
         }
-        // A classifier answers its labels first, then a [batch, classes] float tensor.
-        let probabilities = (is_classifier
-            && outputs.len() == 2
-            && outputs[1].datatype.starts_with("FP")
-            && outputs[1].shape.len() == 2)
-            .then_some(1);
         let plan = typed
             .into_runnable()
-            .map_err(|err| unsupported(format!("{err:#}")))?;
-        let inputs = vec![TensorSpec {
-            name: input_name,
-            datatype: datatype_name(input_type),
-            shape: vec![-1, width as i64],
-        }];
+            .map_err(|err| unsupported(path, "tract could not plan the graph", err))?;
         Ok(OnnxModel {
             name,
             plan,
-            input_type,
-            width,
             inputs,
             outputs,
-            probabilities,
         })
+    }
+
+    /// Runs one row shaped as the inputs declare, so that a graph tract analyses but
+    /// cannot run is refused now rather than on every request. A value the model refuses
+    /// (a strict encoder that knows no zero) proves it runs as far as its checks.
+    fn warm_up(&self, path: &Path) -> Result<(), LoadError> {
+        match self.predict(warm_up_inputs(&self.inputs)) {
+            Ok(_) | Err(PredictError::Rejected(_)) => Ok(()),
+            Err(source) => Err(LoadError::WarmUp {
+                path: path.to_owned(),
+                source,
+            }),
+        }
     }
 }
 
-/// The refusal of a model tract panicked on while building it.
+fn unsupported(path: &Path, reason: &str, error: TractError) -> LoadError {
+    LoadError::Unsupported {
+        path: path.to_owned(),
+        reason: reason.to_owned(),
+        source: Some(error.into()),
+    }
+}
+
+/// The refusal of a model tract panicked on while building or first running it.
 pub fn tract_failed(path: &Path, payload: &(dyn std::any::Any + Send)) -> LoadError {
     let message = payload
         .downcast_ref::<&str>()
@@ -213,107 +258,80 @@ pub fn tract_failed(path: &Path, payload: &(dyn std::any::Any + Send)) -> LoadEr
         reason: format!(
             "tract failed while building its graph ({message}): the file is malformed, or uses an operator in a way this service does not support"
         ),
+        source: None,
     }
 }
 
-/// Whether the graph holds a classifier: an operator that declares class labels.
-fn declares_classes(proto: &pb::ModelProto) -> bool {
-    let Some(graph) = proto.graph.as_ref() else {
-        return false;
-    };
-    graph.node.iter().any(|node| {
-        node.attribute.iter().any(|attribute| {
-            matches!(
-                attribute.name.as_str(),
-                "classlabels_int64s" | "classlabels_ints" | "classlabels_strings"
-            )
-        })
+/// The element type a tract type is served as, if any.
+fn element_type(datum_type: DatumType) -> Option<ElementType> {
+    Some(match datum_type {
+        DatumType::Bool => ElementType::Bool,
+        DatumType::U8 => ElementType::U8,
+        DatumType::U16 => ElementType::U16,
+        DatumType::U32 => ElementType::U32,
+        DatumType::U64 => ElementType::U64,
+        DatumType::I8 => ElementType::I8,
+        DatumType::I16 => ElementType::I16,
+        DatumType::I32 => ElementType::I32,
+        // tract's Cast to int64 may type its output as a symbolic dimension.
+        DatumType::I64 | DatumType::TDim => ElementType::I64,
+        DatumType::F16 => ElementType::F16,
+        DatumType::F32 => ElementType::F32,
+        DatumType::F64 => ElementType::F64,
+        DatumType::String => ElementType::Str,
+        _ => return None,
     })
 }
 
-/// The Open Inference Protocol's name for a tensor type.
-fn datatype_name(datum_type: DatumType) -> &'static str {
-    match datum_type {
-        DatumType::F32 => "FP32",
-        DatumType::F64 => "FP64",
-        DatumType::F16 => "FP16",
-        // tract's Cast to int64 may type its output as a symbolic dimension.
-        DatumType::I64 | DatumType::TDim => "INT64",
-        DatumType::I32 => "INT32",
-        DatumType::I8 => "INT8",
-        DatumType::U8 => "UINT8",
-        DatumType::Bool => "BOOL",
-        DatumType::String => "BYTES",
-        _ => "UNSUPPORTED",
+/// Our array as tract's tensor, of the same type; the values move, uncopied.
+fn to_tensor(array: Array) -> TractResult<Tensor> {
+    fn moved<T: Datum>(shape: Vec<usize>, values: Vec<T>) -> TractResult<Tensor> {
+        Ok(tract_ndarray::ArrayD::from_shape_vec(shape, values)?.into_tensor())
+    }
+    let shape = array.shape;
+    match array.data {
+        Data::Bool(v) => moved(shape, v),
+        Data::U8(v) => moved(shape, v),
+        Data::U16(v) => moved(shape, v),
+        Data::U32(v) => moved(shape, v),
+        Data::U64(v) => moved(shape, v),
+        Data::I8(v) => moved(shape, v),
+        Data::I16(v) => moved(shape, v),
+        Data::I32(v) => moved(shape, v),
+        Data::I64(v) => moved(shape, v),
+        Data::F16(v) => moved(shape, v),
+        Data::F32(v) => moved(shape, v),
+        Data::F64(v) => moved(shape, v),
+        Data::Str(v) => moved(shape, v),
     }
 }
 
-fn to_data(name: &str, tensor: &Tensor) -> Result<Data, PredictError> {
-    let problem = |problem: String| PredictError::Output {
-        name: name.to_owned(),
-        problem,
-    };
+/// tract's tensor as our array.
+fn to_array(tensor: &Tensor) -> TractResult<Array> {
     fn values<D: Datum + Clone>(tensor: &Tensor) -> TractResult<Vec<D>> {
         Ok(tensor.try_as_plain_ram()?.as_slice::<D>()?.to_vec())
     }
     let data = match tensor.datum_type() {
-        DatumType::F32 => values(tensor).map(Data::F32),
-        DatumType::F64 => values(tensor).map(Data::F64),
-        DatumType::I64 => values(tensor).map(Data::I64),
-        DatumType::TDim => tensor
-            .cast_to::<i64>()
-            .and_then(|cast| values(&cast))
-            .map(Data::I64),
-        DatumType::String => values(tensor).map(Data::Str),
-        other => tensor
-            .cast_to::<f64>()
-            .map_err(|_| anyhow::anyhow!("a tensor of type {other:?}"))
-            .and_then(|cast| values(&cast))
-            .map(Data::F64),
+        DatumType::Bool => Data::Bool(values(tensor)?),
+        DatumType::U8 => Data::U8(values(tensor)?),
+        DatumType::U16 => Data::U16(values(tensor)?),
+        DatumType::U32 => Data::U32(values(tensor)?),
+        DatumType::U64 => Data::U64(values(tensor)?),
+        DatumType::I8 => Data::I8(values(tensor)?),
+        DatumType::I16 => Data::I16(values(tensor)?),
+        DatumType::I32 => Data::I32(values(tensor)?),
+        DatumType::I64 => Data::I64(values(tensor)?),
+        DatumType::TDim => Data::I64(values(&*tensor.cast_to::<i64>()?)?),
+        DatumType::F16 => Data::F16(values(tensor)?),
+        DatumType::F32 => Data::F32(values(tensor)?),
+        DatumType::F64 => Data::F64(values(tensor)?),
+        DatumType::String => Data::Str(values(tensor)?),
+        other => return Err(anyhow::anyhow!("a tensor of type {other:?}")),
     };
-    data.map_err(|err| problem(format!("{err}")))
-}
-
-/// The rows in float32, the model's input type. A value beyond float32's range would
-/// enter the model as infinity and come out as NaN: refused, as the client's.
-fn narrow_to_f32(batch: &Batch<'_>) -> Result<Vec<f32>, PredictError> {
-    let width = batch.width.max(1);
-    batch
-        .values
-        .iter()
-        .enumerate()
-        .map(|(at, &value)| {
-            let narrow = value as f32;
-            if narrow.is_finite() {
-                Ok(narrow)
-            } else {
-                Err(PredictError::Rejected(format!(
-                    "row {}, feature {}: {value:e} is beyond the range of float32, the model's input type",
-                    at / width,
-                    at % width
-                )))
-            }
-        })
-        .collect()
-}
-
-/// JSON has no NaN or infinity: an output that holds one (a finite input too large for
-/// what the model computes from it) is refused, naming the row, rather than sent as null.
-fn check_finite(output: &Output) -> Result<(), PredictError> {
-    let first_bad = match &output.data {
-        Data::F32(values) => values.iter().position(|v| !v.is_finite()),
-        Data::F64(values) => values.iter().position(|v| !v.is_finite()),
-        Data::I64(_) | Data::Str(_) => None,
-    };
-    let Some(at) = first_bad else {
-        return Ok(());
-    };
-    let per_row = output.shape.iter().skip(1).product::<usize>().max(1);
-    Err(PredictError::Rejected(format!(
-        "for row {}, the model's output {:?} is not a finite number, which JSON cannot carry: the input is outside what the model can compute with",
-        at / per_row,
-        output.name
-    )))
+    Ok(Array {
+        shape: tensor.shape().to_vec(),
+        data,
+    })
 }
 
 impl Model for OnnxModel {
@@ -325,10 +343,6 @@ impl Model for OnnxModel {
         "onnx_onnxv1"
     }
 
-    fn input_width(&self) -> Option<usize> {
-        Some(self.width)
-    }
-
     fn inputs(&self) -> &[TensorSpec] {
         &self.inputs
     }
@@ -337,52 +351,31 @@ impl Model for OnnxModel {
         &self.outputs
     }
 
-    fn predict(&self, batch: &Batch<'_>) -> Result<ModelOutput, PredictError> {
-        let shape = [batch.rows, self.width];
-        let input = match self.input_type {
-            DatumType::F64 => Tensor::from_shape(&shape, batch.values),
-            _ => Tensor::from_shape(&shape, &narrow_to_f32(batch)?),
-        }
-        .map_err(|err| PredictError::Runtime(format!("{err}")))?;
-        let results = self.plan.run(tvec!(input.into())).map_err(|err| {
+    fn predict(&self, inputs: Vec<Array>) -> Result<Vec<Array>, PredictError> {
+        let runtime = |err: TractError| PredictError::Runtime(err.into());
+        let tensors = inputs
+            .into_iter()
+            .map(|array| to_tensor(array).map(TValue::from))
+            .collect::<TractResult<TVec<TValue>>>()
+            .map_err(runtime)?;
+        let results = self.plan.run(tensors).map_err(|err| {
             match err
                 .chain()
                 .find_map(|cause| cause.downcast_ref::<InputRejected>())
             {
                 Some(rejected) => PredictError::Rejected(rejected.to_string()),
-                None => PredictError::Runtime(format!("{err:#}")),
+                None => runtime(err),
             }
         })?;
-        let mut tensors = Vec::with_capacity(results.len());
-        for (spec, value) in self.outputs.iter().zip(results.iter()) {
-            let output = Output {
-                name: spec.name.clone(),
-                shape: value.shape().to_vec(),
-                data: to_data(&spec.name, value)?,
-            };
-            check_finite(&output)?;
-            tensors.push(output);
-        }
-        let first = &tensors[0];
-        let per_row: usize = first.shape.iter().skip(1).product();
-        if per_row != 1 {
-            return Err(PredictError::Output {
-                name: first.name.clone(),
-                problem: format!(
-                    "it has shape {:?}; /score serves one value or label per row (use /v2/models/{}/infer for the whole tensor)",
-                    first.shape, self.name
-                ),
-            });
-        }
-        let score = first.data.clone();
-        let probabilities = self.probabilities.map(|index| {
-            let classes = tensors[index].shape.get(1).copied().unwrap_or(1);
-            tensors[index].data.rows(classes)
-        });
-        Ok(ModelOutput {
-            tensors,
-            score,
-            probabilities,
-        })
+        self.outputs
+            .iter()
+            .zip(results.iter())
+            .map(|(spec, value)| {
+                to_array(value).map_err(|err| PredictError::Output {
+                    name: spec.name.clone(),
+                    problem: format!("{err:#}"),
+                })
+            })
+            .collect()
     }
 }

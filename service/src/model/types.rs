@@ -1,107 +1,267 @@
-//! What a model is: the trait every model implements, the batches it scores, the
-//! tensors it answers with, and its errors.
+//! What a model is to the rest of the service: named tensors in, named tensors out. A
+//! model declares its inputs and outputs as its graph does (name, element type, shape
+//! with its dynamic dimensions); `predict` takes one array per input and answers every
+//! output. What a route makes of that (a score per row, the protocol's tensors) is the
+//! route's business, decided once when the model is loaded.
 
 use std::fmt;
 use std::path::PathBuf;
 
-use serde::Serialize;
+use serde::ser::{Serialize, SerializeStruct, Serializer};
+use tract_onnx::prelude::f16;
 
-/// Rows of features, row-major: what a model scores.
-pub struct Batch<'a> {
-    pub rows: usize,
-    pub width: usize,
-    pub values: &'a [f64],
+/// The element types a tensor can hold, named as the Open Inference Protocol names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ElementType {
+    Bool,
+    U8,
+    U16,
+    U32,
+    U64,
+    I8,
+    I16,
+    I32,
+    I64,
+    F16,
+    F32,
+    F64,
+    /// UTF-8 strings (the protocol's BYTES).
+    Str,
 }
 
-/// A tensor a model takes or gives, as the Open Inference Protocol describes it.
-#[derive(Clone, Debug, Serialize, PartialEq)]
-pub struct TensorSpec {
-    pub name: String,
-    pub datatype: &'static str,
-    /// -1 for a dimension that varies (the batch).
-    pub shape: Vec<i64>,
+impl ElementType {
+    pub const ALL: [ElementType; 13] = [
+        ElementType::Bool,
+        ElementType::U8,
+        ElementType::U16,
+        ElementType::U32,
+        ElementType::U64,
+        ElementType::I8,
+        ElementType::I16,
+        ElementType::I32,
+        ElementType::I64,
+        ElementType::F16,
+        ElementType::F32,
+        ElementType::F64,
+        ElementType::Str,
+    ];
+
+    /// The protocol's name: `FP32`, `INT64`, `BYTES`, …
+    pub fn protocol_name(self) -> &'static str {
+        match self {
+            ElementType::Bool => "BOOL",
+            ElementType::U8 => "UINT8",
+            ElementType::U16 => "UINT16",
+            ElementType::U32 => "UINT32",
+            ElementType::U64 => "UINT64",
+            ElementType::I8 => "INT8",
+            ElementType::I16 => "INT16",
+            ElementType::I32 => "INT32",
+            ElementType::I64 => "INT64",
+            ElementType::F16 => "FP16",
+            ElementType::F32 => "FP32",
+            ElementType::F64 => "FP64",
+            ElementType::Str => "BYTES",
+        }
+    }
+
+    pub fn from_protocol_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.protocol_name() == name)
+    }
+
+    /// Bytes per element in the binary tensor format (strings have no fixed size).
+    pub fn size(self) -> Option<usize> {
+        Some(match self {
+            ElementType::Bool | ElementType::U8 | ElementType::I8 => 1,
+            ElementType::U16 | ElementType::I16 | ElementType::F16 => 2,
+            ElementType::U32 | ElementType::I32 | ElementType::F32 => 4,
+            ElementType::U64 | ElementType::I64 | ElementType::F64 => 8,
+            ElementType::Str => return None,
+        })
+    }
+
+    pub fn is_float(self) -> bool {
+        matches!(self, ElementType::F16 | ElementType::F32 | ElementType::F64)
+    }
+
+    pub fn is_integer(self) -> bool {
+        !self.is_float() && !matches!(self, ElementType::Bool | ElementType::Str)
+    }
 }
 
-/// A tensor's values.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(untagged)]
+impl fmt::Display for ElementType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.protocol_name())
+    }
+}
+
+/// A tensor's values, row-major, one variant per element type.
+#[derive(Clone, Debug, PartialEq)]
 pub enum Data {
+    Bool(Vec<bool>),
+    U8(Vec<u8>),
+    U16(Vec<u16>),
+    U32(Vec<u32>),
+    U64(Vec<u64>),
+    I8(Vec<i8>),
+    I16(Vec<i16>),
+    I32(Vec<i32>),
+    I64(Vec<i64>),
+    F16(Vec<f16>),
     F32(Vec<f32>),
     F64(Vec<f64>),
-    I64(Vec<i64>),
     Str(Vec<String>),
 }
 
+/// Runs `$body` with `$values` bound to the vector inside any [`Data`].
+macro_rules! for_each_data {
+    ($data:expr, $values:ident => $body:expr) => {
+        match $data {
+            $crate::model::types::Data::Bool($values) => $body,
+            $crate::model::types::Data::U8($values) => $body,
+            $crate::model::types::Data::U16($values) => $body,
+            $crate::model::types::Data::U32($values) => $body,
+            $crate::model::types::Data::U64($values) => $body,
+            $crate::model::types::Data::I8($values) => $body,
+            $crate::model::types::Data::I16($values) => $body,
+            $crate::model::types::Data::I32($values) => $body,
+            $crate::model::types::Data::I64($values) => $body,
+            $crate::model::types::Data::F16($values) => $body,
+            $crate::model::types::Data::F32($values) => $body,
+            $crate::model::types::Data::F64($values) => $body,
+            $crate::model::types::Data::Str($values) => $body,
+        }
+    };
+}
+pub(crate) use for_each_data;
+
 impl Data {
     pub fn len(&self) -> usize {
-        match self {
-            Data::F32(v) => v.len(),
-            Data::F64(v) => v.len(),
-            Data::I64(v) => v.len(),
-            Data::Str(v) => v.len(),
-        }
+        for_each_data!(self, values => values.len())
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// The Open Inference Protocol's name for this type.
-    pub fn datatype(&self) -> &'static str {
+    pub fn element_type(&self) -> ElementType {
         match self {
-            Data::F32(_) => "FP32",
-            Data::F64(_) => "FP64",
-            Data::I64(_) => "INT64",
-            Data::Str(_) => "BYTES",
+            Data::Bool(_) => ElementType::Bool,
+            Data::U8(_) => ElementType::U8,
+            Data::U16(_) => ElementType::U16,
+            Data::U32(_) => ElementType::U32,
+            Data::U64(_) => ElementType::U64,
+            Data::I8(_) => ElementType::I8,
+            Data::I16(_) => ElementType::I16,
+            Data::I32(_) => ElementType::I32,
+            Data::I64(_) => ElementType::I64,
+            Data::F16(_) => ElementType::F16,
+            Data::F32(_) => ElementType::F32,
+            Data::F64(_) => ElementType::F64,
+            Data::Str(_) => ElementType::Str,
         }
     }
 
-    /// Numeric values widened to f64 (labels that are strings give nothing).
-    pub fn as_f64(&self) -> Vec<f64> {
-        match self {
-            Data::F32(v) => v.iter().map(|x| f64::from(*x)).collect(),
-            Data::F64(v) => v.clone(),
-            Data::I64(v) => v.iter().map(|x| *x as f64).collect(),
-            Data::Str(_) => Vec::new(),
+    /// `count` elements of `element`'s neutral value: zeros, false, empty strings.
+    pub fn zeros(element: ElementType, count: usize) -> Data {
+        match element {
+            ElementType::Bool => Data::Bool(vec![false; count]),
+            ElementType::U8 => Data::U8(vec![0; count]),
+            ElementType::U16 => Data::U16(vec![0; count]),
+            ElementType::U32 => Data::U32(vec![0; count]),
+            ElementType::U64 => Data::U64(vec![0; count]),
+            ElementType::I8 => Data::I8(vec![0; count]),
+            ElementType::I16 => Data::I16(vec![0; count]),
+            ElementType::I32 => Data::I32(vec![0; count]),
+            ElementType::I64 => Data::I64(vec![0; count]),
+            ElementType::F16 => Data::F16(vec![f16::ZERO; count]),
+            ElementType::F32 => Data::F32(vec![0.0; count]),
+            ElementType::F64 => Data::F64(vec![0.0; count]),
+            ElementType::Str => Data::Str(vec![String::new(); count]),
         }
     }
 
-    /// Consecutive runs of `width` elements.
-    pub fn rows(&self, width: usize) -> Vec<Data> {
-        let count = self.len().checked_div(width).unwrap_or(0);
-        (0..count)
-            .map(|row| self.pick(&(row * width..(row + 1) * width).collect::<Vec<_>>()))
-            .collect()
-    }
-
-    /// The elements at `indices`, in that order.
-    pub fn pick(&self, indices: &[usize]) -> Data {
-        match self {
-            Data::F32(v) => Data::F32(indices.iter().map(|i| v[*i]).collect()),
-            Data::F64(v) => Data::F64(indices.iter().map(|i| v[*i]).collect()),
-            Data::I64(v) => Data::I64(indices.iter().map(|i| v[*i]).collect()),
-            Data::Str(v) => Data::Str(indices.iter().map(|i| v[*i].clone()).collect()),
-        }
+    /// The index of the first float among elements `range` that is NaN or infinite,
+    /// which JSON cannot carry.
+    pub fn first_non_finite(&self, range: std::ops::Range<usize>) -> Option<usize> {
+        let start = range.start;
+        let found = match self {
+            Data::F16(values) => values[range].iter().position(|v| !v.is_finite()),
+            Data::F32(values) => values[range].iter().position(|v| !v.is_finite()),
+            Data::F64(values) => values[range].iter().position(|v| !v.is_finite()),
+            _ => None,
+        };
+        found.map(|at| start + at)
     }
 }
 
-/// One named output tensor.
-#[derive(Clone, Debug)]
-pub struct Output {
-    pub name: String,
+/// An n-dimensional array: its shape and its values, row-major.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Array {
     pub shape: Vec<usize>,
     pub data: Data,
 }
 
-/// What a model answers for a batch.
-#[derive(Debug)]
-pub struct ModelOutput {
-    /// Every output of the model, in its order (the Open Inference Protocol serves these).
-    pub tensors: Vec<Output>,
-    /// One value or label per row (what `/score` answers).
-    pub score: Data,
-    /// For classifiers: each row's probabilities, one per class.
-    pub probabilities: Option<Vec<Data>>,
+impl Array {
+    /// Elements per index of the first axis (1 for a rank-0 or rank-1 array).
+    pub fn per_row(&self) -> usize {
+        self.shape.iter().skip(1).product()
+    }
+}
+
+/// One dimension of a declared shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dim {
+    Fixed(usize),
+    /// Any size: the batch, or a length the graph leaves open.
+    Dynamic,
+}
+
+impl Dim {
+    /// The protocol's number for it: -1 for a dynamic dimension.
+    pub fn protocol(self) -> i64 {
+        match self {
+            Dim::Fixed(size) => size as i64,
+            Dim::Dynamic => -1,
+        }
+    }
+
+    pub fn admits(self, size: usize) -> bool {
+        match self {
+            Dim::Fixed(fixed) => fixed == size,
+            Dim::Dynamic => true,
+        }
+    }
+}
+
+/// A tensor a model takes or gives, as its graph declares it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TensorSpec {
+    pub name: String,
+    pub element: ElementType,
+    pub shape: Vec<Dim>,
+    /// Whether the first axis is the batch: as long as every input's first axis, so its
+    /// index is a row. An output whose length the data decides (the strings a normaliser
+    /// keeps) is not.
+    pub batched: bool,
+}
+
+impl TensorSpec {
+    /// The shape as the protocol writes it, -1 for each dynamic dimension.
+    pub fn protocol_shape(&self) -> Vec<i64> {
+        self.shape.iter().map(|d| d.protocol()).collect()
+    }
+}
+
+/// Serialised as the Open Inference Protocol's tensor metadata.
+impl Serialize for TensorSpec {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut tensor = serializer.serialize_struct("TensorMetadata", 3)?;
+        tensor.serialize_field("name", &self.name)?;
+        tensor.serialize_field("datatype", self.element.protocol_name())?;
+        tensor.serialize_field("shape", &self.protocol_shape())?;
+        tensor.end()
+    }
 }
 
 /// Why a model could not answer.
@@ -113,7 +273,7 @@ pub enum PredictError {
     Rejected(String),
     /// The runtime could not run the graph on input that passed validation: the server's
     /// fault, not the client's.
-    Runtime(String),
+    Runtime(Box<dyn std::error::Error + Send + Sync>),
     /// An output came back in a form this service cannot serve.
     Output { name: String, problem: String },
 }
@@ -122,13 +282,20 @@ impl fmt::Display for PredictError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PredictError::Rejected(message) => write!(f, "the model refuses this input: {message}"),
-            PredictError::Runtime(message) => write!(f, "the runtime failed: {message}"),
-            PredictError::Output { name, problem } => write!(f, "output {name}: {problem}"),
+            PredictError::Runtime(error) => write!(f, "the runtime failed: {error}"),
+            PredictError::Output { name, problem } => write!(f, "output {name:?}: {problem}"),
         }
     }
 }
 
-impl std::error::Error for PredictError {}
+impl std::error::Error for PredictError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            PredictError::Runtime(error) => Some(error.as_ref()),
+            _ => None,
+        }
+    }
+}
 
 /// What an operator raises for a value it refuses, so that the error reaches the client
 /// as theirs (see [`PredictError::Rejected`]) through the runtime's own errors.
@@ -147,20 +314,34 @@ impl std::error::Error for InputRejected {}
 #[derive(Debug)]
 pub enum LoadError {
     Missing(PathBuf),
-    /// tract could not read, translate or plan the graph.
+    /// The file could not be read.
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// tract could not read, translate or plan the graph; the source, when there is
+    /// one, is tract's own account.
     Unsupported {
         path: PathBuf,
         reason: String,
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
-    /// The graph loads but is not one this service can serve (inputs, types, shapes).
+    /// The graph loads but is not one this service can serve (types it cannot carry, no
+    /// outputs).
     Unservable {
         path: PathBuf,
         reason: String,
     },
+    /// The graph was planned, but running it on one row shaped as its inputs declare
+    /// failed: it would fail every request.
+    WarmUp {
+        path: PathBuf,
+        source: PredictError,
+    },
     /// The file breaks a limit on what loading may cost.
     Limit {
         path: PathBuf,
-        error: crate::model::limits::LimitError,
+        source: crate::model::limits::LimitError,
     },
 }
 
@@ -172,18 +353,38 @@ impl fmt::Display for LoadError {
                 "cannot load model {}: no such file (give an .onnx file, or \"identity\")",
                 path.display()
             ),
-            LoadError::Unsupported { path, reason } => {
+            LoadError::Unreadable { path, source } => {
+                write!(f, "cannot load model {}: {source}", path.display())
+            }
+            LoadError::Unsupported { path, reason, .. } => {
                 write!(f, "cannot load model {}: {reason}", path.display())
             }
             LoadError::Unservable { path, reason } => {
                 write!(f, "cannot serve model {}: {reason}", path.display())
             }
-            LoadError::Limit { path, error } => write!(f, "cannot load model {}: {error}", path.display()),
+            LoadError::WarmUp { path, source } => write!(
+                f,
+                "cannot serve model {}: it loads, but one row shaped as its inputs declare does not run through it ({source})",
+                path.display()
+            ),
+            LoadError::Limit { path, source } => write!(f, "cannot load model {}: {source}", path.display()),
         }
     }
 }
 
-impl std::error::Error for LoadError {}
+impl std::error::Error for LoadError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            LoadError::Unreadable { source, .. } => Some(source),
+            LoadError::Unsupported {
+                source: Some(source), ..
+            } => Some(source.as_ref()),
+            LoadError::WarmUp { source, .. } => Some(source),
+            LoadError::Limit { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
 
 /// A loaded model. Implementations are immutable after loading, so one instance serves
 /// every request concurrently.
@@ -194,19 +395,41 @@ pub trait Model: Send + Sync + 'static {
     /// The Open Inference Protocol's platform name.
     fn platform(&self) -> &str;
 
-    /// How many features each row must have, when the model knows.
-    fn input_width(&self) -> Option<usize>;
-
     fn inputs(&self) -> &[TensorSpec];
 
+    /// Every output, in the graph's order; never empty.
     fn outputs(&self) -> &[TensorSpec];
 
-    /// Whether the model answers with its input unchanged; then the service echoes the
+    /// Whether the model answers with its input unchanged; then `/score` echoes the
     /// request's own text, so numbers keep their exact spelling.
     fn echoes(&self) -> bool {
         false
     }
 
-    /// Scores every row.
-    fn predict(&self, batch: &Batch<'_>) -> Result<ModelOutput, PredictError>;
+    /// Runs the model on one array per input, in the order of [`Model::inputs`], each of
+    /// its declared element type and admitted by its declared shape; answers every
+    /// output, in the order of [`Model::outputs`].
+    fn predict(&self, inputs: Vec<Array>) -> Result<Vec<Array>, PredictError>;
+}
+
+/// One row shaped as `inputs` declare, each dynamic dimension 1, each element its type's
+/// neutral value: what a model runs once before the server says it is ready.
+pub fn warm_up_inputs(inputs: &[TensorSpec]) -> Vec<Array> {
+    inputs
+        .iter()
+        .map(|spec| {
+            let shape: Vec<usize> = spec
+                .shape
+                .iter()
+                .map(|dim| match dim {
+                    Dim::Fixed(size) => *size,
+                    Dim::Dynamic => 1,
+                })
+                .collect();
+            Array {
+                data: Data::zeros(spec.element, shape.iter().product()),
+                shape,
+            }
+        })
+        .collect()
 }

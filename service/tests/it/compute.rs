@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 
 use score_service::config::Limits;
-use score_service::model::{Batch, Data, Model, ModelOutput, PredictError, TensorSpec};
+use score_service::model::{Array, Dim, ElementType, Model, PredictError, TensorSpec};
 use serde_json::json;
 use tokio::sync::Semaphore;
 
@@ -27,24 +27,16 @@ impl Model for GateModel {
     fn platform(&self) -> &str {
         "test"
     }
-    fn input_width(&self) -> Option<usize> {
-        Some(1)
-    }
     fn inputs(&self) -> &[TensorSpec] {
         &self.spec
     }
     fn outputs(&self) -> &[TensorSpec] {
         &self.spec
     }
-    fn predict(&self, batch: &Batch<'_>) -> Result<ModelOutput, PredictError> {
+    fn predict(&self, inputs: Vec<Array>) -> Result<Vec<Array>, PredictError> {
         self.started.add_permits(1);
         self.gate.lock().unwrap().recv().unwrap();
-        let data = Data::F64(batch.values.to_vec());
-        Ok(ModelOutput {
-            tensors: vec![],
-            score: data,
-            probabilities: None,
-        })
+        Ok(inputs)
     }
 }
 
@@ -55,8 +47,9 @@ async fn health_answers_while_every_compute_thread_is_busy_and_overload_is_a_503
     let model = GateModel {
         spec: [TensorSpec {
             name: "x".into(),
-            datatype: "FP64",
-            shape: vec![-1, 1],
+            element: ElementType::F64,
+            shape: vec![Dim::Dynamic, Dim::Fixed(1)],
+            batched: true,
         }],
         started: started.clone(),
         gate: Arc::new(Mutex::new(gate)),

@@ -210,42 +210,49 @@ async fn bad_requests_to_a_model_are_4xx_json() {
     let server = serve_with("logistic_regression", limits).await;
     let infer = |input: Value| json!({"inputs": [input]}).to_string();
     let cases: Vec<(&str, String, String, u16, &str)> = vec![
-        ("score, wrong width", "/score".into(), r#"{"X": [[1, 2, 3]]}"#.into(), 400, "has 3 values per row, but model \"logistic_regression\" expects 4"),
+        ("score, wrong width", "/score".into(), r#"{"X": [[1, 2, 3]]}"#.into(), 400, "X holds rows of shape [3], but model \"logistic_regression\" takes rows of shape [4]"),
         ("score, too many rows", "/score".into(), json!({"X": vec![[0, 0, 0, 0]; 5]}).to_string(), 400, "has 5 rows; at most 4"),
         (
             "infer, wrong width",
             "/v2/models/logistic_regression/infer".into(),
             infer(json!({"name": "X", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]})),
             400,
-            "expects 4",
+            "input \"X\" has shape [1, 3], but model \"logistic_regression\" takes [-1, 4]",
         ),
         (
             "infer, wrong datatype",
             "/v2/models/logistic_regression/infer".into(),
-            infer(json!({"name": "X", "shape": [1, 4], "datatype": "INT64", "data": [1, 2, 3, 4]})),
+            infer(json!({"name": "X", "shape": [1, 4], "datatype": "BYTES", "data": ["1", "2", "3", "4"]})),
             400,
-            "input \"X\" is INT64, but model \"logistic_regression\" takes FP32",
+            "input \"X\": BYTES cannot be converted to FP32",
+        ),
+        (
+            "infer, an integer float32 cannot hold",
+            "/v2/models/logistic_regression/infer".into(),
+            infer(json!({"name": "X", "shape": [1, 4], "datatype": "INT64", "data": [1, 2, 16777217, 4]})),
+            400,
+            "input \"X\": element 2 (16777217) would change from INT64 to FP32",
         ),
         (
             "infer, shape and data disagree",
             "/v2/models/logistic_regression/infer".into(),
             infer(json!({"name": "X", "shape": [2, 4], "datatype": "FP32", "data": [1, 2, 3, 4, 5, 6]})),
             400,
-            "has shape [2, 4] (8 values) but its data holds 6",
+            "input \"X\" has shape [2, 4], but its data is shaped [6]",
         ),
         (
             "infer, rank 3",
             "/v2/models/logistic_regression/infer".into(),
             infer(json!({"name": "X", "shape": [1, 1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]})),
             400,
-            "expected [rows, features] or [features]",
+            "input \"X\" has shape [1, 1, 4], but model \"logistic_regression\" takes [-1, 4]",
         ),
         (
             "infer, a string in the data",
             "/v2/models/logistic_regression/infer".into(),
             infer(json!({"name": "X", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, "3", 4]})),
             400,
-            "found a string",
+            "input \"X\" data[2] is a string, expected a number",
         ),
         (
             "infer, wrong input name",
@@ -320,7 +327,7 @@ async fn numbers_the_model_cannot_compute_with_are_the_clients_mistake_not_null(
     assert!(
         beyond
             .error()
-            .contains("row 0, feature 1: 3.9e101 is beyond the range of float32"),
+            .contains("X[0][1] is 3.9e101, beyond the range of the input's float type (FP32)"),
         "{}",
         beyond.error()
     );

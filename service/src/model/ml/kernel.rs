@@ -25,9 +25,17 @@ pub(crate) trait Kernel: fmt::Debug + Clone + PartialEq + Send + Sync + 'static 
     fn eval(&self, inputs: TVec<TValue>) -> TractResult<TVec<TValue>>;
 
     /// The kernel to run once the inputs' types are known (a tree ensemble compiles its
-    /// thresholds for float or double inputs here).
-    fn specialize(&self, _input_types: &[DatumType]) -> TractResult<Self> {
+    /// thresholds for float or double inputs here); `symbols` names a length only the
+    /// data decides (see [`Kernel::data_dependent`]).
+    fn specialize(&self, _input_types: &[DatumType], _symbols: &SymbolScope) -> TractResult<Self> {
         Ok(self.clone())
+    }
+
+    /// Whether an output's length depends on the values, not only the shapes (strings a
+    /// normaliser drops): while the graph is analysed only its type and rank are given,
+    /// and `output_facts` of the specialised kernel names the length by a symbol.
+    fn data_dependent(&self) -> bool {
+        false
     }
 }
 
@@ -53,7 +61,11 @@ impl<K: Kernel> MlOp<K> {
         let facts = self.0.output_facts(inputs)?;
         for (proxy, (datum_type, shape)) in outputs.iter().zip(facts) {
             s.equals(&proxy.datum_type, datum_type)?;
-            s.equals(&proxy.shape, shape)?;
+            if self.0.data_dependent() {
+                s.equals(&proxy.rank, shape.len() as i64)?;
+            } else {
+                s.equals(&proxy.shape, shape)?;
+            }
         }
         Ok(())
     }
@@ -93,7 +105,8 @@ impl<K: Kernel> Expansion for MlOp<K> {
             .iter()
             .map(|outlet| Ok(model.outlet_fact(*outlet)?.datum_type))
             .collect::<TractResult<Vec<_>>>()?;
-        model.wire_node(prefix, MlOp(self.0.specialize(&types)?), inputs)
+        let kernel = self.0.specialize(&types, &model.symbols)?;
+        model.wire_node(prefix, MlOp(kernel), inputs)
     }
 }
 

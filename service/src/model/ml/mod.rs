@@ -13,11 +13,15 @@ mod attrs;
 mod binarizer;
 mod imputer;
 mod kernel;
+mod label_encoder;
 mod normalizer;
 mod one_hot_encoder;
 mod post_transform;
 mod scaler;
+mod shape_cast;
+mod string_normalizer;
 mod svm;
+mod tfidf_vectorizer;
 mod tree;
 mod zipmap;
 
@@ -27,14 +31,21 @@ use tract_onnx::Onnx;
 pub(crate) fn onnx() -> Onnx {
     let mut onnx = tract_onnx::onnx();
     let register = &mut onnx.op_register;
+    if let Some(cast) = register.0.get("Cast") {
+        let _ = shape_cast::TRACT_CAST.set(*cast);
+    }
+    register.insert("Cast", shape_cast::parse);
     register.insert("ArrayFeatureExtractor", array_feature_extractor::parse);
     register.insert("Binarizer", binarizer::parse);
     register.insert("Imputer", imputer::parse);
+    register.insert("LabelEncoder", label_encoder::parse);
     register.insert("Normalizer", normalizer::parse);
     register.insert("OneHotEncoder", one_hot_encoder::parse);
     register.insert("Scaler", scaler::parse);
     register.insert("SVMClassifier", svm::parse_classifier);
     register.insert("SVMRegressor", svm::parse_regressor);
+    register.insert("StringNormalizer", string_normalizer::parse);
+    register.insert("TfIdfVectorizer", tfidf_vectorizer::parse);
     register.insert("TreeEnsemble", tree::parse_ensemble);
     register.insert("TreeEnsembleClassifier", tree::parse_classifier);
     register.insert("TreeEnsembleRegressor", tree::parse_regressor);

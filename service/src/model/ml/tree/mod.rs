@@ -402,7 +402,7 @@ impl Kernel for TreeKernel {
             .output_facts(datum_type, kernel::batch_dim(shape), self.spec.n_targets))
     }
 
-    fn specialize(&self, input_types: &[DatumType]) -> TractResult<Self> {
+    fn specialize(&self, input_types: &[DatumType], _symbols: &SymbolScope) -> TractResult<Self> {
         let mut kernel = self.clone();
         if input_types.first() == Some(&DatumType::F64) {
             kernel.compiled = Compiled::F64(Arc::new(Forest::<f64>::compile(&self.spec)?));

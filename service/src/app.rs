@@ -18,6 +18,8 @@ use crate::model::Model;
 /// Everything requests share, built once at start-up.
 pub struct App {
     scorer: Arc<Scorer>,
+    /// The OpenAPI document, with this model's contract.
+    openapi: bytes::Bytes,
     metrics: Metrics,
     draining: AtomicBool,
 }
@@ -28,7 +30,9 @@ impl App {
         let metrics = Metrics::new(model.name());
         let pool = ComputePool::new(limits.compute_threads, limits.compute_queue, metrics.pool())?;
         let score = api::score::Contract::of(model.as_ref());
+        let openapi = api::openapi::document(model.as_ref(), &score, &limits).into();
         Ok(App {
+            openapi,
             scorer: Arc::new(Scorer {
                 model: Arc::from(model),
                 score,
@@ -101,7 +105,7 @@ impl App {
             Route::Healthz if get => Ok(api::health::live()),
             Route::Readyz if get => api::health::ready(self.is_ready()),
             Route::Metrics if get => Ok(api::health::metrics(&self.metrics)),
-            Route::OpenApi if get => Ok(api::health::openapi()),
+            Route::OpenApi if get => Ok(api::health::openapi(&self.openapi)),
             Route::V2Server | Route::V2Live | Route::V2Ready | Route::V2Model | Route::V2ModelReady
                 if get =>
             {

@@ -280,12 +280,14 @@ impl Element for f32 {
     const KIND: Kind = Kind::Number;
     const EXPECTED: &'static str = "a number";
     fn parse(token: &str) -> Result<Self, &'static str> {
-        // The nearest float32 to the decimal, rounded once (not through float64).
-        token
-            .parse::<f32>()
-            .ok()
-            .filter(|v| v.is_finite())
-            .ok_or(BEYOND_FLOAT)
+        // Within float32's range as a JSON Schema validator reads it (as a double), so that
+        // the served document's bounds say exactly what is taken; then the nearest float32
+        // to the decimal, rounded once (not through float64).
+        let wide = token.parse::<f64>().map_err(|_| BEYOND_FLOAT)?;
+        if wide.is_nan() || wide.abs() > f64::from(f32::MAX) {
+            return Err(BEYOND_FLOAT);
+        }
+        token.parse::<f32>().map_err(|_| BEYOND_FLOAT)
     }
     fn missing() -> Option<Self> {
         Some(f32::NAN)
@@ -319,15 +321,11 @@ impl Element for f16 {
     const KIND: Kind = Kind::Number;
     const EXPECTED: &'static str = "a number";
     fn parse(token: &str) -> Result<Self, &'static str> {
-        let value = token
-            .parse::<f64>()
-            .map(f16::from_f64)
-            .map_err(|_| BEYOND_FLOAT)?;
-        if value.is_finite() {
-            Ok(value)
-        } else {
-            Err(BEYOND_FLOAT)
+        let wide = token.parse::<f64>().map_err(|_| BEYOND_FLOAT)?;
+        if wide.is_nan() || wide.abs() > f16::MAX.to_f64() {
+            return Err(BEYOND_FLOAT);
         }
+        Ok(f16::from_f64(wide))
     }
     fn into_data(values: Vec<Self>) -> Data {
         Data::F16(values)
@@ -657,6 +655,9 @@ mod tests {
                 ElementType::F32,
                 "X[0] is 1e39, beyond the range of the input's float type (FP32)",
             ),
+            // Rounds to float32's largest, but is beyond it as a double (as JSON Schema reads it).
+            ("[3.402823466385289e38]", ElementType::F32, "beyond the range"),
+            ("[65505]", ElementType::F16, "beyond the range"),
             ("[1e999]", ElementType::F64, "X[0] is 1e999, beyond the range"),
             ("[1.5]", ElementType::I64, "X[0] is 1.5, not an integer (INT64)"),
             (

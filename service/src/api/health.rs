@@ -25,9 +25,9 @@ pub fn ready(ready: bool) -> Result<HttpResponse, ApiError> {
     }
 }
 
-/// The OpenAPI document of every route, as committed in `service/openapi.json`.
-pub fn openapi() -> HttpResponse {
-    json(StatusCode::OK, include_str!("../../openapi.json"))
+/// The OpenAPI document of every route, written for the loaded model at start-up.
+pub fn openapi(document: &Bytes) -> HttpResponse {
+    json(StatusCode::OK, document.clone())
 }
 
 pub fn metrics(metrics: &Metrics) -> HttpResponse {

@@ -4,6 +4,7 @@
 
 pub mod health;
 pub mod oip;
+pub mod openapi;
 pub mod score;
 
 use std::fmt;

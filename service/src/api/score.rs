@@ -260,6 +260,9 @@ pub async fn score(scorer: &Arc<Scorer>, request: Request<Incoming>) -> Result<H
         (_, Some(columns)) if sent_records => read_records(scorer, &parsed, columns)?,
         (Some(_), None) if sent_records => return Err(ApiError::bad_request(RowError::NotRecords)),
         (Some(tensor), _) => vec![rows(scorer, &parsed, tensor)?],
+        (None, Some(columns)) if first_element_kind(x) != Kind::Array => {
+            read_records(scorer, &parsed, columns)?
+        }
         (None, Some(columns)) => {
             let fields: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
             return Err(ApiError::bad_request(RowError::OnlyRecords {

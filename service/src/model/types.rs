@@ -282,7 +282,7 @@ impl fmt::Display for PredictError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PredictError::Rejected(message) => write!(f, "the model refuses this input: {message}"),
-            PredictError::Runtime(error) => write!(f, "the runtime failed: {error}"),
+            PredictError::Runtime(_) => write!(f, "the runtime failed"),
             PredictError::Output { name, problem } => write!(f, "output {name:?}: {problem}"),
         }
     }
@@ -353,8 +353,8 @@ impl fmt::Display for LoadError {
                 "cannot load model {}: no such file (give an .onnx file, or \"identity\")",
                 path.display()
             ),
-            LoadError::Unreadable { path, source } => {
-                write!(f, "cannot load model {}: {source}", path.display())
+            LoadError::Unreadable { path, .. } => {
+                write!(f, "cannot load model {}: the file cannot be read", path.display())
             }
             LoadError::Unsupported { path, reason, .. } => {
                 write!(f, "cannot load model {}: {reason}", path.display())
@@ -362,11 +362,12 @@ impl fmt::Display for LoadError {
             LoadError::Unservable { path, reason } => {
                 write!(f, "cannot serve model {}: {reason}", path.display())
             }
-            LoadError::WarmUp { path, source } => write!(
+            LoadError::WarmUp { path, .. } => write!(
                 f,
-                "cannot serve model {}: it loads, but one row shaped as its inputs declare does not run through it ({source})",
+                "cannot serve model {}: it loads, but one row shaped as its inputs declare does not run through it",
                 path.display()
             ),
+            // The limit's own message is the refusal; it is not repeated as a cause.
             LoadError::Limit { path, source } => write!(f, "cannot load model {}: {source}", path.display()),
         }
     }
@@ -380,7 +381,6 @@ impl std::error::Error for LoadError {
                 source: Some(source), ..
             } => Some(source.as_ref()),
             LoadError::WarmUp { source, .. } => Some(source),
-            LoadError::Limit { source, .. } => Some(source),
             _ => None,
         }
     }

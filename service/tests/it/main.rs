@@ -14,4 +14,5 @@ mod openapi;
 mod schemathesis;
 mod score;
 mod support;
+mod tensor_requests;
 mod zoo;

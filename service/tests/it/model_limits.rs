@@ -203,3 +203,78 @@ fn the_defaults_fit_every_zoo_model() {
     }
     assert!(loaded >= 70, "{loaded} models");
 }
+
+/// A float32 `[N, 4]` input named `x`, as exporters declare one.
+fn float_input(name: &str) -> ValueInfoProto {
+    use tract_onnx::pb::tensor_shape_proto::{Dimension, dimension::Value as DimValue};
+    use tract_onnx::pb::type_proto::{Tensor, Value as TypeValue};
+    use tract_onnx::pb::{TensorShapeProto, TypeProto};
+    let dims = [DimValue::DimParam("N".into()), DimValue::DimValue(4)];
+    ValueInfoProto {
+        name: name.into(),
+        r#type: Some(TypeProto {
+            value: Some(TypeValue::TensorType(Tensor {
+                elem_type: 1,
+                shape: Some(TensorShapeProto {
+                    dim: dims
+                        .into_iter()
+                        .map(|value| Dimension {
+                            value: Some(value),
+                            ..Default::default()
+                        })
+                        .collect(),
+                }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn a_graph_that_answers_nothing_is_refused() {
+    let mut proto = ModelProto::decode(model(vec![relu("a", "x", "y")], vec![]).as_slice()).unwrap();
+    proto.graph.as_mut().unwrap().input.push(float_input("x"));
+    let error = refusal(&proto.encode_to_vec());
+    assert!(
+        error.contains("its graph has no outputs: it answers nothing"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_graph_that_analyses_but_cannot_run_is_refused_at_load() {
+    // Column 9 of a four-column input: tract types the graph (ArrayFeatureExtractor's
+    // output is as wide as its indices), and the extractor fails only when it runs.
+    let index = TensorProto {
+        name: "nine".into(),
+        data_type: 7,
+        dims: vec![1],
+        int64_data: vec![9],
+        ..Default::default()
+    };
+    let extract = NodeProto {
+        name: "column".into(),
+        op_type: "ArrayFeatureExtractor".into(),
+        domain: "ai.onnx.ml".into(),
+        input: vec!["x".into(), "nine".into()],
+        output: vec!["y".into()],
+        ..Default::default()
+    };
+    let mut proto = ModelProto::decode(model(vec![extract], vec![index]).as_slice()).unwrap();
+    proto.opset_import.push(OperatorSetIdProto {
+        domain: "ai.onnx.ml".into(),
+        version: 3,
+    });
+    let graph = proto.graph.as_mut().unwrap();
+    graph.input.push(float_input("x"));
+    graph.output.push(ValueInfoProto {
+        name: "y".into(),
+        ..Default::default()
+    });
+    let error = refusal(&proto.encode_to_vec());
+    assert!(
+        error.contains("it loads, but one row shaped as its inputs declare does not run through it"),
+        "{error}"
+    );
+}

@@ -1,5 +1,6 @@
-//! The smoke test: the tutorial's request (or a row of the model's own width) against a
-//! running service, retried until it passes or time runs out; and how to reach it.
+//! The smoke test: the tutorial's request (or, for a model, one row shaped and typed as
+//! its metadata declares) against a running service, retried until it passes or time runs
+//! out; and how to reach it.
 
 use std::time::{Duration, Instant};
 
@@ -36,13 +37,13 @@ pub(crate) fn describe(model: Option<&str>) -> String {
     match model {
         None => format!("GET /readyz must answer 200, POST /score {REQUEST} must answer {EXPECTED}"),
         Some(model) => format!(
-            "GET /readyz must answer 200, GET /v2/models/{model} gives the input width, POST /score with a row that wide must answer one score"
+            "GET /readyz must answer 200, GET /v2/models/{model} gives the inputs' names, types and shapes, one row of them must answer one score on POST /score (or, for a model /score cannot take, outputs on POST /v2/models/{model}/infer)"
         ),
     }
 }
 
-/// What one attempt got: the passing answer, or what it saw instead.
-type Outcome = Result<String, String>;
+/// What one attempt got: the route and its passing answer, or what it saw instead.
+type Outcome = Result<(&'static str, String), String>;
 
 /// Retries with backoff until the checks pass or `timeout` runs out; the error reports
 /// what came back last.
@@ -58,8 +59,8 @@ pub(crate) fn smoke_test(url: &str, timeout: Duration, model: Option<&str>) -> a
         attempts += 1;
         let outcome = attempt(&agent, url, model);
         let last = match outcome {
-            Ok(answer) => {
-                println!("smoke test passed: {url}/score answered {answer}");
+            Ok((route, answer)) => {
+                println!("smoke test passed: {url}{route} answered {answer}");
                 return Ok(());
             }
             Err(last) => last,
@@ -83,27 +84,105 @@ fn attempt(agent: &ureq::Agent, url: &str, model: Option<&str>) -> Outcome {
     let Some(model) = model else {
         let (status, body) = post_json(agent, &format!("{url}/score"), REQUEST)?;
         return match serde_json::from_str::<Value>(&body) {
-            Ok(value) if status == 200 && value == json!({"score": [1, 2]}) => Ok(EXPECTED.to_owned()),
+            Ok(value) if status == 200 && value == json!({"score": [1, 2]}) => {
+                Ok(("/score", EXPECTED.to_owned()))
+            }
             _ => Err(format!(
                 "POST /score answered {status} {body} (expected 200 {EXPECTED})"
             )),
         };
     };
     let (status, body) = get(agent, &format!("{url}/v2/models/{model}"))?;
-    let width = serde_json::from_str::<Value>(&body)
-        .ok()
-        .and_then(|meta| meta["inputs"][0]["shape"][1].as_u64());
-    let Some(width) = width.filter(|_| status == 200) else {
-        return Err(format!("GET /v2/models/{model} answered {status} {body}"));
+    let inputs = match serde_json::from_str::<Value>(&body) {
+        Ok(metadata) if status == 200 => metadata["inputs"].as_array().cloned().unwrap_or_default(),
+        _ => return Err(format!("GET /v2/models/{model} answered {status} {body}")),
     };
-    let request = json!({"X": vec![0.0; width as usize]}).to_string();
-    let (status, body) = post_json(agent, &format!("{url}/score"), &request)?;
-    match serde_json::from_str::<Value>(&body) {
-        Ok(value) if status == 200 && value["score"].as_array().is_some_and(|s| s.len() == 1) => Ok(body),
-        _ => Err(format!(
+    if inputs.is_empty() {
+        return Err(format!("GET /v2/models/{model} declares no inputs: {body}"));
+    }
+    let request = score_request(&inputs);
+    let (status, body) = post_json(agent, &format!("{url}/score"), &request.to_string())?;
+    let answer = serde_json::from_str::<Value>(&body).unwrap_or_default();
+    if status == 200 && answer["score"].as_array().is_some_and(|s| s.len() == 1) {
+        return Ok(("/score", body));
+    }
+    // A model /score cannot take (inputs that are not rows) answers 404 saying so: /v2.
+    if status != 404 {
+        return Err(format!(
             "POST /score {request} answered {status} {body} (expected 200 with one score)"
+        ));
+    }
+    let request = infer_request(&inputs);
+    let path = format!("{url}/v2/models/{model}/infer");
+    let (status, body) = post_json(agent, &path, &request.to_string())?;
+    let answer = serde_json::from_str::<Value>(&body).unwrap_or_default();
+    match answer["outputs"].as_array() {
+        Some(outputs) if status == 200 && !outputs.is_empty() => Ok(("/v2/models/{name}/infer", body)),
+        _ => Err(format!(
+            "POST /v2/models/{model}/infer {request} answered {status} {body} (expected 200 with outputs)"
         )),
     }
+}
+
+/// One element of a protocol datatype: 0, false, or an empty string.
+fn neutral(datatype: &str) -> Value {
+    match datatype {
+        "BYTES" => json!(""),
+        "BOOL" => json!(false),
+        _ => json!(0),
+    }
+}
+
+/// Nested arrays of `dims` (each dynamic one 1) around `leaf`.
+fn nested(dims: &[Value], leaf: Value) -> Value {
+    dims.iter().rev().fold(leaf, |inner, dim| {
+        let size = dim.as_i64().filter(|d| *d > 0).unwrap_or(1) as usize;
+        Value::Array(vec![inner; size])
+    })
+}
+
+/// `/score`'s request for one row: the row of the one input, or a record of one value per
+/// input.
+fn score_request(inputs: &[Value]) -> Value {
+    let dims = |input: &Value| input["shape"].as_array().cloned().unwrap_or_default();
+    if let [input] = inputs {
+        let shape = dims(input);
+        let row = nested(
+            shape.get(1..).unwrap_or(&[]),
+            neutral(input["datatype"].as_str().unwrap_or("")),
+        );
+        return json!({"X": [row]});
+    }
+    let record: serde_json::Map<String, Value> = inputs
+        .iter()
+        .map(|input| {
+            let name = input["name"].as_str().unwrap_or_default().to_owned();
+            (name, neutral(input["datatype"].as_str().unwrap_or("")))
+        })
+        .collect();
+    json!({"X": [record]})
+}
+
+/// The Open Inference Protocol's request for one row of every input.
+fn infer_request(inputs: &[Value]) -> Value {
+    let tensors: Vec<Value> = inputs
+        .iter()
+        .map(|input| {
+            let shape: Vec<i64> = input["shape"]
+                .as_array()
+                .map(|dims| {
+                    dims.iter()
+                        .map(|d| d.as_i64().filter(|d| *d > 0).unwrap_or(1))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let datatype = input["datatype"].as_str().unwrap_or_default();
+            let count: i64 = shape.iter().product();
+            json!({"name": input["name"], "shape": shape, "datatype": datatype,
+                   "data": vec![neutral(datatype); count as usize]})
+        })
+        .collect();
+    json!({ "inputs": tensors })
 }
 
 /// Adds the closing lines of a `ship`: where the service is, how to try it and stop it.
@@ -120,10 +199,45 @@ pub(crate) fn add_how_to_reach<C>(
                 "Try it:  curl -X POST {url}/score -H 'Content-Type: application/json' -d '{REQUEST}'"
             ),
             Some(model) => {
-                println!("Its model: curl {url}/v2/models/{model}   (then POST /score with rows that wide)")
+                println!(
+                    "Its model: curl {url}/v2/models/{model}   (then POST /score with rows of that shape)"
+                )
             }
         }
         println!("Stop it: {stop}");
         Ok(())
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_row_is_shaped_and_typed_as_the_metadata_declares() {
+        let image = json!([{"name": "image", "datatype": "FP32", "shape": [-1, 2, 2, 1]}]);
+        assert_eq!(
+            score_request(image.as_array().unwrap()),
+            json!({"X": [[[[0], [0]], [[0], [0]]]]})
+        );
+        let frame = json!([
+            {"name": "age", "datatype": "FP32", "shape": [-1, 1]},
+            {"name": "city", "datatype": "BYTES", "shape": [-1, 1]},
+        ]);
+        assert_eq!(
+            score_request(frame.as_array().unwrap()),
+            json!({"X": [{"age": 0, "city": ""}]})
+        );
+        let pair = json!([
+            {"name": "x", "datatype": "FP32", "shape": [3, 4]},
+            {"name": "y", "datatype": "INT64", "shape": [-1]},
+        ]);
+        assert_eq!(
+            infer_request(pair.as_array().unwrap()),
+            json!({"inputs": [
+                {"name": "x", "shape": [3, 4], "datatype": "FP32", "data": vec![0; 12]},
+                {"name": "y", "shape": [1], "datatype": "INT64", "data": [0]},
+            ]})
+        );
+    }
 }

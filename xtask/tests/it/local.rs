@@ -230,11 +230,39 @@ fn ship_serves_a_model_file() {
     assert!(smoked.status.success());
     let wrong = xtask(&state, &["smoke", "--timeout", "1"]);
     assert!(
-        stderr(&wrong).contains("expects 4"),
+        stderr(&wrong).contains("takes rows of shape [4]"),
         "the tutorial's two numbers do not fit this model: {}",
         stderr(&wrong)
     );
     assert!(xtask(&state, &["down"]).status.success());
+
+    // Models of other inputs: an image, a DataFrame's columns (records), and one /score
+    // cannot take (two inputs, one a matrix), smoke-tested through /v2.
+    let zoo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/zoo");
+    for (model, answered) in [
+        ("keras_cnn.onnx", r#"answered {"score":[["#),
+        (
+            "dataframe_one_hot_logistic.onnx",
+            r#"answered {"score":[0],"probabilities""#,
+        ),
+        (
+            "onnx-node/test_ai_onnx_ml_array_feature_extractor.onnx",
+            r#"answered {"model_name":"test_ai_onnx_ml_array_feature_extractor""#,
+        ),
+    ] {
+        let path = zoo.join(model);
+        let shipped = xtask(
+            &state,
+            &["ship", "--port", &port, "--model", path.to_str().unwrap()],
+        );
+        assert!(shipped.status.success(), "{model}: {}", stderr(&shipped));
+        assert!(
+            stdout(&shipped).contains(answered),
+            "{model}: {}",
+            stdout(&shipped)
+        );
+        assert!(xtask(&state, &["down"]).status.success());
+    }
 
     let missing = xtask(
         &state,

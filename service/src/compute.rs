@@ -96,8 +96,11 @@ impl ComputePool {
     ) -> Result<T, PoolError> {
         let (answer, result) = tokio::sync::oneshot::channel();
         let metrics = self.metrics.clone();
+        // Counted as queued until a thread starts it, or until it is dropped unrun: refused
+        // at once, or discarded with the queue when the last thread has died.
+        let mut waiting = Waiting::new(&self.metrics.queued);
         let job: Job = Box::new(move || {
-            metrics.queued.dec();
+            waiting.end();
             if answer.is_closed() {
                 return;
             }
@@ -106,20 +109,37 @@ impl ComputePool {
             metrics.running.dec();
             let _ = answer.send(value);
         });
-        self.metrics.queued.inc();
         match self.queue.try_send(job) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
-                self.metrics.queued.dec();
                 self.metrics.rejected.inc();
                 return Err(PoolError::Busy);
             }
-            Err(TrySendError::Disconnected(_)) => {
-                self.metrics.queued.dec();
-                return Err(PoolError::Gone);
-            }
+            Err(TrySendError::Disconnected(_)) => return Err(PoolError::Gone),
         }
         result.await.map_err(|_| PoolError::Lost)
+    }
+}
+
+/// A job's place in the `queued` gauge, given back once, however the job ends.
+struct Waiting(Option<Gauge>);
+
+impl Waiting {
+    fn new(queued: &Gauge) -> Self {
+        queued.inc();
+        Waiting(Some(queued.clone()))
+    }
+
+    fn end(&mut self) {
+        if let Some(queued) = self.0.take() {
+            queued.dec();
+        }
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.end();
     }
 }
 

@@ -72,6 +72,14 @@ impl OnnxModel {
             source,
         })?;
         if let Some(graph) = &proto.graph
+            && let Some(reason) = not_a_tensor(graph)
+        {
+            return Err(LoadError::Unservable {
+                path: path.to_owned(),
+                reason,
+            });
+        }
+        if let Some(graph) = &proto.graph
             && let Some((operator, node)) = crate::model::ml::missing_operators(&onnx, graph).first()
         {
             return Err(LoadError::Unsupported {
@@ -236,6 +244,21 @@ impl OnnxModel {
             }),
         }
     }
+}
+
+/// Why an input of `graph` is not a tensor, if one is not: a map (what DictVectorizer
+/// and CastMap take) or a sequence, which neither protocol carries and tract does not
+/// hold. (tract's reader knows only tensor types: any other is a type with no value.)
+fn not_a_tensor(graph: &pb::GraphProto) -> Option<String> {
+    graph.input.iter().find_map(|input| {
+        let declared = input.r#type.as_ref()?;
+        declared.value.is_none().then(|| {
+            format!(
+                "input {:?} is a map or a sequence, not a tensor: neither /score nor /v2 carries one (DictVectorizer and CastMap take maps)",
+                input.name
+            )
+        })
+    })
 }
 
 fn unsupported(path: &Path, reason: &str, error: TractError) -> LoadError {

@@ -93,9 +93,15 @@ impl<K: Kernel> Expansion for MlOp<K> {
                 self.solve(s, outputs, &[(dt, &shape)])
             });
         }
-        s.given_2(&inputs[0].datum_type, &inputs[0].shape, move |s, dt0, shape0| {
-            s.given_2(&inputs[1].datum_type, &inputs[1].shape, move |s, dt1, shape1| {
-                self.solve(s, outputs, &[(dt0, &shape0), (dt1, &shape1)])
+        let n = inputs.len();
+        s.given_all((0..n).map(|i| (&inputs[i].datum_type).bex()), move |s, types| {
+            s.given_all((0..n).map(|i| (&inputs[i].shape).bex()), move |s, shapes| {
+                let described: Vec<(DatumType, &[TDim])> = types
+                    .iter()
+                    .zip(&shapes)
+                    .map(|(datum_type, shape): (&DatumType, &TVec<TDim>)| (*datum_type, shape.as_slice()))
+                    .collect();
+                self.solve(s, outputs, &described)
             })
         })
     }

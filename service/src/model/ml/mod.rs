@@ -11,6 +11,7 @@
 mod array_feature_extractor;
 mod attrs;
 mod binarizer;
+mod feature_vectorizer;
 mod imputer;
 mod kernel;
 mod label_encoder;
@@ -37,6 +38,7 @@ pub(crate) fn onnx() -> Onnx {
     register.insert("Cast", shape_cast::parse);
     register.insert("ArrayFeatureExtractor", array_feature_extractor::parse);
     register.insert("Binarizer", binarizer::parse);
+    register.insert("FeatureVectorizer", feature_vectorizer::parse);
     register.insert("Imputer", imputer::parse);
     register.insert("LabelEncoder", label_encoder::parse);
     register.insert("Normalizer", normalizer::parse);

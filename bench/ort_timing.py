@@ -20,11 +20,14 @@ def main():
     options.inter_op_num_threads = 1
     session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
     single = session.get_inputs()[0]
-    width = single.shape[1]
+    # One row of the input: its shape after the batch (28x28x1 for an image), each
+    # dimension the model leaves open taken as 1, as model_timing takes it.
+    row_shape = [dim if isinstance(dim, int) else 1 for dim in single.shape[1:]]
+    width = int(np.prod(row_shape))
     # The same rows model_timing scores, converted to float32 as it converts them.
     values = np.fromfile(pool, dtype="<f8").astype(np.float32)
     batches = [
-        values[start : start + rows * width].reshape(rows, width)
+        values[start : start + rows * width].reshape([rows, *row_shape])
         for start in range(0, len(values) - rows * width + 1, rows * width)
     ]
     if len(batches) < 2:

@@ -685,8 +685,8 @@ def fixtures():
 def large(directory):
     """The benchmark's models, at the sizes users ship: a 100-tree, depth-10 random forest
     on 20 features, and a 300-tree, depth-5 gradient-boosting regressor (each a few MB, so
-    generated rather than committed). Each is written as ONNX for us and onnxruntime, and
-    as joblib for MLServer's scikit-learn runtime."""
+    generated rather than committed), each written as ONNX for us and onnxruntime and as
+    joblib for MLServer's scikit-learn runtime; and two Keras networks."""
     import joblib
     from sklearn.ensemble import GradientBoostingRegressor, RandomForestClassifier
 
@@ -700,6 +700,34 @@ def large(directory):
     booster = GradientBoostingRegressor(n_estimators=300, max_depth=5, random_state=0).fit(x, y)
     (directory / "boosting_300x5.onnx").write_bytes(to_onnx(booster, x[:1], target_opset=OPSETS).SerializeToString())
     joblib.dump(booster, directory / "boosting_300x5.joblib")
+    large_networks(directory)
+
+
+def large_networks(directory):
+    """The benchmark's networks, as Keras' examples build them for MNIST: a dense network
+    on 784 pixels (256 and 128 units) and the convolutional one (two 3x3 convolutions of
+    32 and 64 filters, each pooled, then a softmax over 10 classes), weights drawn from
+    the seed, exported as Keras 3 documents."""
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    import keras
+    from keras import layers
+
+    keras.utils.set_random_seed(0)
+    networks = {
+        "keras_mlp": (784,), "keras_cnn": (28, 28, 1),
+    }
+    for name, shape in networks.items():
+        if name == "keras_mlp":
+            model = keras.Sequential([keras.Input(shape), layers.Dense(256, activation="relu"),
+                                      layers.Dense(128, activation="relu"), layers.Dense(10, activation="softmax")])
+        else:
+            model = keras.Sequential([
+                keras.Input(shape), layers.Conv2D(32, 3, activation="relu"), layers.MaxPooling2D(),
+                layers.Conv2D(64, 3, activation="relu"), layers.MaxPooling2D(), layers.Flatten(),
+                layers.Dropout(0.5), layers.Dense(10, activation="softmax")])
+        model.predict(np.zeros((1, *shape), np.float32), verbose=0)
+        path = directory / f"{name}.onnx"
+        model.export(str(path), format="onnx", verbose=False)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,10 @@
 //! sets beside the request latencies, so the HTTP overhead is visible.
 //!
 //!     cargo run --release --example model_timing -- MODEL.onnx ROWS POOL
+//!     cargo run --release --example model_timing -- MODEL.onnx --row-size
+//!
+//! The second form prints how many values one row of the model's one input holds, read
+//! by the service's own loader (what the bench writes its pool and requests with).
 //!
 //! POOL holds rows as little-endian f64 values, each as many as one row of the model's
 //! one input holds (20 features, or a 28x28 image; the bench writes one); each run scores
@@ -15,10 +19,9 @@ use score_service::model::{self, Array, Data, Dim};
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let (Some(path), Some(rows), Some(pool)) = (args.next(), args.next(), args.next()) else {
-        anyhow::bail!("usage: model_timing MODEL.onnx ROWS POOL");
+    let (Some(path), Some(rows)) = (args.next(), args.next()) else {
+        anyhow::bail!("usage: model_timing MODEL.onnx ROWS POOL, or model_timing MODEL.onnx --row-size");
     };
-    let rows: usize = rows.parse()?;
     let model = model::load(&path, &Default::default())?;
     let [input] = model.inputs() else {
         anyhow::bail!("{path} takes several inputs; the timing feeds one");
@@ -31,6 +34,12 @@ fn main() -> anyhow::Result<()> {
         })
         .collect();
     let width: usize = row_shape.iter().product();
+    if rows == "--row-size" {
+        println!("{width}");
+        return Ok(());
+    }
+    let rows: usize = rows.parse()?;
+    let pool = args.next().context("usage: model_timing MODEL.onnx ROWS POOL")?;
     let values: Vec<f64> = std::fs::read(&pool)
         .with_context(|| format!("read {pool}"))?
         .chunks_exact(8)

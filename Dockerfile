@@ -28,7 +28,7 @@ LABEL org.opencontainers.image.title="score-service" \
 # 65532 is the conventional "nonroot" user of distroless images; scratch has no
 # /etc/passwd, so the numeric id is what Kubernetes' runAsNonRoot checks.
 USER 65532:65532
-EXPOSE 5000
+EXPOSE 5000 9090
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s CMD ["/score-service", "--check"]
 ENTRYPOINT ["/score-service"]
 

@@ -11,13 +11,15 @@ use hyper::{Method, Request};
 use crate::api::{self, Scorer};
 use crate::compute::ComputePool;
 use crate::config::Limits;
-use crate::http::{ApiError, HttpResponse, Route};
+use crate::http::{ApiError, HttpResponse, Port, Route};
 use crate::metrics::Metrics;
 use crate::model::Model;
 
 /// Everything requests share, built once at start-up.
 pub struct App {
     scorer: Arc<Scorer>,
+    /// Whether `/metrics` is on the operator port, and so not on the public one.
+    metrics_on_operator_port: bool,
     /// The OpenAPI document, with this model's contract.
     openapi: bytes::Bytes,
     metrics: Metrics,
@@ -32,6 +34,7 @@ impl App {
         let score = api::score::Contract::of(model.as_ref());
         let openapi = api::openapi::document(model.as_ref(), &score, &limits).into();
         Ok(App {
+            metrics_on_operator_port: false,
             openapi,
             scorer: Arc::new(Scorer {
                 model: Arc::from(model),
@@ -42,6 +45,14 @@ impl App {
             metrics,
             draining: AtomicBool::new(false),
         })
+    }
+
+    /// The app for serving with an operator port (`server::run_with_operator_port`):
+    /// `/metrics` only there, and the public port's OpenAPI document without it.
+    pub fn with_operator_port(mut self) -> Self {
+        self.metrics_on_operator_port = true;
+        self.openapi = api::openapi::without_metrics(&self.openapi).into();
+        self
     }
 
     /// The counts the server keeps of its connections.
@@ -75,17 +86,24 @@ impl App {
         !self.draining.load(Ordering::Relaxed)
     }
 
-    pub async fn handle(&self, request: Request<Incoming>) -> HttpResponse {
+    pub async fn handle(&self, request: Request<Incoming>, port: Port) -> HttpResponse {
         let started = Instant::now();
         let _in_flight = self.metrics.start();
         let route = Route::of(request.uri().path());
         // Per-request logs exist only at debug level; copy nothing for them otherwise.
         let log = tracing::enabled!(tracing::Level::DEBUG)
             .then(|| (request.method().clone(), request.uri().path().to_owned()));
-        let response = self
-            .dispatch(route, request)
-            .await
-            .unwrap_or_else(ApiError::into_response);
+        let response = match (port, route) {
+            (Port::Operator, Route::Metrics | Route::Healthz | Route::Readyz) => {
+                self.dispatch(route, request).await
+            }
+            (Port::Operator, _) => Err(ApiError::OperatorPort),
+            (Port::Public, Route::Metrics) if self.metrics_on_operator_port => {
+                Err(ApiError::MetricsElsewhere)
+            }
+            (Port::Public, _) => self.dispatch(route, request).await,
+        }
+        .unwrap_or_else(ApiError::into_response);
         let status = response.status().as_u16();
         self.metrics.record(route, status, started.elapsed());
         if let Some((method, path)) = log {

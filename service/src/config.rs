@@ -41,10 +41,21 @@ pub struct Config {
     #[arg(long, env = "SCORE_IDLE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
     pub idle_timeout: Duration,
 
-    /// Most connections open at once; beyond it, new ones wait in the listen backlog until
-    /// one closes.
+    /// Most connections open at once. At the limit, the idle keep-alive connection open
+    /// longest is closed for a new one; when none is idle, new ones wait in the listen
+    /// backlog until one closes.
     #[arg(long, env = "SCORE_MAX_CONNECTIONS", default_value_t = 2048)]
     pub max_connections: usize,
+
+    /// How long a new connection may stay silent before its first byte: a client that
+    /// opens sockets and sends nothing holds them no longer.
+    #[arg(long, env = "SCORE_FIRST_BYTE_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub first_byte_timeout: Duration,
+
+    /// Port for operators: `/metrics` (and `/healthz`, `/readyz`), kept off the public port
+    /// the load balancer exposes. The same number as `--port` serves everything on one.
+    #[arg(long, env = "SCORE_METRICS_PORT", default_value_t = 9090)]
+    pub metrics_port: u16,
 
     /// Longest wait for a request's body once its headers have arrived.
     #[arg(long, env = "SCORE_BODY_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
@@ -135,6 +146,7 @@ impl Config {
             header_timeout: self.header_timeout,
             idle_timeout: self.idle_timeout,
             max_connections: self.max_connections,
+            first_byte_timeout: self.first_byte_timeout,
             body_timeout: self.body_timeout,
             drain_deadline: self.drain_deadline,
             compute_threads: self.compute_threads,
@@ -155,6 +167,7 @@ pub struct Limits {
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_connections: usize,
+    pub first_byte_timeout: Duration,
     pub body_timeout: Duration,
     pub drain_deadline: Duration,
     pub compute_threads: usize,
@@ -170,6 +183,7 @@ impl Default for Limits {
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             max_connections: 2048,
+            first_byte_timeout: Duration::from_secs(5),
             body_timeout: Duration::from_secs(30),
             drain_deadline: Duration::from_secs(20),
             compute_threads: default_compute_threads(),

@@ -18,6 +18,15 @@ pub type HttpResponse = Response<Full<Bytes>>;
 
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
 
+/// Which listener a connection came through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Port {
+    /// The port the load balancer exposes: the model, health, and the protocol's routes.
+    Public,
+    /// The port for operators: `/metrics`, `/healthz` and `/readyz`, never published.
+    Operator,
+}
+
 /// The routes the server knows. Unknown paths share one variant, so a scanner cannot
 /// grow the metrics' label set without bound.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -259,6 +268,10 @@ pub enum ApiError {
         asked: String,
         served: &'static str,
     },
+    /// The operator port serves only the operator's routes.
+    OperatorPort,
+    /// `/metrics` is on the operator port, not the public one.
+    MetricsElsewhere,
     /// `/score` cannot take the loaded model's inputs or outputs; `/v2` serves it.
     NotForScore {
         model: String,
@@ -295,6 +308,8 @@ impl ApiError {
             ApiError::NoSuchPath
             | ApiError::UnknownModel { .. }
             | ApiError::UnknownVersion { .. }
+            | ApiError::OperatorPort
+            | ApiError::MetricsElsewhere
             | ApiError::NotForScore { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Draining | ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -359,6 +374,14 @@ impl fmt::Display for ApiError {
             ApiError::UnknownVersion { model, asked, served } => {
                 write!(f, "model {model:?} has no version {asked:?}: it has {served:?}")
             }
+            ApiError::OperatorPort => write!(
+                f,
+                "this is the operator port: it serves GET /metrics, /healthz and /readyz; the model is served on the public port"
+            ),
+            ApiError::MetricsElsewhere => write!(
+                f,
+                "/metrics is served on the operator port (--metrics-port), which the load balancer does not expose"
+            ),
             ApiError::NotForScore { model, why } => write!(
                 f,
                 "/score cannot take model {model:?}: {why}; POST /v2/models/{model}/infer serves it"

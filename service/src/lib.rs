@@ -19,4 +19,5 @@ mod metrics;
 mod server;
 
 pub use app::App;
-pub use server::run;
+pub use http::Port;
+pub use server::{run, run_with_operator_port};

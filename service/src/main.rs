@@ -33,7 +33,21 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = TcpListener::bind(address)
         .await
         .with_context(|| format!("listen on {address}"))?;
-    let app = Arc::new(App::new(model, config.limits()).context("start the compute threads")?);
+    let app = App::new(model, config.limits()).context("start the compute threads")?;
+    // Metrics on a port of their own, unless asked onto the public one.
+    let operator = if config.metrics_port == config.port {
+        None
+    } else {
+        let address = std::net::SocketAddr::new(config.host, config.metrics_port);
+        let listener = TcpListener::bind(address)
+            .await
+            .with_context(|| format!("listen on {address} for metrics (--metrics-port)"))?;
+        Some(listener)
+    };
+    let app = Arc::new(match operator {
+        Some(_) => app.with_operator_port(),
+        None => app,
+    });
     if let Some(why) = app.score_refusal() {
         tracing::warn!(
             model = app.model_name(),
@@ -43,6 +57,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     tracing::info!(
         address = %listener.local_addr()?,
+        metrics = %operator.as_ref().and_then(|l| l.local_addr().ok()).unwrap_or(listener.local_addr()?),
         model = app.model_name(),
         version = env!("CARGO_PKG_VERSION"),
         "listening"
@@ -56,7 +71,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         };
         tracing::info!(signal = name, "shutting down");
     };
-    let drained = score_service::run(listener, app, shutdown).await;
+    let drained = match operator {
+        Some(operator) => score_service::run_with_operator_port(listener, operator, app, shutdown).await,
+        None => score_service::run(listener, app, shutdown).await,
+    };
     tracing::info!(drained, "stopped");
     Ok(())
 }

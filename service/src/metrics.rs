@@ -36,6 +36,8 @@ pub enum Timeout {
     Idle,
     /// A request's headers did not arrive within the header timeout.
     Header,
+    /// A new connection sent nothing within the first-byte timeout.
+    FirstByte,
 }
 
 /// The connection counts the server keeps.
@@ -44,6 +46,7 @@ pub struct ConnectionMetrics {
     open: Gauge,
     accepted: Counter,
     timeouts: Family<TimeoutLabels, Counter>,
+    reclaimed: Counter,
 }
 
 /// Counts a connection as open until dropped.
@@ -66,10 +69,16 @@ impl ConnectionMetrics {
         }
     }
 
+    /// An idle connection closed at the connection limit, for a new one.
+    pub fn reclaimed(&self) {
+        self.reclaimed.inc();
+    }
+
     pub fn timed_out(&self, timeout: Timeout) {
         let phase = match timeout {
             Timeout::Idle => "idle",
             Timeout::Header => "header",
+            Timeout::FirstByte => "first_byte",
         };
         self.timeouts.get_or_create(&TimeoutLabels { phase }).inc();
     }
@@ -150,6 +159,7 @@ impl Metrics {
             open: Gauge::default(),
             accepted: Counter::default(),
             timeouts: Family::default(),
+            reclaimed: Counter::default(),
         };
         registry.register(
             "connections_open",
@@ -165,6 +175,11 @@ impl Metrics {
             "connection_timeouts",
             "Connections closed by a timeout, by what timed out (bodies that time out are requests answered 408)",
             connections.timeouts.clone(),
+        );
+        registry.register(
+            "connections_reclaimed",
+            "Idle keep-alive connections closed at the connection limit to serve a new one",
+            connections.reclaimed.clone(),
         );
         Metrics {
             registry,

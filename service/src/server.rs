@@ -1,16 +1,21 @@
 //! The accept loop, per-connection serving and its timeouts, and graceful drain.
 //!
-//! A connection is bounded three ways: at most `max_connections` are open (the rest
-//! wait in the kernel's backlog until one closes); an idle keep-alive connection closes
-//! after `idle_timeout`; a request whose headers started arriving must finish them
-//! within `header_timeout` (answered 408), and its body within `body_timeout` (read
-//! with the body, in `http.rs`).
+//! A connection is bounded four ways: at most `max_connections` are open (at the limit,
+//! the idle connection open longest is closed for a new one; with none idle, the rest
+//! wait in the kernel's backlog until one closes); a new connection must send its first
+//! byte within `first_byte_timeout`; an idle keep-alive connection closes after
+//! `idle_timeout`; a request whose headers started arriving must finish them within
+//! `header_timeout` (answered 408), and its body within `body_timeout` (read with the
+//! body, in `http.rs`). The operator port (metrics, health) has an accept loop and a
+//! connection limit of its own, so a flood of public connections never blinds the
+//! scraper, and both drain together.
 
+use std::collections::BTreeMap;
 use std::future::{Future, poll_fn};
 use std::io;
 use std::pin::{Pin, pin};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -23,17 +28,43 @@ use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 
 use crate::app::App;
+use crate::http::Port;
 use crate::metrics::Timeout;
+
+/// Connections the operator port serves at once: scrapers and probes, a few.
+const OPERATOR_CONNECTIONS: usize = 64;
 
 /// Serves `listener` until `shutdown` resolves, then drains: readiness turns 503, the
 /// listener closes (new connections are refused), and requests in flight get up to the
-/// drain deadline to finish. Returns whether every connection finished in time.
+/// drain deadline to finish. Returns whether every connection finished in time. Every
+/// route is served on this one port, `/metrics` included.
 pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) -> bool {
+    serve(listener, None, app, shutdown).await
+}
+
+/// As [`run`], with the operator's routes (`/metrics`, and health) on `operator` too, and
+/// `/metrics` there only: the app must have been built [`App::with_operator_port`].
+pub async fn run_with_operator_port(
+    public: TcpListener,
+    operator: TcpListener,
+    app: Arc<App>,
+    shutdown: impl Future<Output = ()>,
+) -> bool {
+    serve(public, Some(operator), app, shutdown).await
+}
+
+async fn serve(
+    public: TcpListener,
+    operator: Option<TcpListener>,
+    app: Arc<App>,
+    shutdown: impl Future<Output = ()>,
+) -> bool {
     // Each connection holds a receiver; the sender learns when the last one is dropped.
     let (drain_tx, drain_rx) = watch::channel(false);
+    let (stop_tx, stop_rx) = watch::channel(false);
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -45,36 +76,30 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
         // writing once is cheaper than a writev of two tiny slices.
         .writev(false);
     let builder = Arc::new(builder);
-    // A permit per open connection: at the limit, the loop stops accepting and new
-    // connections wait in the listener's backlog.
-    let permits = Arc::new(Semaphore::new(app.limits().max_connections.max(1)));
-
-    let mut shutdown = pin!(shutdown);
-    loop {
-        let accepted = tokio::select! {
-            biased;
-            () = &mut shutdown => break,
-            accepted = accept(&listener, &permits) => accepted,
-        };
-        match accepted {
-            Ok((stream, permit)) => {
-                let connection = serve_connection(stream, app.clone(), builder.clone(), drain_rx.clone());
-                tokio::spawn(async move {
-                    connection.await;
-                    drop(permit);
-                });
-            }
-            Err(err) => {
-                // Usually out of file descriptors: back off instead of spinning, and keep
-                // serving the connections already open.
-                tracing::warn!(error = %err, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
+    let listeners = std::iter::once((public, Port::Public, app.limits().max_connections))
+        .chain(operator.map(|listener| (listener, Port::Operator, OPERATOR_CONNECTIONS)));
+    let loops: Vec<_> = listeners
+        .map(|(listener, port, limit)| {
+            let accepting = Acceptor {
+                listener,
+                port,
+                permits: Arc::new(Semaphore::new(limit.max(1))),
+                open: Arc::new(Registry::default()),
+                app: app.clone(),
+                builder: builder.clone(),
+                drain: drain_rx.clone(),
+            };
+            tokio::spawn(accepting.run(stop_rx.clone()))
+        })
+        .collect();
+    shutdown.await;
+    let _ = stop_tx.send(true);
+    // Each loop drops its listener as it returns: new connections are refused.
+    for accepting in loops {
+        let _ = accepting.await;
     }
 
     app.start_draining();
-    drop(listener);
     drop(drain_rx);
     let open = drain_tx.receiver_count();
     tracing::info!(open_connections = open, deadline = ?app.limits().drain_deadline, "draining");
@@ -91,18 +116,130 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
     drained
 }
 
-/// The next connection, once a permit to serve one is free.
-async fn accept(
-    listener: &TcpListener,
-    permits: &Arc<Semaphore>,
-) -> io::Result<(TcpStream, tokio::sync::OwnedSemaphorePermit)> {
-    let permit = permits
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|_| io::Error::other("the connection limit was closed"))?;
-    let (stream, _peer) = listener.accept().await?;
-    Ok((stream, permit))
+/// One listener's accept loop, and the connections it has open.
+struct Acceptor {
+    listener: TcpListener,
+    port: Port,
+    /// A permit per open connection.
+    permits: Arc<Semaphore>,
+    open: Arc<Registry>,
+    app: Arc<App>,
+    builder: Arc<http1::Builder>,
+    drain: watch::Receiver<bool>,
+}
+
+impl Acceptor {
+    /// Accepts until `stop` turns true. At the connection limit, the idle connection open
+    /// longest is closed for the new one (as nginx reclaims keep-alive connections); when
+    /// none is idle, the new one waits for a connection to end, and those behind it wait
+    /// in the listen backlog.
+    async fn run(self, mut stop: watch::Receiver<bool>) {
+        loop {
+            let accepted = tokio::select! {
+                biased;
+                _ = stop.wait_for(|stop| *stop) => break,
+                accepted = self.listener.accept() => accepted,
+            };
+            let stream = match accepted {
+                Ok((stream, _peer)) => stream,
+                Err(err) => {
+                    // Usually out of file descriptors: back off instead of spinning, and
+                    // keep serving the connections already open.
+                    tracing::warn!(error = %err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let permit = loop {
+                if let Ok(permit) = self.permits.clone().try_acquire_owned() {
+                    break Some(permit);
+                }
+                if self.open.reclaim_oldest_idle() {
+                    self.app.connection_metrics().reclaimed();
+                }
+                // A connection ending frees a permit; one going idle can be reclaimed.
+                tokio::select! {
+                    biased;
+                    _ = stop.wait_for(|stop| *stop) => break None,
+                    permit = self.permits.clone().acquire_owned() => break permit.ok(),
+                    () = self.open.idle.notified() => {}
+                }
+            };
+            let Some(permit) = permit else { break };
+            let (id, slot) = self.open.insert();
+            let connection = serve_connection(
+                stream,
+                self.port,
+                self.app.clone(),
+                self.builder.clone(),
+                self.drain.clone(),
+                slot,
+            );
+            let open = self.open.clone();
+            tokio::spawn(async move {
+                connection.await;
+                open.remove(id);
+                drop(permit);
+            });
+        }
+    }
+}
+
+/// The connections a listener has open, in the order they were accepted.
+#[derive(Default)]
+struct Registry {
+    next: AtomicU64,
+    open: Mutex<BTreeMap<u64, Arc<Slot>>>,
+    /// Signalled when a connection goes idle: one the limit may now reclaim.
+    idle: Arc<Notify>,
+}
+
+/// What the registry holds of a connection: what it is doing, and how to ask it to close.
+struct Slot {
+    activity: Arc<Activity>,
+    reclaim: Notify,
+    reclaimed: AtomicBool,
+}
+
+impl Registry {
+    fn insert(&self) -> (u64, Arc<Slot>) {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let slot = Arc::new(Slot {
+            activity: Arc::new(Activity {
+                went_idle: Some(self.idle.clone()),
+                ..Activity::default()
+            }),
+            reclaim: Notify::new(),
+            reclaimed: AtomicBool::new(false),
+        });
+        self.lock().insert(id, slot.clone());
+        (id, slot)
+    }
+
+    fn remove(&self, id: u64) {
+        self.lock().remove(&id);
+    }
+
+    /// Asks the idle connection open longest to close; false when none is idle.
+    fn reclaim_oldest_idle(&self) -> bool {
+        let open = self.lock();
+        let oldest = open
+            .values()
+            .find(|slot| slot.activity.is_idle() && !slot.reclaimed.load(Ordering::Relaxed));
+        match oldest {
+            Some(slot) => {
+                slot.reclaimed.store(true, Ordering::Relaxed);
+                slot.reclaim.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Arc<Slot>>> {
+        // A panic while the lock was held leaves the map whole: keep using it.
+        self.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 /// How a connection ended, when a timeout ended it.
@@ -110,40 +247,53 @@ enum Ending {
     Finished(hyper::Result<()>),
     /// A request's headers started arriving and did not finish in time.
     HeaderTimeout,
+    /// The connection sent nothing at all in time.
+    FirstByteTimeout,
 }
 
 async fn serve_connection(
     stream: TcpStream,
+    port: Port,
     app: Arc<App>,
     builder: Arc<http1::Builder>,
     mut drain: watch::Receiver<bool>,
+    slot: Arc<Slot>,
 ) {
     let metrics = app.connection_metrics();
     let _open = metrics.opened();
     let header_timeout = app.limits().header_timeout;
     // Responses are small and written whole: send them now rather than wait for more.
     let _ = stream.set_nodelay(true);
-    let activity = Arc::new(Activity::default());
+    let activity = slot.activity.clone();
     let io = TokioIo::new(Watched {
         inner: stream,
         activity: activity.clone(),
     });
     let handler = Handler {
-        app,
+        app: app.clone(),
+        port,
         activity: activity.clone(),
     };
     let mut connection = builder.serve_connection(io, handler);
     let mut drain_started = pin!(drain.wait_for(|draining| *draining));
-    let mut draining = false;
+    let mut reclaimed = pin!(slot.reclaim.notified());
+    let mut first_byte = pin!(tokio::time::sleep(app.limits().first_byte_timeout));
+    let mut closing = false;
     let mut header_deadline: Option<Pin<Box<tokio::time::Sleep>>> = None;
     let ending = poll_fn(|cx| {
-        if !draining && drain_started.as_mut().poll(cx).is_ready() {
-            // Finish the request in flight (with `Connection: close`), then stop.
-            draining = true;
+        // Draining, or reclaimed at the connection limit: finish the request in flight
+        // (with `Connection: close`), if any, then stop.
+        // (Each future is polled only until it completes, and then no more.)
+        if !closing && (drain_started.as_mut().poll(cx).is_ready() || reclaimed.as_mut().poll(cx).is_ready())
+        {
+            closing = true;
             Pin::new(&mut connection).graceful_shutdown();
         }
         if let Poll::Ready(result) = connection.poll_without_shutdown(cx) {
             return Poll::Ready(Ending::Finished(result));
+        }
+        if !activity.ever_read() && first_byte.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Ending::FirstByteTimeout);
         }
         // A request's first bytes arrived while we polled: its headers have until the
         // header timeout from then.
@@ -168,6 +318,8 @@ async fn serve_connection(
     let parts = connection.into_parts();
     let mut stream = parts.io.into_inner().inner;
     match ending {
+        // Nothing was asked, so nothing is answered: the socket just closes.
+        Ending::FirstByteTimeout => metrics.timed_out(Timeout::FirstByte),
         Ending::HeaderTimeout => {
             metrics.timed_out(Timeout::Header);
             let _ = stream.write_all(&request_timeout(header_timeout)).await;
@@ -192,6 +344,13 @@ struct Activity {
     phase: AtomicU8,
     /// When the head being read began, in nanoseconds after `EPOCH`.
     head_started: AtomicU64,
+    /// Whether any byte has arrived on the connection.
+    ever_read: AtomicBool,
+    /// Whether the connection has been read from at all: until then, bytes it was sent
+    /// may be waiting unread, and it is not known to be idle.
+    polled: AtomicBool,
+    /// Told when the connection goes idle (after its first read, and after each answer).
+    went_idle: Option<Arc<Notify>>,
 }
 
 const IDLE: u8 = 0;
@@ -202,7 +361,31 @@ const SERVING: u8 = 2;
 static EPOCH: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
 
 impl Activity {
+    fn ever_read(&self) -> bool {
+        self.ever_read.load(Ordering::Relaxed)
+    }
+
+    /// Between requests (or, read from once, before the first): a connection the limit
+    /// may reclaim.
+    fn is_idle(&self) -> bool {
+        self.polled.load(Ordering::Relaxed) && self.phase.load(Ordering::Relaxed) == IDLE
+    }
+
+    /// The connection was read from; the first time, with nothing there, it is idle.
+    fn read_polled(&self) {
+        if !self.polled.swap(true, Ordering::Relaxed) && self.phase.load(Ordering::Relaxed) == IDLE {
+            self.signal_idle();
+        }
+    }
+
+    fn signal_idle(&self) {
+        if let Some(idle) = &self.went_idle {
+            idle.notify_one();
+        }
+    }
+
     fn bytes_arrived(&self) {
+        self.ever_read.store(true, Ordering::Relaxed);
         if self.phase.load(Ordering::Relaxed) == IDLE {
             let now = EPOCH.elapsed().as_nanos() as u64;
             self.head_started.store(now, Ordering::Relaxed);
@@ -216,6 +399,7 @@ impl Activity {
 
     fn answered(&self) {
         self.phase.store(IDLE, Ordering::Relaxed);
+        self.signal_idle();
     }
 
     /// When the head now being read began, if one is.
@@ -242,6 +426,7 @@ impl tokio::io::AsyncRead for Watched {
         if matches!(result, Poll::Ready(Ok(()))) && buf.filled().len() > before {
             self.activity.bytes_arrived();
         }
+        self.activity.read_polled();
         result
     }
 }
@@ -273,6 +458,7 @@ fn request_timeout(timeout: Duration) -> Vec<u8> {
 /// connection's activity that its head is complete.
 struct Handler {
     app: Arc<App>,
+    port: Port,
     activity: Arc<Activity>,
 }
 
@@ -283,9 +469,9 @@ impl Service<Request<Incoming>> for Handler {
 
     fn call(&self, request: Request<Incoming>) -> Self::Future {
         self.activity.serving();
-        let (app, activity) = (self.app.clone(), self.activity.clone());
+        let (app, activity, port) = (self.app.clone(), self.activity.clone(), self.port);
         Box::pin(async move {
-            let response = app.handle(request).await;
+            let response = app.handle(request, port).await;
             activity.answered();
             Ok(response)
         })

@@ -204,3 +204,15 @@ fn infer_input(spec: &TensorSpec, limits: &Limits) -> Value {
         },
     })
 }
+
+/// `document` without `/metrics`, for the public port of a server whose metrics are on
+/// the operator port.
+pub fn without_metrics(document: &[u8]) -> Vec<u8> {
+    let Ok(mut value) = serde_json::from_slice::<Value>(document) else {
+        return document.to_vec();
+    };
+    if let Some(paths) = value["paths"].as_object_mut() {
+        paths.remove("/metrics");
+    }
+    serde_json::to_vec(&value).unwrap_or_else(|_| document.to_vec())
+}

@@ -1,6 +1,7 @@
 //! Connections a client holds open cost the server nothing it cannot bound: thousands of
 //! idle and slow connections are held while ordinary requests are answered, and the
-//! timeouts release them all; past the connection limit, new ones wait their turn.
+//! timeouts release them all; at the connection limit, idle connections are reclaimed for
+//! new ones, oldest first, and only when every connection is busy do new ones wait.
 
 use std::time::{Duration, Instant};
 
@@ -78,19 +79,80 @@ async fn thousands_of_idle_and_slow_connections_are_held_then_released_by_the_ti
     );
 }
 
+/// Headers complete, a body promised and never sent in full: a busy connection.
+async fn slow_body(server: &TestServer) -> TcpStream {
+    let mut stream = server.connect().await;
+    stream
+        .write_all(b"POST /score HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"X\"")
+        .await
+        .unwrap();
+    stream
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_limit_held_sockets_do_not_lock_ordinary_clients_out() {
+    // 2,000 silent connections and 200 slow bodies: 2,200, past the default limit of
+    // 2,048. At the limit the idle connections open longest are closed for new ones, so
+    // ordinary requests are answered at once, as they were before there was a limit.
+    let server = TestServer::with_limits(Limits::default()).await;
+    let mut silent = Vec::new();
+    for _ in 0..2000 {
+        silent.push(server.connect().await);
+    }
+    let mut slow = Vec::new();
+    for _ in 0..200 {
+        slow.push(slow_body(&server).await);
+    }
+    let started = Instant::now();
+    for i in 0..50 {
+        let response = server.score(&format!(r#"{{"X": [{i}]}}"#)).await;
+        assert_eq!(response.status, 200, "{response:?}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "answered in {:?}, not after a timeout",
+        started.elapsed()
+    );
+    let metrics = server.get("/metrics").await.text().to_owned();
+    let reclaimed = metric(&metrics, "connections_reclaimed_total");
+    assert!(reclaimed >= 150.0, "{metrics}");
+    // The oldest silent connections were the ones closed; the newest are still open.
+    let mut first = [0u8; 1];
+    assert_eq!(
+        silent[0].read(&mut first).await.unwrap_or(0),
+        0,
+        "the oldest is closed"
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), silent[1999].peek(&mut first))
+            .await
+            .is_err(),
+        "the newest silent connection is still open"
+    );
+    // The slow bodies are busy, never reclaimed: they end by their own timeout, with 408.
+    for stream in &mut slow[..3] {
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), stream.peek(&mut first))
+                .await
+                .is_err(),
+            "a busy connection is not reclaimed"
+        );
+    }
+}
+
 #[tokio::test]
-async fn past_the_connection_limit_a_connection_waits_until_one_closes() {
+async fn past_the_limit_with_every_connection_busy_a_connection_waits_until_one_ends() {
     let limits = Limits {
         max_connections: 3,
-        idle_timeout: Duration::from_millis(500),
+        body_timeout: Duration::from_millis(500),
         ..Limits::default()
     };
     let server = TestServer::with_limits(limits).await;
     let mut held = Vec::new();
     for _ in 0..3 {
-        held.push(server.connect().await);
+        held.push(slow_body(&server).await);
     }
-    // The kernel accepts the fourth into the backlog; the server does not serve it...
+    // The fourth is accepted but not served while all three are busy...
     let mut waiting = TcpStream::connect(server.addr).await.unwrap();
     waiting
         .write_all(post("/score", "application/json", r#"{"X": [7]}"#).as_bytes())
@@ -99,18 +161,52 @@ async fn past_the_connection_limit_a_connection_waits_until_one_closes() {
     let started = Instant::now();
     let mut first = [0u8; 1];
     let early = tokio::time::timeout(Duration::from_millis(300), waiting.peek(&mut first)).await;
-    assert!(early.is_err(), "answered while three connections were open");
-    // ...until the held ones time out, and then it is answered.
+    assert!(early.is_err(), "answered while three busy connections were open");
+    // ...until their bodies time out (408), and then it is answered.
     let response = read_response(&mut waiting).await;
     assert_eq!((response.status, response.text()), (200, r#"{"score":[7]}"#));
     assert!(started.elapsed() >= Duration::from_millis(300));
     assert!(started.elapsed() < PATIENCE);
     for stream in &mut held {
-        let mut byte = [0u8; 1];
-        assert_eq!(
-            stream.read(&mut byte).await.unwrap_or(0),
-            0,
-            "closed by the idle timeout"
-        );
+        assert_eq!(read_response(stream).await.status, 408);
     }
+}
+
+#[tokio::test]
+async fn a_connection_that_sends_nothing_is_closed_after_the_first_byte_timeout() {
+    let limits = Limits {
+        first_byte_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let server = TestServer::with_limits(limits).await;
+    let mut silent = server.connect().await;
+    let started = Instant::now();
+    assert!(is_closed(&mut silent).await, "a silent connection stays open");
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        started.elapsed()
+    );
+    // One that speaks in time is served as usual, and then idles under the idle timeout.
+    let mut speaking = server.connect().await;
+    speaking
+        .write_all(post("/score", "application/json", r#"{"X": [1]}"#).as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(read_response(&mut speaking).await.status, 200);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    speaking
+        .write_all(post("/score", "application/json", r#"{"X": [2]}"#).as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(
+        read_response(&mut speaking).await.status,
+        200,
+        "the first-byte timeout is for a connection's first byte only"
+    );
+    let metrics = server.get("/metrics").await.text().to_owned();
+    assert!(
+        metrics.contains(r#"connection_timeouts_total{phase="first_byte"} 1"#),
+        "{metrics}"
+    );
 }

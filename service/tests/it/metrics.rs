@@ -76,3 +76,47 @@ async fn metrics_parse_and_count_requests() {
     let total = buckets.iter().map(|b| b.count).fold(0.0, f64::max);
     assert_eq!(total, 4.0, "four /score requests observed: {buckets:?}");
 }
+
+#[tokio::test]
+async fn metrics_are_on_the_operator_port_only_and_the_public_port_says_so() {
+    let mut server = TestServer::with_operator_port().await;
+    assert_eq!(server.score(r#"{"X": [1, 2]}"#).await.status, 200);
+    let metrics = server.get_operator("/metrics").await;
+    assert_eq!(metrics.status, 200);
+    assert!(
+        metrics
+            .text()
+            .contains(r#"http_requests_total{route="/score",status="200"} 1"#),
+        "{}",
+        metrics.text()
+    );
+    for path in ["/healthz", "/readyz"] {
+        assert_eq!(server.get_operator(path).await.status, 200, "{path}");
+        assert_eq!(
+            server.get(path).await.status,
+            200,
+            "{path} stays public, for probes"
+        );
+    }
+    let public = server.get("/metrics").await;
+    assert_eq!(public.status, 404);
+    assert!(
+        public.error().contains("/metrics is served on the operator port"),
+        "{public:?}"
+    );
+    let operator = server.get_operator("/v2/models/echo").await;
+    assert_eq!(operator.status, 404);
+    assert!(
+        operator.error().contains("this is the operator port"),
+        "{operator:?}"
+    );
+    let document = server.get("/openapi.json").await.json();
+    assert!(
+        document["paths"].get("/metrics").is_none(),
+        "the public document leaves it out"
+    );
+    assert!(document["paths"].get("/score").is_some());
+    // Both ports drain together.
+    server.trigger_shutdown();
+    assert!(server.finished().await);
+}

@@ -15,6 +15,8 @@ pub const PATIENCE: Duration = Duration::from_secs(10);
 
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The operator port (metrics, health), when the server has one of its own.
+    pub operator: Option<SocketAddr>,
     pub app: Arc<App>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<bool>>,
@@ -47,10 +49,49 @@ impl TestServer {
         }));
         TestServer {
             addr,
+            operator: None,
             app,
             shutdown: Some(tx),
             task: Some(task),
         }
+    }
+
+    /// The identity model, with `/metrics` (and health) on an operator port of its own,
+    /// as the binary serves by default.
+    pub async fn with_operator_port() -> Self {
+        let bind = || TcpListener::bind("127.0.0.1:0");
+        let (public, operator) = (bind().await.unwrap(), bind().await.unwrap());
+        let (addr, operator_addr) = (public.local_addr().unwrap(), operator.local_addr().unwrap());
+        let model = model::load("identity", &Default::default()).unwrap();
+        let app = Arc::new(App::new(model, Limits::default()).unwrap().with_operator_port());
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(score_service::run_with_operator_port(
+            public,
+            operator,
+            app.clone(),
+            async {
+                let _ = rx.await;
+            },
+        ));
+        TestServer {
+            addr,
+            operator: Some(operator_addr),
+            app,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// GETs `path` on the operator port.
+    pub async fn get_operator(&self, path: &str) -> Response {
+        let mut stream = TcpStream::connect(self.operator.expect("an operator port"))
+            .await
+            .expect("connect to the operator port");
+        stream
+            .write_all(format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        read_response(&mut stream).await
     }
 
     /// Starts the drain, as SIGTERM would.

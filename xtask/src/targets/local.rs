@@ -67,7 +67,9 @@ impl Target for Local<'_> {
             &mut plan,
             cmd!(
                 sh,
-                "{binary} --host 127.0.0.1 --port {port_arg} --log-format text {model_args...}"
+                // One port for everything, metrics included: on this machine there is no
+                // load balancer to keep them from.
+                "{binary} --host 127.0.0.1 --port {port_arg} --metrics-port {port_arg} --log-format text {model_args...}"
             ),
             port,
             "/readyz",

@@ -362,7 +362,7 @@ impl BenchCmd {
                 program: "score-service",
                 command: cmd!(
                     sh,
-                    "{binary} --host 127.0.0.1 --port {port_arg} --log-format text --model {path}"
+                    "{binary} --host 127.0.0.1 --port {port_arg} --metrics-port {port_arg} --log-format text --model {path}"
                 ),
                 port,
                 ready: Probe::Get(format!("http://127.0.0.1:{port}/v2/models/{name}/ready")),
@@ -519,7 +519,7 @@ fn echo_contenders<'a>(sh: &'a Shell, venv: &Path, body_file: &Path) -> anyhow::
             program: "score-service",
             command: cmd!(
                 sh,
-                "{binary} --host 127.0.0.1 --port {ours_arg} --log-format text"
+                "{binary} --host 127.0.0.1 --port {ours_arg} --metrics-port {ours_arg} --log-format text"
             ),
             port: ours,
             ready: probe(ours),

@@ -262,8 +262,9 @@ pub(crate) struct Forest<T> {
     careful: Careful<T>,
     pub(crate) n_targets: usize,
     pub(crate) aggregate: Aggregate,
-    /// The largest feature index a split reads.
-    pub(crate) max_feature: usize,
+    /// The largest feature index a split reads: the bound the walk's unchecked loads rely
+    /// on, so private to this file and set only by `compile`, which checks every split.
+    max_feature: usize,
 }
 
 /// Per-node facts only the careful walk reads, kept out of the nodes so the fast walk's
@@ -307,6 +308,11 @@ struct Placed {
 }
 
 impl<T: Number> Forest<T> {
+    /// The largest feature index a split reads; a row must have more features.
+    pub(crate) fn max_feature(&self) -> usize {
+        self.max_feature
+    }
+
     /// Compiles `spec`; rejects anything that is not a set of finite trees.
     pub(crate) fn compile(spec: &Spec) -> Result<Self, CompileError> {
         let mut by_tree: HashMap<usize, HashMap<usize, &NodeSpec>> = HashMap::new();

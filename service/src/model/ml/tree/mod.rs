@@ -55,8 +55,8 @@ impl TreeKernel {
 
     fn max_feature(&self) -> usize {
         match &self.compiled {
-            Compiled::F32(forest) => forest.max_feature,
-            Compiled::F64(forest) => forest.max_feature,
+            Compiled::F32(forest) => forest.max_feature(),
+            Compiled::F64(forest) => forest.max_feature(),
         }
     }
 }

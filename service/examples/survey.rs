@@ -130,6 +130,9 @@ fn chain(error: &dyn std::error::Error) -> String {
         line.push_str(&error.to_string());
         cause = error.source();
     }
-    line.rsplit_once("): ")
-        .map_or(line.clone(), |(_, rest)| rest.to_owned())
+    // The file is named in the table's first column already.
+    match line.split_once(".onnx: ") {
+        Some((_, rest)) => rest.to_owned(),
+        None => line,
+    }
 }

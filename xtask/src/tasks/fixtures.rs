@@ -11,8 +11,9 @@ use crate::core::tools::ensure_python_tools;
 
 #[derive(Args, Debug)]
 pub(crate) struct FixturesCmd {
-    /// Serve every model of the zoo and print which ones answer like onnxruntime (the
-    /// README's table), instead of regenerating them.
+    /// Serve every model of the zoo (and the ONNX package's own cases) and print which
+    /// ones answer like onnxruntime, and through which routes (the README's tables),
+    /// instead of regenerating them.
     #[arg(long)]
     survey: bool,
 }
@@ -22,13 +23,15 @@ impl FixturesCmd {
         let mut plan: Plan = Plan::new();
         if self.survey {
             let cargo = cargo(sh);
-            plan.run(
-                cmd!(
-                    sh,
-                    "{cargo} run --quiet --release --package score-service --example survey -- models/zoo"
-                ),
-                "the survey could not run; read the error above",
-            );
+            for dir in ["models/zoo", "models/zoo/onnx-node"] {
+                plan.run(
+                    cmd!(
+                        sh,
+                        "{cargo} run --quiet --release --package score-service --example survey -- {dir}"
+                    ),
+                    "the survey could not run; read the error above",
+                );
+            }
         } else {
             let python = ensure_python_tools(sh, &mut plan, "models/requirements.txt").join("python");
             plan.run(

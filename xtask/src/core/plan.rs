@@ -20,7 +20,7 @@ use std::process::Stdio;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use xshell::Cmd;
 
 use crate::core::process;
@@ -40,6 +40,9 @@ type Decision<'a, C> = Box<dyn FnOnce(&mut C, &Probe) -> anyhow::Result<bool> + 
 type SelfDecision<'a, C> = Box<dyn FnOnce(&mut C) -> anyhow::Result<bool> + 'a>;
 /// Builds a command from what earlier steps learned.
 type MakeCmd<'a, C> = Box<dyn FnOnce(&C) -> anyhow::Result<Cmd<'a>> + 'a>;
+/// After a failed command's on-failure steps: what to tell the user, from what those steps
+/// observed (the context) and which of them failed (each as its line and its error).
+type Conclusion<'a, C> = Box<dyn FnOnce(&C, &[String]) -> String + 'a>;
 
 enum Step<'a, C> {
     /// An external command, run to completion in the foreground.
@@ -47,8 +50,9 @@ enum Step<'a, C> {
         cmd: Command<'a, C>,
         next: String,
         /// Steps that run when the command fails (diagnose, roll back), each whatever
-        /// became of the one before, before the failure is reported.
-        on_failure: Option<Plan<'a, C>>,
+        /// became of the one before, before the failure is reported, with the conclusion
+        /// drawn from what they observed.
+        on_failure: Option<(Plan<'a, C>, Conclusion<'a, C>)>,
     },
     /// Like `Run`, but its stdout is captured and handed to `on_output`.
     Read {
@@ -174,19 +178,22 @@ impl<'a, C> Plan<'a, C> {
     }
 
     /// Adds a command; if it fails, the steps `build` adds run (each even if the one
-    /// before failed: they diagnose and repair) before the failure is reported.
+    /// before failed: they diagnose and repair), then `conclude` says what became of it
+    /// all, from what they observed and which of them failed; the failure is reported
+    /// with that conclusion as what to do next.
     pub(crate) fn run_or_else(
         &mut self,
         cmd: impl Into<Command<'a, C>>,
-        next: impl Into<String>,
         build: impl FnOnce(&mut Plan<'a, C>),
+        conclude: impl FnOnce(&C, &[String]) -> String + 'a,
     ) -> &mut Self {
         let mut on_failure = Plan::new();
         build(&mut on_failure);
         self.steps.push(Step::Run {
             cmd: cmd.into(),
-            next: next.into(),
-            on_failure: Some(on_failure),
+            // Replaced by the conclusion, once the on-failure steps have run.
+            next: String::new(),
+            on_failure: Some((on_failure, Box::new(conclude))),
         });
         self
     }
@@ -314,7 +321,7 @@ impl<'a, C> Plan<'a, C> {
                     ..
                 } => lines.push(format!("# {description}")),
                 Step::Run {
-                    on_failure: Some(on_failure),
+                    on_failure: Some((on_failure, _)),
                     ..
                 } => {
                     lines.push("# if it fails:".to_owned());
@@ -350,14 +357,20 @@ impl<'a, C> Plan<'a, C> {
         result
     }
 
-    /// Runs every step, reporting a failure and going on to the next.
-    fn run_each(self, context: &mut C) {
+    /// Runs every step, reporting a failure and going on to the next; returns the steps
+    /// that failed, each as its line and its error.
+    fn run_each(self, context: &mut C) -> Vec<String> {
+        let mut failed = Vec::new();
         for step in self.steps {
+            let line = step.to_string();
             let one = Plan { steps: vec![step] };
             if let Err(err) = one.run_steps(context) {
                 eprintln!("# that failed too: {err:#}");
+                let first = format!("{err}").lines().next().unwrap_or_default().to_owned();
+                failed.push(format!("{line} ({first})"));
             }
         }
+        failed
     }
 
     fn run_steps(self, context: &mut C) -> anyhow::Result<()> {
@@ -369,13 +382,22 @@ impl<'a, C> Plan<'a, C> {
                     on_failure,
                 } => {
                     let result = run_teeing_stderr(cmd.resolve(context)?, &next, Stdio::inherit());
-                    if result.is_err()
-                        && let Some(on_failure) = on_failure
-                    {
+                    if let Err(err) = result {
+                        let Some((on_failure, conclude)) = on_failure else {
+                            return Err(err);
+                        };
                         eprintln!("# it failed; finding out why");
-                        on_failure.run_each(context);
+                        let failed = on_failure.run_each(context);
+                        let conclusion = conclude(context, &failed);
+                        let mut err = err;
+                        return Err(match err.downcast_mut::<CommandFailed>() {
+                            Some(command) => {
+                                command.next = conclusion;
+                                err
+                            }
+                            None => err.context(conclusion),
+                        });
                     }
-                    result?;
                 }
                 Step::Read { cmd, next, on_output } => {
                     let stdout = run_teeing_stderr(cmd.resolve(context)?, &next, Stdio::piped())?;
@@ -593,8 +615,36 @@ fn run_teeing_stderr(cmd: Cmd<'_>, next: &str, stdout: Stdio) -> anyhow::Result<
             .collect::<Vec<_>>()
             .join("\n")
     };
-    bail!("`{shown}` failed with {status}\n  last lines of its stderr:\n{tail}\n  next: {next}")
+    Err(CommandFailed {
+        shown,
+        status,
+        tail,
+        next: next.to_owned(),
+    }
+    .into())
 }
+
+/// A command that ran and failed: its line, exit status, the tail of its stderr, and
+/// what to do next.
+#[derive(Debug)]
+struct CommandFailed {
+    shown: String,
+    status: String,
+    tail: String,
+    next: String,
+}
+
+impl fmt::Display for CommandFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "`{}` failed with {}\n  last lines of its stderr:\n{}\n  next: {}",
+            self.shown, self.status, self.tail, self.next
+        )
+    }
+}
+
+impl std::error::Error for CommandFailed {}
 
 /// Starts `cmd` detached from our terminal's process group (so Ctrl-C here does not reach
 /// it) with its output appended to `log`; returns its pid.
@@ -659,7 +709,7 @@ mod tests {
         let sh = Shell::new().unwrap();
         let mut plan: Plan = Plan::new();
         plan.run(cmd!(sh, "false"), "unused")
-            .check("would fail", |_| bail!("ran"));
+            .check("would fail", |_| anyhow::bail!("ran"));
         assert_eq!(plan.lines(), ["$ false", "# would fail"]);
         plan.execute(true).unwrap();
     }

@@ -85,25 +85,65 @@ pub(crate) fn add_deploy<'a>(
     );
     let deployment = format!("deployment/{app}");
     let timeout = format!("--timeout={}s", rollout.timeout);
-    let next = if rollout.rollback_on_failure {
-        "the new pods did not become ready (why: above); the previous revision was restored. Fix the cause and ship again"
-    } else {
-        "the new pods did not become ready (why: above); fix the cause and ship again, or roll back with --rollback-on-failure"
-    };
+    let rollback = rollout.rollback_on_failure;
     plan.run_or_else(
         kubectl.namespaced(["rollout", "status", &deployment, &timeout]),
-        next,
-        |diagnose| {
-            add_diagnosis(
-                diagnose,
-                kubectl,
-                app,
-                &deployment,
-                &timeout,
-                rollout.rollback_on_failure,
-            )
-        },
+        |diagnose| add_diagnosis(diagnose, kubectl, app, &deployment, &timeout, rollback),
+        move |release: &Release, failed: &[String]| conclude(release, failed, rollback),
     );
+}
+
+/// What a failed rollout left, from what was read of the cluster after it (and after the
+/// rollback, if one ran), never from what the steps meant to do.
+fn conclude(release: &Release, failed: &[String], rollback: bool) -> String {
+    let serving = release
+        .serving
+        .as_deref()
+        .unwrap_or("what it serves could not be read (see above)");
+    let failures = if failed.is_empty() {
+        String::new()
+    } else {
+        format!("; these steps failed too: {}", failed.join("; "))
+    };
+    match rollback {
+        true if failed
+            .iter()
+            .any(|f| f.contains("rollout undo") || f.contains("rollout status")) =>
+        {
+            format!(
+                "the new pods did not become ready (why: above), and the rollback did not complete{failures}. Read after it, the cluster serves {serving}. Roll back by hand (`kubectl rollout history` lists the revisions), then ship again"
+            )
+        }
+        true => format!(
+            "the new pods did not become ready (why: above); rolled back, and read after it the cluster serves {serving}{failures}. Fix the cause and ship again"
+        ),
+        false => format!(
+            "the new pods did not become ready (why: above); the cluster serves {serving}{failures}. Fix the cause and ship again, or roll back with --rollback-on-failure"
+        ),
+    }
+}
+
+/// What a Deployment serves, as read from it: its revision and change-cause, image, and
+/// how many of its pods are ready and up to date.
+pub(crate) fn describe_serving(deployment: &Value) -> String {
+    let annotations = &deployment["metadata"]["annotations"];
+    let status = &deployment["status"];
+    let count = |value: &Value| value.as_u64().unwrap_or(0);
+    format!(
+        "revision {} ({}), image {}, {} of {} pods ready, {} up to date",
+        annotations["deployment.kubernetes.io/revision"]
+            .as_str()
+            .unwrap_or("?"),
+        annotations["kubernetes.io/change-cause"]
+            .as_str()
+            .unwrap_or("no change-cause"),
+        deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+            .as_str()
+            .unwrap_or("?"),
+        count(&status["readyReplicas"]),
+        count(&deployment["spec"]["replicas"]),
+        count(&status["updatedReplicas"]),
+    )
 }
 
 /// What `kubectl diff` found: nothing (0), changes (1, printed), or no answer (>1).
@@ -195,6 +235,18 @@ fn add_diagnosis<'a>(
             "the previous revision did not become ready either: see `kubectl get pods`",
         );
     }
+    // Last, whatever became of the steps above: what the cluster serves now.
+    plan.read(
+        kubectl.namespaced(["get", deployment, "--output", "json"]),
+        "see `kubectl get deployment`",
+        |release, json| {
+            let deployment: Value = serde_json::from_str(&json).context("kubectl printed no JSON")?;
+            let serving = describe_serving(&deployment);
+            eprintln!("the cluster now serves {serving}");
+            release.serving = Some(serving);
+            Ok(())
+        },
+    );
 }
 
 /// Prints each pod that is not ready: its phase, and each container's state with reason,

@@ -38,6 +38,8 @@ impl Pushed {
 pub(crate) struct Release {
     pub(crate) pushed: Option<Pushed>,
     pub(crate) failing_pod: Option<String>,
+    /// What the cluster was seen serving after a failed rollout (and its rollback).
+    pub(crate) serving: Option<String>,
 }
 
 impl Release {

@@ -255,8 +255,8 @@ impl<'s> Target for Cluster<'s> {
                 kubectl.context, kubectl.namespace
             ),
             move |_| {
-                let address = wait_for_address(&kubectl, &app, timeout)?;
-                let url = format!("http://{address}:{port}");
+                let host = wait_for_address(&kubectl, &app, timeout)?;
+                let url = format!("http://{host}:{port}");
                 smoke_test(&url, timeout, model.as_deref())?;
                 println!("The service answers at {url}");
                 match model {
@@ -293,9 +293,8 @@ impl<'s> Target for Cluster<'s> {
             "the Deployment runs but its Service is missing: ship again",
             move |_, json| {
                 let service: Value = serde_json::from_str(&json).context("kubectl printed no JSON")?;
-                let address = ingress_address(&service["status"]["loadBalancer"]["ingress"][0]);
-                match address {
-                    Some(address) => println!("{:10}http://{address}:{port}", "address"),
+                match load_balancer_host(&service) {
+                    Some(host) => println!("{:10}http://{host}:{port}", "address"),
                     None => println!("{:10}(no external address yet)", "address"),
                 }
                 Ok(())
@@ -341,12 +340,18 @@ impl<'s> Target for Cluster<'s> {
     }
 }
 
-/// `ip` (GKE, AKS, kind's cloud provider) or `hostname` (EKS) of a load balancer ingress.
-fn ingress_address(ingress: &Value) -> Option<String> {
-    ["ip", "hostname"]
+/// The one reader of a Service's load balancer address: the first ingress's `ip` (GKE,
+/// AKS, kind's cloud provider), else its `hostname` (EKS) — never both joined — as a URL
+/// writes it (an IPv6 address in brackets).
+pub(crate) fn load_balancer_host(service: &Value) -> Option<String> {
+    let ingress = &service["status"]["loadBalancer"]["ingress"][0];
+    let address = ["ip", "hostname"]
         .iter()
-        .find_map(|key| ingress[key].as_str().filter(|s| !s.is_empty()))
-        .map(str::to_owned)
+        .find_map(|key| ingress[key].as_str().filter(|s| !s.is_empty()))?;
+    Some(match address.parse::<std::net::Ipv6Addr>() {
+        Ok(_) => format!("[{address}]"),
+        Err(_) => address.to_owned(),
+    })
 }
 
 /// What `status` prints of a Deployment.
@@ -399,14 +404,15 @@ fn describe_deployment(kind: TargetKind, context: &str, namespace: &str, deploym
     out
 }
 
-/// Polls the Service until its load balancer reports an address.
+/// Polls the Service until its load balancer reports an address; returns it as a URL's
+/// host.
 fn wait_for_address(kubectl: &Kubectl<'_>, app: &str, timeout: Duration) -> anyhow::Result<String> {
-    let jsonpath =
-        "--output=jsonpath={.status.loadBalancer.ingress[0].ip}{.status.loadBalancer.ingress[0].hostname}";
     let waited = poll_until(timeout, Duration::from_secs(2), || {
-        match query(kubectl.namespaced(["get", "service", app, jsonpath])) {
-            Ok(address) if !address.trim().is_empty() => Poll::Ready(address.trim().to_owned()),
-            Ok(_) => Poll::Pending("no external address yet".into()),
+        let service = query(kubectl.namespaced(["get", "service", app, "--output", "json"]))
+            .and_then(|json| serde_json::from_str::<Value>(&json).context("kubectl printed no JSON"));
+        match service.map(|service| load_balancer_host(&service)) {
+            Ok(Some(host)) => Poll::Ready(host),
+            Ok(None) => Poll::Pending("no external address yet".into()),
             Err(err) => Poll::Failed(err),
         }
     });
@@ -418,5 +424,27 @@ fn wait_for_address(kubectl: &Kubectl<'_>, app: &str, timeout: Duration) -> anyh
             kubectl.context,
             kubectl.namespace
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_load_balancer_address_is_its_ip_else_its_hostname_as_a_url_writes_it() {
+        let service =
+            |ingress: Value| serde_json::json!({"status": {"loadBalancer": {"ingress": [ingress]}}});
+        let both = service(serde_json::json!({"ip": "34.1.2.3", "hostname": "lb.example.com"}));
+        assert_eq!(load_balancer_host(&both).as_deref(), Some("34.1.2.3"));
+        let named = service(serde_json::json!({"hostname": "a1.elb.amazonaws.com"}));
+        assert_eq!(
+            load_balancer_host(&named).as_deref(),
+            Some("a1.elb.amazonaws.com")
+        );
+        let six = service(serde_json::json!({"ip": "2600:1900::1"}));
+        assert_eq!(load_balancer_host(&six).as_deref(), Some("[2600:1900::1]"));
+        assert_eq!(load_balancer_host(&service(serde_json::json!({"ip": ""}))), None);
+        assert_eq!(load_balancer_host(&serde_json::json!({"status": {}})), None);
     }
 }

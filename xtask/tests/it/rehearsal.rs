@@ -274,7 +274,9 @@ fn rehearsal_gke_cluster_up_ship_rescale_crash_rollback_and_down() {
         "BackOff",
         "operator CDist (node \\\"",
         &format!("$ kubectl rollout undo deployment/score-app --context {GKE_CONTEXT} --namespace mlops"),
-        "the previous revision was restored",
+        // What the cluster serves is read from it after the rollback, not presumed.
+        "rolled back, and read after it the cluster serves revision 3",
+        &format!("image {pinned}, 2 of 2 pods ready"),
     ] {
         assert!(why.contains(expected), "{expected:?} missing from:\n{why}");
     }

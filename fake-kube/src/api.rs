@@ -1,6 +1,6 @@
 //! The REST API: routing a request to discovery, OpenAPI or a resource, and the verbs on
 //! resources — get, list, watch, create, update, patch (four kinds), delete — plus the
-//! `scale`, `status` and `log` subresources.
+//! `scale`, `status` and `log` subresources, and the pods' `proxy` (in `proxy`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -187,6 +187,19 @@ pub(crate) async fn handle(shared: &Arc<Shared>, parts: Parts, body: Bytes) -> R
                 None => error_response(&ApiError::NoRoute),
             };
         }
+    }
+    if let Some(pod) = crate::proxy::target(&path) {
+        let content_type = parts.headers.get(CONTENT_TYPE).cloned();
+        return crate::proxy::forward(
+            shared,
+            pod,
+            parts.method.clone(),
+            parts.uri.query(),
+            content_type,
+            body,
+        )
+        .await
+        .unwrap_or_else(|error| error_response(&error));
     }
     let Some(target) = parse_target(&path) else {
         return error_response(&ApiError::NoRoute);

@@ -48,6 +48,8 @@ pub(crate) enum ApiError {
     },
     /// 500, for the fake's own failures (a container runtime command failing, say).
     Internal(String),
+    /// 503, `ServiceUnavailable`: a proxied pod that cannot be reached.
+    ServiceUnavailable(String),
 }
 
 impl ApiError {
@@ -79,6 +81,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => 415,
             ApiError::Invalid { .. } => 422,
             ApiError::Internal(_) => 500,
+            ApiError::ServiceUnavailable(_) => 503,
         }
     }
 
@@ -132,6 +135,7 @@ impl ApiError {
                 Some(json!({"name": name, "kind": kind})),
             ),
             ApiError::Internal(message) => ("InternalError", message.clone(), None),
+            ApiError::ServiceUnavailable(message) => ("ServiceUnavailable", message.clone(), None),
         };
         let mut status = json!({
             "kind": "Status",

@@ -20,11 +20,12 @@
 //!
 //! # Where it differs from a real cluster
 //!
-//! - Resources: core/v1 namespaces, pods (and `log`), services, events, configmaps,
+//! - Resources: core/v1 namespaces, pods (and `log`, and `proxy`, which forwards any
+//!   request to a pod's port with no rewriting of links), services, events, configmaps,
 //!   secrets, serviceaccounts; apps/v1 deployments and replicasets (and `scale`);
 //!   autoscaling/v2 horizontalpodautoscalers; policy/v1 poddisruptionbudgets;
 //!   networking.k8s.io/v1 networkpolicies. No nodes, endpoints, jobs, RBAC, CRDs; no
-//!   exec, attach, port-forward or proxy.
+//!   exec, attach or port-forward.
 //! - OpenAPI v3 documents carry only what `kubectl apply` reads (a PATCH operation per kind
 //!   declaring `fieldValidation`); `kubectl explain` and client-side validation do not work.
 //! - Strict field validation knows the top level of every kind and, field by field, the
@@ -61,6 +62,7 @@ mod kubelet;
 mod loadbalancer;
 mod managed;
 mod patch;
+mod proxy;
 pub mod registry;
 mod resources;
 mod selector;

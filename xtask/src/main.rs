@@ -20,8 +20,8 @@ use xshell::Shell;
 use crate::core::paths::project_root;
 use crate::core::plan::stop_scoped_programs;
 use crate::tasks::{
-    bench, ci, cluster, config, deploy, down, fixtures, fuzz, image, kustomize, logs, push, registry, render,
-    ship, smoke, status, tools,
+    bench, canary, ci, cluster, config, deploy, down, fixtures, fuzz, image, kustomize, logs, push, registry,
+    render, ship, smoke, status, tools,
 };
 
 #[derive(Parser, Debug)]
@@ -68,6 +68,10 @@ enum Task {
     Render(render::RenderCmd),
     /// Apply the manifests to the cluster and wait for the rollout.
     Deploy(deploy::DeployCmd),
+    /// Promote a canary release: the stable track takes its image, then the canary goes.
+    Promote(canary::PromoteCmd),
+    /// Abort a canary release: the canary goes, the stable track untouched.
+    Abort(canary::AbortCmd),
     /// Check the tools GKE delivery needs, and gcloud's authentication.
     Tools(tools::ToolsCmd),
     /// Install a pinned, checksum-verified kustomize into target/tools.
@@ -121,6 +125,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Task::ClusterDown(cmd) => cmd.run(&sh, dry_run),
         Task::Render(cmd) => cmd.run(&sh, dry_run),
         Task::Deploy(cmd) => cmd.run(&sh, dry_run),
+        Task::Promote(cmd) => cmd.run(&sh, dry_run),
+        Task::Abort(cmd) => cmd.run(&sh, dry_run),
         Task::Tools(cmd) => cmd.run(&sh, dry_run),
         Task::InstallKustomize(cmd) => cmd.run(&sh, dry_run),
         Task::Fixtures(cmd) => cmd.run(&sh, dry_run),

@@ -24,12 +24,16 @@ const FIELD_MANAGER: &str = "--field-manager=cargo-xtask";
 /// in them (`render` refuses one beside an autoscaler).
 const FORCE_CONFLICTS: &str = "--force-conflicts";
 
-/// How to wait for a rollout, and what to do when it fails.
-#[derive(Clone, Copy, Debug)]
+/// How to wait for a rollout, and what to do when it fails: the flags `ship` and
+/// `deploy` share.
+#[derive(clap::Args, Clone, Copy, Debug)]
 pub(crate) struct Rollout {
-    /// Seconds `kubectl rollout status` waits.
+    /// Seconds to wait for a cluster's rollout (`kubectl rollout status --timeout`).
+    #[arg(long = "rollout-timeout", visible_alias = "timeout", default_value_t = 300)]
     pub(crate) timeout: u64,
-    /// `kubectl rollout undo` when the new revision does not become ready.
+    /// On a cluster, if the new pods do not become ready, `kubectl rollout undo` back to
+    /// the revision before.
+    #[arg(long)]
     pub(crate) rollback_on_failure: bool,
 }
 
@@ -172,9 +176,36 @@ fn add_diagnosis<'a>(
     timeout: &str,
     rollback: bool,
 ) {
-    let selector = format!("app={app}");
+    add_pod_diagnosis(plan, kubectl, &format!("app={app}"));
+    if rollback {
+        plan.run(
+            kubectl.namespaced(["rollout", "undo", deployment]),
+            "roll back by hand: `kubectl rollout history` lists the revisions",
+        );
+        plan.run(
+            kubectl.namespaced(["rollout", "status", deployment, timeout]),
+            "the previous revision did not become ready either: see `kubectl get pods`",
+        );
+    }
+    // Last, whatever became of the steps above: what the cluster serves now.
     plan.read(
-        kubectl.namespaced(["get", "pods", "--selector", &selector, "--output", "json"]),
+        kubectl.namespaced(["get", deployment, "--output", "json"]),
+        "see `kubectl get deployment`",
+        |release, json| {
+            let deployment: Value = serde_json::from_str(&json).context("kubectl printed no JSON")?;
+            let serving = describe_serving(&deployment);
+            eprintln!("the cluster now serves {serving}");
+            release.serving = Some(serving);
+            Ok(())
+        },
+    );
+}
+
+/// The steps that say why pods (those `selector` picks) are not ready: each unready
+/// pod's state, the namespace's warnings, latest last, and the failing pod's log tail.
+pub(crate) fn add_pod_diagnosis<'a>(plan: &mut Plan<'a, Release>, kubectl: &Kubectl<'a>, selector: &str) {
+    plan.read(
+        kubectl.namespaced(["get", "pods", "--selector", selector, "--output", "json"]),
         "see `kubectl get pods`",
         |release, json| {
             release.failing_pod = report_unready_pods(&json)?;
@@ -225,35 +256,15 @@ fn add_diagnosis<'a>(
         }
         Ok(())
     });
-    if rollback {
-        plan.run(
-            kubectl.namespaced(["rollout", "undo", deployment]),
-            "roll back by hand: `kubectl rollout history` lists the revisions",
-        );
-        plan.run(
-            kubectl.namespaced(["rollout", "status", deployment, timeout]),
-            "the previous revision did not become ready either: see `kubectl get pods`",
-        );
-    }
-    // Last, whatever became of the steps above: what the cluster serves now.
-    plan.read(
-        kubectl.namespaced(["get", deployment, "--output", "json"]),
-        "see `kubectl get deployment`",
-        |release, json| {
-            let deployment: Value = serde_json::from_str(&json).context("kubectl printed no JSON")?;
-            let serving = describe_serving(&deployment);
-            eprintln!("the cluster now serves {serving}");
-            release.serving = Some(serving);
-            Ok(())
-        },
-    );
 }
 
 /// Prints each pod that is not ready: its phase, and each container's state with reason,
 /// message, restarts and last exit. Returns the pod to read logs from: one that has
-/// crashed if any, else the first unready one.
+/// crashed if any, else the first unready one, else (all ready: a canary that answers
+/// wrong, say) the first.
 fn report_unready_pods(json: &str) -> anyhow::Result<Option<String>> {
     let pods: Value = serde_json::from_str(json).context("kubectl printed no JSON")?;
+    let first = pods["items"][0]["metadata"]["name"].as_str().map(str::to_owned);
     let mut chosen: Option<(bool, String)> = None;
     for pod in pods["items"].as_array().into_iter().flatten() {
         let name = pod["metadata"]["name"].as_str().unwrap_or("?");
@@ -292,5 +303,5 @@ fn report_unready_pods(json: &str) -> anyhow::Result<Option<String>> {
             chosen = Some((crashed, name.to_owned()));
         }
     }
-    Ok(chosen.map(|(_, name)| name))
+    Ok(chosen.map(|(_, name)| name).or(first))
 }

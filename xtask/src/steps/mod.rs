@@ -1,9 +1,11 @@
 //! The middle layer: the steps tasks and targets compose into plans — building, pushing
 //! and finding images (the service's, and model images on top), the local registry,
 //! background programs, kubectl told its context, rendering and deploying manifests,
-//! kustomize, gcloud's cluster plans, the Docker engine check, the smoke test.
+//! kustomize, gcloud's cluster plans, the Docker engine check, the smoke test, and a
+//! canary release's manifests and analysis (`canary`, over the figures of `tracks`).
 //! Steps import only from `core` and from each other, never from `targets` or `tasks`.
 
+pub(crate) mod canary;
 pub(crate) mod daemon;
 pub(crate) mod deploy;
 pub(crate) mod engine;
@@ -17,3 +19,4 @@ pub(crate) mod registry;
 pub(crate) mod render;
 pub(crate) mod sbom;
 pub(crate) mod smoke;
+pub(crate) mod tracks;

@@ -40,6 +40,12 @@ pub(crate) struct Release {
     pub(crate) failing_pod: Option<String>,
     /// What the cluster was seen serving after a failed rollout (and its rollback).
     pub(crate) serving: Option<String>,
+    /// A canary's pods, worked out from the stable track's count.
+    pub(crate) canary_replicas: Option<u64>,
+    /// The JSON patch that gives the stable track a canary's image (`promote`).
+    pub(crate) promotion: Option<String>,
+    /// A canary's analysis, once it has run.
+    pub(crate) verdict: Option<crate::steps::tracks::Verdict>,
 }
 
 impl Release {

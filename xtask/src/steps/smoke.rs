@@ -143,7 +143,7 @@ fn nested(dims: &[Value], leaf: Value) -> Value {
 
 /// `/score`'s request for one row: the row of the one input, or a record of one value per
 /// input.
-fn score_request(inputs: &[Value]) -> Value {
+pub(crate) fn score_request(inputs: &[Value]) -> Value {
     let dims = |input: &Value| input["shape"].as_array().cloned().unwrap_or_default();
     if let [input] = inputs {
         let shape = dims(input);

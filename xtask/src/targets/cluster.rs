@@ -17,11 +17,12 @@ use xshell::Shell;
 use crate::core::git;
 use crate::core::model_file::ModelFile;
 use crate::core::paths::state_dir;
-use crate::core::plan::{Plan, query};
+use crate::core::plan::{Command, Plan, query};
 use crate::core::process::{Poll, WaitError, poll_until};
 use crate::core::settings::{Settings, SettingsArgs};
 use crate::core::target::TargetKind;
-use crate::steps::deploy::{Rollout, add_deploy};
+use crate::steps::canary::{self, CANARY_SUFFIX, CanaryOptions, TRACK_LABEL};
+use crate::steps::deploy::{Rollout, add_deploy, add_pod_diagnosis};
 use crate::steps::engine::add_engine_check;
 use crate::steps::image::Image;
 use crate::steps::kubectl::{Kubectl, current_context};
@@ -187,6 +188,184 @@ impl<'a> Cluster<'a> {
         Ok(())
     }
 
+    /// The canary release: the new release beside the stable track, analysed; promoted
+    /// (the stable Deployment takes its digest, waited on) or aborted (diagnosed, removed,
+    /// and the task fails with the verdict). The stable Deployment is untouched until
+    /// promotion.
+    fn add_canary(
+        &self,
+        plan: &mut Plan<'a, Release>,
+        renderer: &Renderer<'a>,
+        rollout: Rollout,
+        canary: &CanaryOptions,
+        model: Option<String>,
+    ) -> anyhow::Result<()> {
+        let (kubectl, app) = (&self.kubectl, self.settings.app.as_str());
+        canary::add_read_stable(plan, kubectl, app, canary.percent);
+        let (source, manifest) = (
+            self.state.join("canary-source.yaml"),
+            self.state.join("canary.yaml"),
+        );
+        let written = source.clone();
+        renderer.add_render(plan, &git::commit(self.sh)?, move |yaml| {
+            std::fs::write(&written, yaml).with_context(|| format!("write {}", written.display()))
+        });
+        plan.check(
+            format!(
+                "write {}: the app's Deployment as {app}{CANARY_SUFFIX}, labelled track=canary, with the pods its share needs",
+                manifest.display()
+            ),
+            {
+                let (app, manifest) = (app.to_owned(), manifest.clone());
+                move |release| {
+                    let yaml = std::fs::read_to_string(&source).with_context(|| format!("read {}", source.display()))?;
+                    let replicas = release.canary_replicas.context("the stable track was not read")?;
+                    std::fs::write(&manifest, canary::canary_manifest(&yaml, &app, replicas)?)
+                        .with_context(|| format!("write {}", manifest.display()))
+                }
+            },
+        );
+        let file = manifest.display().to_string();
+        plan.run(
+            kubectl.cluster_wide([
+                "apply",
+                "--server-side",
+                "--field-manager=cargo-xtask",
+                "--force-conflicts",
+                "--filename",
+                &file,
+            ]),
+            "read the API server's message above",
+        );
+        let name = format!("deployment/{app}{CANARY_SUFFIX}");
+        let timeout = format!("--timeout={}s", rollout.timeout);
+        let selector = format!("app={app},{TRACK_LABEL}=canary");
+        plan.run_or_else(
+            kubectl.namespaced(["rollout", "status", &name, &timeout]),
+            |failed| {
+                add_pod_diagnosis(failed, kubectl, &selector);
+                canary::add_remove_canary(failed, kubectl, app);
+                canary::add_read_serving(failed, kubectl, app);
+            },
+            |release: &Release, failed: &[String]| {
+                let serving = release.serving.as_deref().unwrap_or("what it serves could not be read");
+                let failed = if failed.is_empty() { String::new() } else { format!("; these steps failed too: {}", failed.join("; ")) };
+                format!(
+                    "the canary's pods did not become ready (why: above); the canary was removed, and the stable track, untouched, serves {serving}{failed}"
+                )
+            },
+        );
+        canary::add_analysis(plan, kubectl, app, model, canary);
+        plan.when_checked(
+            "read the canary's verdict".to_owned(),
+            "the canary passed its analysis: promote it".to_owned(),
+            |release: &mut Release| Ok(release.verdict.as_ref().is_some_and(|v| v.passed())),
+            |promote| {
+                let _ = self.add_deploy(promote, renderer, rollout);
+                canary::add_remove_canary(promote, kubectl, app);
+            },
+        );
+        plan.when_checked(
+            "read the canary's verdict".to_owned(),
+            "the canary failed its analysis: abort it".to_owned(),
+            |release: &mut Release| Ok(release.verdict.as_ref().is_some_and(|v| !v.passed())),
+            |abort| {
+                add_pod_diagnosis(abort, kubectl, &selector);
+                canary::add_remove_canary(abort, kubectl, app);
+                canary::add_read_serving(abort, kubectl, app);
+                abort.check("report the verdict, and what the stable track serves".to_owned(), |release| {
+                    let verdict = release.verdict.as_ref().map(ToString::to_string).unwrap_or_default();
+                    let serving = release.serving.as_deref().unwrap_or("what it serves could not be read");
+                    bail!(
+                        "the canary failed its analysis:\n{verdict}\nthe canary was removed, and the stable track, untouched, serves {serving}. Fix the cause and ship again"
+                    )
+                });
+            },
+        );
+        Ok(())
+    }
+
+    /// The plan of `promote`: the stable Deployment takes the canary's image and pod
+    /// annotations (a JSON patch, the rollout waited on), then the canary goes.
+    pub(crate) fn promote_plan(&self, timeout: u64) -> anyhow::Result<Plan<'a, Release>> {
+        let mut plan = Plan::new();
+        let (kubectl, app) = (&self.kubectl, self.settings.app.clone());
+        kubectl.add_context_check(&mut plan, self.get_context.clone());
+        let canary_name = format!("{app}{CANARY_SUFFIX}");
+        plan.read(
+            kubectl.namespaced(["get", "deployment", &canary_name, "--output", "json"]),
+            format!("there is no canary of {app} to promote: `cargo xtask ship --canary PERCENT` starts one"),
+            |release: &mut Release, json| {
+                let canary: Value = serde_json::from_str(&json).context("kubectl printed no JSON")?;
+                let template = &canary["spec"]["template"];
+                let image = &template["spec"]["containers"][0]["image"];
+                let patch = serde_json::json!([
+                    {"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": image},
+                    {"op": "add", "path": "/spec/template/metadata/annotations",
+                     "value": template["metadata"]["annotations"].as_object().cloned().unwrap_or_default()},
+                    {"op": "add", "path": "/metadata/annotations/kubernetes.io~1change-cause",
+                     "value": canary["metadata"]["annotations"]["kubernetes.io/change-cause"].as_str().unwrap_or("promoted from the canary")},
+                ]);
+                release.promotion = Some(patch.to_string());
+                Ok(())
+            },
+        );
+        let patch =
+            Command::later(
+                kubectl
+                    .namespaced(["patch", "deployment", &app, "--type", "json", "--patch", "PATCH"])
+                    .to_string()
+                    .replace("PATCH", "<the canary's image and pod annotations>"),
+                {
+                    let (kubectl, app) = (kubectl.clone(), app.clone());
+                    move |release: &Release| {
+                        let patch = release.promotion.clone().context("the canary was not read")?;
+                        Ok(kubectl.namespaced([
+                            "patch",
+                            "deployment",
+                            &app,
+                            "--type",
+                            "json",
+                            "--patch",
+                            &patch,
+                        ]))
+                    }
+                },
+            );
+        plan.run(patch, "read the API server's message above");
+        let deployment = format!("deployment/{app}");
+        let wait = format!("--timeout={timeout}s");
+        plan.run(
+            kubectl.namespaced(["rollout", "status", &deployment, &wait]),
+            format!("the stable track did not take the canary's image: see `cargo xtask status`; `kubectl rollout undo {deployment}` goes back"),
+        );
+        canary::add_remove_canary(&mut plan, kubectl, &app);
+        self.add_report_serving(&mut plan, "promoted");
+        Ok(plan)
+    }
+
+    /// The plan of `abort`: the canary goes; the stable track is untouched.
+    pub(crate) fn abort_plan(&self) -> anyhow::Result<Plan<'a, Release>> {
+        let mut plan = Plan::new();
+        self.kubectl
+            .add_context_check(&mut plan, self.get_context.clone());
+        canary::add_remove_canary(&mut plan, &self.kubectl, &self.settings.app);
+        self.add_report_serving(&mut plan, "aborted");
+        Ok(plan)
+    }
+
+    /// Adds: read the stable Deployment and say what it serves, after `what`.
+    fn add_report_serving(&self, plan: &mut Plan<'a, Release>, what: &'static str) {
+        canary::add_read_serving(plan, &self.kubectl, &self.settings.app);
+        plan.check("say what the stable track serves".to_owned(), move |release| {
+            println!(
+                "{what}: the stable track serves {}",
+                release.serving.as_deref().unwrap_or("?")
+            );
+            Ok(())
+        });
+    }
+
     /// The registry is the one `cargo xtask registry up` runs: start it if needed.
     fn uses_local_registry(&self) -> bool {
         let host = self.registry.as_deref().and_then(|r| r.split('/').next());
@@ -195,7 +374,8 @@ impl<'a> Cluster<'a> {
 }
 
 impl<'s> Target for Cluster<'s> {
-    /// Image → push → (model image → push) → render, diff, apply → rollout → smoke.
+    /// Image → push → (model image → push) → render, diff, apply → rollout → smoke; with
+    /// a canary, the release runs beside the stable track and is analysed first.
     fn ship_plan(&self, options: &ShipOptions) -> anyhow::Result<Plan<'_, Release>> {
         let sh = self.sh;
         let model = options.model.as_ref();
@@ -213,8 +393,14 @@ impl<'s> Target for Cluster<'s> {
             let model_image = ModelImage::new(model, image.tag(), self.state.join("model-image"))?;
             model_image.add_build_and_push(sh, &mut plan, &image.repository, self.record());
         }
-        self.add_deploy(&mut plan, &renderer, options.rollout)?;
-        self.add_smoke(&mut plan, Duration::from_secs(600), model.map(|m| m.name.clone()))?;
+        let model_name = model.map(|m| m.name.clone());
+        match &options.canary {
+            None => self.add_deploy(&mut plan, &renderer, options.rollout)?,
+            Some(canary) => {
+                self.add_canary(&mut plan, &renderer, options.rollout, canary, model_name.clone())?
+            }
+        }
+        self.add_smoke(&mut plan, Duration::from_secs(600), model_name)?;
         Ok(plan)
     }
 
@@ -284,6 +470,25 @@ impl<'s> Target for Cluster<'s> {
             move |_, json| {
                 let deployment: Value = serde_json::from_str(&json).context("kubectl printed no JSON")?;
                 print!("{}", describe_deployment(kind, &context, &namespace, &deployment));
+                Ok(())
+            },
+        );
+        let canary_name = format!("{app}{CANARY_SUFFIX}", app = self.settings.app);
+        let stable_name = self.settings.app.clone();
+        plan.read(
+            kubectl.namespaced([
+                "get",
+                "deployments",
+                &stable_name,
+                &canary_name,
+                "--ignore-not-found",
+                "--output",
+                "json",
+            ]),
+            "see `kubectl get deployments`",
+            move |_, json| {
+                let list: Value = serde_json::from_str(&json).context("kubectl printed no JSON")?;
+                print!("{}", describe_tracks(&list, &canary_name));
                 Ok(())
             },
         );
@@ -402,6 +607,43 @@ fn describe_deployment(kind: TargetKind, context: &str, namespace: &str, deploym
         ),
     );
     out
+}
+
+/// The canary track, when there is one: its image, model, ready pods, and the share of
+/// traffic its ready pods get beside the stable track's.
+fn describe_tracks(list: &Value, canary_name: &str) -> String {
+    let items: Vec<&Value> = match list.get("items") {
+        Some(items) => items.as_array().into_iter().flatten().collect(),
+        None if list.is_object() => vec![list],
+        None => Vec::new(),
+    };
+    let ready = |d: &Value| d["status"]["readyReplicas"].as_u64().unwrap_or(0);
+    let Some(canary) = items.iter().find(|d| d["metadata"]["name"] == canary_name) else {
+        return format!("{:10}none\n", "canary");
+    };
+    let stable_ready: u64 = items
+        .iter()
+        .filter(|d| d["metadata"]["name"] != canary_name)
+        .map(|d| ready(d))
+        .sum();
+    let total = stable_ready + ready(canary);
+    let share = if total > 0 {
+        ready(canary) as f64 * 100.0 / total as f64
+    } else {
+        0.0
+    };
+    let template = &canary["spec"]["template"];
+    format!(
+        "{:10}{} (image {}, model {}), {} of {} pods ready: {share:.0}% of requests beside the stable track's {stable_ready}\n",
+        "canary",
+        canary_name,
+        template["spec"]["containers"][0]["image"].as_str().unwrap_or("?"),
+        template["metadata"]["annotations"][MODEL_ANNOTATION]
+            .as_str()
+            .unwrap_or("(not recorded)"),
+        ready(canary),
+        canary["spec"]["replicas"].as_u64().unwrap_or(0),
+    )
 }
 
 /// Polls the Service until its load balancer reports an address; returns it as a URL's

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::core::model_file::ModelFile;
 use crate::core::plan::Plan;
+use crate::steps::canary::CanaryOptions;
 use crate::steps::deploy::Rollout;
 use crate::steps::push::Release;
 
@@ -19,6 +20,8 @@ pub(crate) struct ShipOptions {
     pub(crate) model: Option<ModelFile>,
     /// How to roll out on a cluster.
     pub(crate) rollout: Rollout,
+    /// On a cluster, release as a canary beside the stable track first.
+    pub(crate) canary: Option<CanaryOptions>,
 }
 
 pub(crate) trait Target {

@@ -20,13 +20,8 @@ pub(crate) struct DeployCmd {
     #[arg(long, value_parser = ModelFile::parse)]
     model: Option<ModelFile>,
 
-    /// Seconds to wait for the rollout.
-    #[arg(long, default_value_t = 300)]
-    timeout: u64,
-
-    /// If the rollout fails, `kubectl rollout undo` back to the previous revision.
-    #[arg(long)]
-    rollback_on_failure: bool,
+    #[command(flatten)]
+    rollout: Rollout,
 
     #[command(flatten)]
     settings: SettingsArgs,
@@ -35,12 +30,8 @@ pub(crate) struct DeployCmd {
 impl DeployCmd {
     pub(crate) fn run(self, sh: &Shell, dry_run: bool) -> anyhow::Result<()> {
         let cluster = choose_cluster(self.target.target, sh, &self.settings)?;
-        let rollout = Rollout {
-            timeout: self.timeout,
-            rollback_on_failure: self.rollback_on_failure,
-        };
         cluster
-            .deploy_plan(self.model.as_ref(), rollout)?
+            .deploy_plan(self.model.as_ref(), self.rollout)?
             .execute_with(dry_run, &mut Release::default())
     }
 }

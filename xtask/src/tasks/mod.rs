@@ -3,6 +3,7 @@
 //! new task is a module here and a line in `main.rs`.
 
 pub(crate) mod bench;
+pub(crate) mod canary;
 pub(crate) mod ci;
 pub(crate) mod cluster;
 pub(crate) mod config;

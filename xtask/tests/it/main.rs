@@ -1,6 +1,7 @@
 //! Runs the real `xtask` binary, as a user would through `cargo xtask`.
 
 mod bench;
+mod canary;
 mod docker;
 mod fake_gke;
 mod gke;

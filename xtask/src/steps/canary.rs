@@ -1,0 +1,333 @@
+//! A canary release on a cluster: the new release runs beside the stable one as a second
+//! Deployment, `APP-canary`, behind the same Service (its pods carry the app's label, and
+//! `track: canary`), its share of traffic its share of ready pods. The stable Deployment
+//! is not touched until promotion.
+//!
+//! The analysis knows it serves a model: over the window it reads both tracks' own
+//! `/metrics` through the API server's pod proxy (no port-forward, no Prometheus) and
+//! compares their request rates, 4xx and 5xx rates and latency quantiles; and it sends
+//! the same check rows to a pod of each track, so a model that answers differently is
+//! caught before users see it. Pass: the stable Deployment takes the canary's digest (a
+//! normal rollout, waited on), then the canary goes. Fail: the canary's pods are
+//! diagnosed, the canary goes, the stable track is untouched, and the task fails with the
+//! figures that decided it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+
+use crate::core::plan::{Plan, query};
+use crate::steps::deploy::describe_serving;
+use crate::steps::kubectl::Kubectl;
+use crate::steps::push::Release;
+use crate::steps::smoke::{REQUEST, score_request};
+use crate::steps::tracks::{Figures, Snapshot, Thresholds, Verdict, agree, canary_replicas};
+
+/// The label that tells the tracks apart; stable pods do not carry it.
+pub(crate) const TRACK_LABEL: &str = "track";
+/// The canary Deployment's name: the app's, and this.
+pub(crate) const CANARY_SUFFIX: &str = "-canary";
+
+/// What `ship --canary` was asked for.
+#[derive(Clone, Debug)]
+pub(crate) struct CanaryOptions {
+    /// The share of traffic asked for, in percent.
+    pub(crate) percent: u8,
+    /// How long the analysis watches both tracks.
+    pub(crate) duration: Duration,
+    /// Rows to send both tracks (a /score body, with `expected` answers or not), instead
+    /// of the smoke row.
+    pub(crate) check_rows: Option<PathBuf>,
+    /// How far a canary's answer may be from the stable one's (or the expected one).
+    pub(crate) tolerance: f64,
+    pub(crate) thresholds: Thresholds,
+}
+
+/// The canary Deployment of `app` in the rendered manifests `yaml`: the app's Deployment
+/// renamed, labelled `track: canary` (template and selector), with `replicas` pods. The
+/// stable Deployment's own selector (`app`) cannot change, so it selects canary pods
+/// too; each Deployment counts only the pods of ReplicaSets it owns.
+pub(crate) fn canary_manifest(yaml: &str, app: &str, replicas: u64) -> anyhow::Result<String> {
+    for document in serde_yaml::Deserializer::from_str(yaml) {
+        let mut value: Value =
+            serde::Deserialize::deserialize(document).context("the rendered manifests are not YAML")?;
+        if value["kind"] != "Deployment" || value["metadata"]["name"] != app {
+            continue;
+        }
+        let name = format!("{app}{CANARY_SUFFIX}");
+        value["metadata"]["name"] = json!(name);
+        value["metadata"]["labels"][TRACK_LABEL] = json!("canary");
+        value["spec"]["replicas"] = json!(replicas);
+        value["spec"]["selector"]["matchLabels"][TRACK_LABEL] = json!("canary");
+        value["spec"]["template"]["metadata"]["labels"][TRACK_LABEL] = json!("canary");
+        return Ok(serde_yaml::to_string(&value)?);
+    }
+    bail!("the rendered manifests hold no Deployment {app:?}")
+}
+
+/// Adds the analysis: the figures of both tracks over the window, the check rows, and the
+/// verdict (in `release.verdict`), printed whatever it is.
+pub(crate) fn add_analysis<'a>(
+    plan: &mut Plan<'a, Release>,
+    kubectl: &Kubectl<'a>,
+    app: &str,
+    model: Option<String>,
+    options: &CanaryOptions,
+) {
+    let namespace = kubectl.namespace.clone();
+    let proxy = |pod: &str, port: &str, path: &str| {
+        format!("/api/v1/namespaces/{namespace}/pods/{pod}:{port}/proxy{path}")
+    };
+    let rows = match &options.check_rows {
+        Some(file) => format!("the rows of {}", file.display()),
+        None => "one row shaped as the model declares (the smoke row)".to_owned(),
+    };
+    let description = format!(
+        "analyse for {:?}: list both tracks' ready pods ($ kubectl get pods --selector app={app}); read each pod's /metrics through the API server's pod proxy before and after ($ kubectl get --raw {}); send {rows} to one pod of each track ($ kubectl create --raw {} --filename ROWS); fail on answers that differ by more than {} (relative), fewer than {} canary requests, a 5xx rate over stable's by {} percentage points, a 4xx rate by {}, or a p99 latency over {}x stable's and {} ms more",
+        options.duration,
+        proxy("POD", "metrics", "/metrics"),
+        proxy("POD", "http", "/score"),
+        options.tolerance,
+        options.thresholds.min_requests,
+        options.thresholds.max_server_error_rate * 100.0,
+        options.thresholds.max_client_error_rate * 100.0,
+        options.thresholds.max_latency_ratio,
+        options.thresholds.latency_slack_ms,
+    );
+    let analysis = Analysis {
+        kubectl: kubectl.clone(),
+        app: app.to_owned(),
+        model,
+        options: options.clone(),
+    };
+    plan.check(description, move |release| {
+        // An analysis that cannot run is a verdict too: the canary is not promoted, and
+        // the abort below still removes it.
+        let verdict = analysis
+            .run()
+            .unwrap_or_else(|err| Verdict::unable(format!("the analysis could not run: {err:#}")));
+        println!("canary analysis over {:?}:\n{verdict}", analysis.options.duration);
+        release.verdict = Some(verdict);
+        Ok(())
+    });
+}
+
+/// What the analysis needs, owned so the step can run later.
+struct Analysis<'a> {
+    kubectl: Kubectl<'a>,
+    app: String,
+    model: Option<String>,
+    options: CanaryOptions,
+}
+
+impl Analysis<'_> {
+    fn proxy(&self, pod: &str, port: &str, path: &str) -> String {
+        format!(
+            "/api/v1/namespaces/{}/pods/{pod}:{port}/proxy{path}",
+            self.kubectl.namespace
+        )
+    }
+
+    /// Both tracks' ready pods: (stable, canary).
+    fn pods(&self) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+        let selector = format!("app={}", self.app);
+        let json =
+            query(
+                self.kubectl
+                    .namespaced(["get", "pods", "--selector", &selector, "--output", "json"]),
+            )?;
+        let pods: Value = serde_json::from_str(&json).context("kubectl printed no JSON")?;
+        let (mut stable, mut canary) = (Vec::new(), Vec::new());
+        for pod in pods["items"].as_array().into_iter().flatten() {
+            let ready = pod["status"]["conditions"].as_array().is_some_and(|conditions| {
+                conditions
+                    .iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            });
+            if !ready || !pod["metadata"]["deletionTimestamp"].is_null() {
+                continue;
+            }
+            let name = pod["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+            match pod["metadata"]["labels"][TRACK_LABEL].as_str() {
+                Some("canary") => canary.push(name),
+                _ => stable.push(name),
+            }
+        }
+        if stable.is_empty() || canary.is_empty() {
+            bail!(
+                "no ready pod in the {} track: the analysis needs both (see `cargo xtask status`)",
+                if stable.is_empty() { "stable" } else { "canary" }
+            );
+        }
+        Ok((stable, canary))
+    }
+
+    fn metrics(&self, pods: &[String]) -> anyhow::Result<Snapshot> {
+        let snapshots = pods
+            .iter()
+            .map(|pod| {
+                let path = self.proxy(pod, "metrics", "/metrics");
+                query(self.kubectl.cluster_wide(["get", "--raw", &path])).map(|text| Snapshot::parse(&text))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Snapshot::sum(&snapshots))
+    }
+
+    /// The body of the check request, and the answer expected of the canary, if given.
+    /// The smoke row is shaped as the canary's model declares (the new one).
+    fn check_body(&self, canary_pod: &str) -> anyhow::Result<(String, Option<Value>)> {
+        if let Some(file) = &self.options.check_rows {
+            let text = std::fs::read_to_string(file).with_context(|| format!("read {}", file.display()))?;
+            let rows: Value =
+                serde_json::from_str(&text).with_context(|| format!("{} is not JSON", file.display()))?;
+            if rows.get("X").is_none() {
+                bail!(
+                    "{} has no \"X\": give the rows as a /score body, with \"expected\" answers or not",
+                    file.display()
+                );
+            }
+            return Ok((json!({"X": rows["X"]}).to_string(), rows.get("expected").cloned()));
+        }
+        let Some(model) = &self.model else {
+            return Ok((REQUEST.to_owned(), None));
+        };
+        let path = self.proxy(canary_pod, "http", &format!("/v2/models/{model}"));
+        let metadata: Value =
+            serde_json::from_str(&query(self.kubectl.cluster_wide(["get", "--raw", &path]))?)
+                .context("the model's metadata is not JSON")?;
+        let inputs = metadata["inputs"].as_array().cloned().unwrap_or_default();
+        Ok((score_request(&inputs).to_string(), None))
+    }
+
+    /// POSTs `body` to `/score` of `pod`, through the proxy.
+    fn score(&self, pod: &str, file: &std::path::Path) -> anyhow::Result<Value> {
+        let path = self.proxy(pod, "http", "/score");
+        let file = file.display().to_string();
+        let answer = query(
+            self.kubectl
+                .cluster_wide(["create", "--raw", &path, "--filename", &file]),
+        )?;
+        serde_json::from_str(&answer).with_context(|| format!("pod {pod} answered {answer:?}"))
+    }
+
+    fn run(&self) -> anyhow::Result<Verdict> {
+        let (stable, canary) = self.pods()?;
+        let before = (self.metrics(&stable)?, self.metrics(&canary)?);
+        let (body, expected) = self.check_body(&canary[0])?;
+        let file = std::env::temp_dir().join(format!("xtask-canary-rows-{}.json", std::process::id()));
+        std::fs::write(&file, &body).with_context(|| format!("write {}", file.display()))?;
+        let answers = (self.score(&stable[0], &file), self.score(&canary[0], &file));
+        let _ = std::fs::remove_file(&file);
+        let (stable_answer, canary_answer) = (answers.0?, answers.1?);
+        let tolerance = self.options.tolerance;
+        let mut checks = vec![format!(
+            "{body} -> stable {stable_answer}, canary {canary_answer}"
+        )];
+        let mut disagreements = Vec::new();
+        let reference = match &expected {
+            Some(expected) => {
+                checks.push(format!("expected {expected}"));
+                (expected, "the expected answer")
+            }
+            None => (&stable_answer, "the stable track's"),
+        };
+        if !agree(&canary_answer, reference.0, tolerance) {
+            disagreements.push(format!(
+                "the canary answered {canary_answer} where {} is {} (beyond a tolerance of {tolerance})",
+                reference.1, reference.0
+            ));
+        }
+        eprintln!("# watching both tracks for {:?}", self.options.duration);
+        std::thread::sleep(self.options.duration);
+        let after = (self.metrics(&stable)?, self.metrics(&canary)?);
+        let duration = self.options.duration;
+        Ok(Verdict::decide(
+            Figures::of(&after.0.since(&before.0), duration),
+            Figures::of(&after.1.since(&before.1), duration),
+            &self.options.thresholds,
+            checks,
+            disagreements,
+        ))
+    }
+}
+
+/// Adds: read the stable Deployment, which a canary needs beside it, and keep its count.
+pub(crate) fn add_read_stable<'a>(
+    plan: &mut Plan<'a, Release>,
+    kubectl: &Kubectl<'a>,
+    app: &str,
+    percent: u8,
+) {
+    plan.read(
+        kubectl.namespaced(["get", "deployment", app, "--output", "json"]),
+        format!("there is no stable release of {app} to compare a canary with: ship without --canary first"),
+        move |release, json| {
+            let deployment: Value = serde_json::from_str(&json).context("kubectl printed no JSON")?;
+            let stable = deployment["spec"]["replicas"].as_u64().unwrap_or(1).max(1);
+            let (replicas, share) = canary_replicas(stable, percent);
+            eprintln!(
+                "# the stable track serves {}; the canary gets {replicas} pod(s) beside its {stable}: {:.0}% of requests (asked {percent}%: traffic follows ready pods)",
+                describe_serving(&deployment),
+                share * 100.0
+            );
+            release.canary_replicas = Some(replicas);
+            Ok(())
+        },
+    );
+}
+
+/// Adds: delete the canary Deployment (and so its pods), waiting until they are gone.
+pub(crate) fn add_remove_canary<'a>(plan: &mut Plan<'a, Release>, kubectl: &Kubectl<'a>, app: &str) {
+    let canary = format!("deployment/{app}{CANARY_SUFFIX}");
+    plan.run(
+        kubectl.namespaced([
+            "delete",
+            &canary,
+            "--ignore-not-found",
+            "--wait=true",
+            "--timeout=120s",
+        ]),
+        format!("delete it by hand: `kubectl delete {canary}`"),
+    );
+}
+
+/// Adds: read what the stable track serves now, for the last word.
+pub(crate) fn add_read_serving<'a>(plan: &mut Plan<'a, Release>, kubectl: &Kubectl<'a>, app: &str) {
+    plan.read(
+        kubectl.namespaced(["get", "deployment", app, "--output", "json"]),
+        "see `kubectl get deployment`",
+        |release, json| {
+            let deployment: Value = serde_json::from_str(&json).context("kubectl printed no JSON")?;
+            release.serving = Some(describe_serving(&deployment));
+            Ok(())
+        },
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_canary_is_the_apps_deployment_renamed_and_labelled() {
+        let rendered = "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  labels:\n    app: web\nspec:\n  replicas: 4\n  selector:\n    matchLabels:\n      app: web\n  template:\n    metadata:\n      labels:\n        app: web\n    spec:\n      containers:\n      - name: score\n        image: r/i@sha256:01\n";
+        let canary: Value = serde_yaml::from_str(&canary_manifest(rendered, "web", 1).unwrap()).unwrap();
+        assert_eq!(canary["metadata"]["name"], "web-canary");
+        assert_eq!(canary["spec"]["replicas"], 1);
+        assert_eq!(
+            canary["spec"]["selector"]["matchLabels"],
+            json!({"app": "web", "track": "canary"})
+        );
+        assert_eq!(
+            canary["spec"]["template"]["metadata"]["labels"],
+            json!({"app": "web", "track": "canary"})
+        );
+        assert_eq!(
+            canary["spec"]["template"]["spec"]["containers"][0]["image"],
+            "r/i@sha256:01"
+        );
+        assert!(canary_manifest(rendered, "other", 1).is_err());
+    }
+}

@@ -1,0 +1,327 @@
+//! Canary releases, rehearsed on a fake cluster whose kubelet runs the pods in Docker
+//! (with real kubectl, a real registry and the real service): a release that answers as
+//! the stable one does is promoted; one that answers differently, and one that is slower,
+//! are aborted with the stable track untouched. Traffic flows through the load balancer
+//! the whole time, as users' would.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use fake_kube::registry::LocalRegistry;
+use fake_kube::{ClusterOptions, FakeCluster, Kubelet};
+use serde_json::Value;
+
+use crate::support::*;
+
+fn models() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/zoo")
+}
+
+/// Sends the same 6-feature row to `address` over and over until `stop`, counting answers
+/// by whether they were 200.
+fn send_traffic(address: String, stop: Arc<AtomicBool>, answered: Arc<AtomicU64>, failed: Arc<AtomicU64>) {
+    let body = r#"{"X": [[0.1, -0.2, 0.3, 0.4, -0.5, 0.6]]}"#;
+    while !stop.load(Ordering::Relaxed) {
+        let outcome = (|| -> std::io::Result<bool> {
+            let mut stream = TcpStream::connect(&address)?;
+            stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+            write!(
+                stream,
+                "POST /score HTTP/1.1\r\nHost: lb\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )?;
+            let mut answer = String::new();
+            stream.read_to_string(&mut answer)?;
+            Ok(answer.starts_with("HTTP/1.1 200"))
+        })();
+        match outcome {
+            Ok(true) => answered.fetch_add(1, Ordering::Relaxed),
+            _ => failed.fetch_add(1, Ordering::Relaxed),
+        };
+    }
+}
+
+/// An ONNX model over 6 features, `depth` 512x512 matrix products deep: the same input
+/// as the zoo's regressors, a few milliseconds a row.
+fn write_slow_model(path: &Path, depth: usize) {
+    use prost_free::*;
+    let hidden = 512u64;
+    let identity: Vec<f32> = (0..hidden * hidden)
+        .map(|i| if i / hidden == i % hidden { 1.0 } else { 0.0 })
+        .collect();
+    let input: Vec<f32> = (0..6 * hidden)
+        .map(|i| if i % hidden < 6 { 0.1 } else { 0.0 })
+        .collect();
+    let output: Vec<f32> = vec![0.01; hidden as usize];
+    let mut graph = Vec::new();
+    let mut previous = "X".to_owned();
+    let mut names = vec![("W_in", "X", "h0".to_owned())];
+    for layer in 1..=depth {
+        names.push(("W", "", format!("h{layer}")));
+    }
+    for (index, (weights, _, out)) in names.iter().enumerate() {
+        let input = if index == 0 {
+            "X".to_owned()
+        } else {
+            previous.clone()
+        };
+        bytes_field(&mut graph, 1, &node(&[&input, weights], out, "MatMul"));
+        previous = out.clone();
+    }
+    bytes_field(&mut graph, 1, &node(&[&previous, "W_out"], "Y", "MatMul"));
+    bytes_field(&mut graph, 2, b"slow");
+    bytes_field(&mut graph, 5, &tensor("W_in", &[6, hidden], &input));
+    bytes_field(&mut graph, 5, &tensor("W", &[hidden, hidden], &identity));
+    bytes_field(&mut graph, 5, &tensor("W_out", &[hidden, 1], &output));
+    bytes_field(&mut graph, 11, &value_info("X", 6));
+    bytes_field(&mut graph, 12, &value_info("Y", 1));
+    let mut opset = Vec::new();
+    bytes_field(&mut opset, 1, b"");
+    int_field(&mut opset, 2, 13);
+    let mut model = Vec::new();
+    int_field(&mut model, 1, 8);
+    bytes_field(&mut model, 7, &graph);
+    bytes_field(&mut model, 8, &opset);
+    std::fs::write(path, model).unwrap();
+}
+
+/// Just enough of ONNX's protobuf encoding to write a graph of MatMuls.
+mod prost_free {
+    pub(super) fn varint(out: &mut Vec<u8>, mut value: u64) {
+        while value >= 0x80 {
+            out.push((value as u8) | 0x80);
+            value >>= 7;
+        }
+        out.push(value as u8);
+    }
+    pub(super) fn bytes_field(out: &mut Vec<u8>, field: u64, bytes: &[u8]) {
+        varint(out, field << 3 | 2);
+        varint(out, bytes.len() as u64);
+        out.extend_from_slice(bytes);
+    }
+    pub(super) fn int_field(out: &mut Vec<u8>, field: u64, value: u64) {
+        varint(out, field << 3);
+        varint(out, value);
+    }
+    pub(super) fn node(inputs: &[&str], output: &str, op: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        for input in inputs {
+            bytes_field(&mut out, 1, input.as_bytes());
+        }
+        bytes_field(&mut out, 2, output.as_bytes());
+        bytes_field(&mut out, 4, op.as_bytes());
+        out
+    }
+    pub(super) fn tensor(name: &str, dims: &[u64], values: &[f32]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for dim in dims {
+            int_field(&mut out, 1, *dim);
+        }
+        int_field(&mut out, 2, 1);
+        bytes_field(&mut out, 8, name.as_bytes());
+        let raw: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        bytes_field(&mut out, 9, &raw);
+        out
+    }
+    /// A float input or output `[N, width]`.
+    pub(super) fn value_info(name: &str, width: u64) -> Vec<u8> {
+        let mut shape = Vec::new();
+        let mut batch = Vec::new();
+        bytes_field(&mut batch, 2, b"N");
+        bytes_field(&mut shape, 1, &batch);
+        let mut fixed = Vec::new();
+        int_field(&mut fixed, 1, width);
+        bytes_field(&mut shape, 1, &fixed);
+        let mut tensor_type = Vec::new();
+        int_field(&mut tensor_type, 1, 1);
+        bytes_field(&mut tensor_type, 2, &shape);
+        let mut type_proto = Vec::new();
+        bytes_field(&mut type_proto, 1, &tensor_type);
+        let mut out = Vec::new();
+        bytes_field(&mut out, 1, name.as_bytes());
+        bytes_field(&mut out, 2, &type_proto);
+        out
+    }
+}
+
+fn xtask(scratch: &Path, kubeconfig: &Path, args: &[&str]) -> std::process::Output {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .env("XTASK_STATE_DIR", scratch.join("state"))
+        .env_remove("XTASK_TARGET")
+        .env_remove("CARGO")
+        .env("KUBECONFIG", kubeconfig)
+        .env("KUBECACHEDIR", scratch.join("kube-cache"))
+        .env("DOCKER_CONFIG", scratch.join("docker"))
+        .output()
+        .unwrap();
+    eprintln!(
+        "=== cargo xtask {} -> {}\n--- stdout\n{}--- stderr\n{}",
+        args.join(" "),
+        output.status,
+        stdout(&output),
+        stderr(&output)
+    );
+    output
+}
+
+fn kubectl_json(kubeconfig: &Path, args: &[&str]) -> Value {
+    let output = std::process::Command::new("kubectl")
+        .args(args)
+        .args(["--context", "canary", "--namespace", "mlops", "--output", "json"])
+        .env("KUBECONFIG", kubeconfig)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "kubectl {args:?}: {}", stderr(&output));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+fn stable_image(kubeconfig: &Path) -> String {
+    kubectl_json(kubeconfig, &["get", "deployment", "score-app"])["spec"]["template"]["spec"]["containers"][0]
+        ["image"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn deployments(kubeconfig: &Path) -> Vec<String> {
+    kubectl_json(kubeconfig, &["get", "deployments"])["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["metadata"]["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+#[ignore = "needs a Docker engine, docker-registry and kubectl"]
+fn rehearsal_canary_promotes_a_release_that_agrees_and_aborts_one_that_answers_differently_or_slower() {
+    let kube = FakeCluster::start_blocking(ClusterOptions {
+        kubelet: Kubelet::Docker,
+        ..ClusterOptions::new("canary-token")
+    })
+    .unwrap();
+    let scratch = scratch_dir("rehearsal-canary");
+    for dir in ["docker", "kube-cache", "state"] {
+        std::fs::create_dir_all(scratch.join(dir)).unwrap();
+    }
+    let kubeconfig = scratch.join("kubeconfig");
+    std::fs::write(&kubeconfig, kube.kubeconfig("canary", "canary-token")).unwrap();
+    let registry = LocalRegistry::start(&scratch);
+    let target = [
+        "--target",
+        "kube",
+        "--context",
+        "canary",
+        "--registry",
+        &registry.address,
+    ];
+    let ship = |model: &Path, extra: &[&str]| {
+        let args = [
+            &["ship", "--replicas", "2", "--model", model.to_str().unwrap()][..],
+            &target,
+            extra,
+        ]
+        .concat();
+        xtask(&scratch, &kubeconfig, &args)
+    };
+
+    // The stable track: a linear regression over 6 features, two pods.
+    let stable = ship(&models().join("linear_regression.onnx"), &[]);
+    assert!(stable.status.success());
+    let service = kubectl_json(&kubeconfig, &["get", "service", "score-app"]);
+    let address = format!(
+        "{}:5000",
+        service["status"]["loadBalancer"]["ingress"][0]["ip"]
+            .as_str()
+            .unwrap()
+    );
+    let (stop, answered, failed) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    let traffic = std::thread::spawn({
+        let (stop, answered, failed) = (stop.clone(), answered.clone(), failed.clone());
+        move || send_traffic(address, stop, answered, failed)
+    });
+    let canary = ["--canary", "50", "--canary-duration", "6s"];
+
+    // A release that answers as the stable one does (the same model, retrained to the
+    // same weights, under another name): a new image, promoted.
+    let before = stable_image(&kubeconfig);
+    let same = scratch.join("linear_regression_v2.onnx");
+    std::fs::copy(models().join("linear_regression.onnx"), &same).unwrap();
+    let promoted = ship(&same, &canary);
+    assert!(promoted.status.success());
+    let out = stdout(&promoted);
+    for expected in ["| stable |", "| canary |", "verdict: PASS"] {
+        assert!(out.contains(expected), "{expected:?} missing from:\n{out}");
+    }
+    assert!(stderr(&promoted).contains("the canary passed its analysis: promote it: yes"));
+    assert!(
+        stderr(&promoted).contains("the canary gets 2 pod(s) beside its 2: 50% of requests"),
+        "{}",
+        stderr(&promoted)
+    );
+    let after = stable_image(&kubeconfig);
+    assert_ne!(after, before, "the stable track took the canary's image");
+    assert_eq!(deployments(&kubeconfig), ["score-app"], "the canary is gone");
+
+    // A release that answers differently: aborted, the stable track untouched.
+    let wrong = ship(&models().join("linear_svr.onnx"), &canary);
+    assert!(!wrong.status.success());
+    let why = format!("{}{}", stdout(&wrong), stderr(&wrong));
+    for expected in [
+        "verdict: FAIL",
+        "the canary answered",
+        "the canary failed its analysis: abort it: yes",
+        "the stable track, untouched, serves revision",
+    ] {
+        assert!(why.contains(expected), "{expected:?} missing from:\n{why}");
+    }
+    assert_eq!(stable_image(&kubeconfig), after, "the stable track is untouched");
+    assert_eq!(deployments(&kubeconfig), ["score-app"], "the canary is gone");
+
+    // A release that answers within any tolerance, but slower: aborted on its latency.
+    let slow = scratch.join("slow.onnx");
+    write_slow_model(&slow, 48);
+    let slower = ship(
+        &slow,
+        &[
+            &canary[..],
+            &["--agree-within", "1e12", "--latency-slack-ms", "1"],
+        ]
+        .concat(),
+    );
+    assert!(!slower.status.success());
+    let why = format!("{}{}", stdout(&slower), stderr(&slower));
+    assert!(
+        why.contains("verdict: FAIL") && why.contains("p99 latency"),
+        "{why}"
+    );
+    assert_eq!(stable_image(&kubeconfig), after, "the stable track is untouched");
+    assert_eq!(deployments(&kubeconfig), ["score-app"]);
+
+    // By hand: abort with no canary says so, and what the stable track serves.
+    let status = xtask(&scratch, &kubeconfig, &[&["status"][..], &target].concat());
+    assert!(stdout(&status).contains("canary    none"), "{}", stdout(&status));
+    let aborted = xtask(&scratch, &kubeconfig, &[&["abort"][..], &target].concat());
+    assert!(aborted.status.success());
+    assert!(stdout(&aborted).contains("aborted: the stable track serves revision"));
+    let promote = xtask(&scratch, &kubeconfig, &[&["promote"][..], &target].concat());
+    assert!(!promote.status.success());
+    assert!(stderr(&promote).contains("there is no canary of score-app to promote"));
+
+    stop.store(true, Ordering::Relaxed);
+    traffic.join().unwrap();
+    let (answered, failed) = (answered.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    eprintln!("traffic through the load balancer: {answered} answered 200, {failed} not");
+    assert!(answered > 500, "{answered} requests answered");
+    xtask(&scratch, &kubeconfig, &[&["down"][..], &target].concat());
+    kube.shutdown();
+}

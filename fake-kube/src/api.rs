@@ -301,6 +301,7 @@ impl ResourceRequest<'_> {
                         self.resource(),
                         std::slice::from_ref(&object),
                         version,
+                        self.query.get("includeObject"),
                     )));
                 }
                 Ok(json_response(200, &object, &[]))
@@ -408,7 +409,12 @@ impl ResourceRequest<'_> {
             .collect();
         let resource = self.resource();
         if self.as_table {
-            return table_response(&table::table(resource, &items, &store.revision().to_string()));
+            return table_response(&table::table(
+                resource,
+                &items,
+                &store.revision().to_string(),
+                self.query.get("includeObject"),
+            ));
         }
         let list = json!({
             "kind": format!("{}List", resource.kind),
@@ -500,6 +506,7 @@ impl ResourceRequest<'_> {
             labels,
             fields,
             as_table: self.as_table,
+            include_object: self.query.get("includeObject").map(str::to_owned),
         };
         let from: Option<u64> = match self.query.get("resourceVersion") {
             None | Some("0") => None,
@@ -607,6 +614,7 @@ struct WatchFilter {
     labels: LabelSelector,
     fields: FieldSelector,
     as_table: bool,
+    include_object: Option<String>,
 }
 
 impl WatchFilter {
@@ -617,7 +625,12 @@ impl WatchFilter {
                 .pointer("/metadata/resourceVersion")
                 .and_then(Value::as_str)
                 .unwrap_or_default();
-            let table = table::table(&RESOURCES[self.resource], std::slice::from_ref(object), version);
+            let table = table::table(
+                &RESOURCES[self.resource],
+                std::slice::from_ref(object),
+                version,
+                self.include_object.as_deref(),
+            );
             return json!({"type": kind, "object": table});
         }
         json!({"type": kind, "object": object})

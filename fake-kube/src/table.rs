@@ -248,8 +248,15 @@ fn cells(kind: &str, o: &Value) -> Vec<Value> {
     }
 }
 
-/// A `meta.k8s.io/v1` Table of objects of one resource.
-pub(crate) fn table(resource: &ResourceType, objects: &[Value], resource_version: &str) -> Value {
+/// A `meta.k8s.io/v1` Table of objects of one resource. Each row carries its object as
+/// the request's `includeObject` asks: its metadata (the default), the whole object
+/// (what kubectl asks for to `--sort-by` a field of it), or nothing.
+pub(crate) fn table(
+    resource: &ResourceType,
+    objects: &[Value],
+    resource_version: &str,
+    include_object: Option<&str>,
+) -> Value {
     let definitions: Vec<Value> = columns(resource.kind)
         .into_iter()
         .map(|(name, format)| {
@@ -259,14 +266,16 @@ pub(crate) fn table(resource: &ResourceType, objects: &[Value], resource_version
     let rows: Vec<Value> = objects
         .iter()
         .map(|object| {
-            json!({
-                "cells": cells(resource.kind, object),
-                "object": {
+            let carried = match include_object {
+                Some("Object") => object.clone(),
+                Some("None") => Value::Null,
+                _ => json!({
                     "kind": "PartialObjectMetadata",
                     "apiVersion": "meta.k8s.io/v1",
                     "metadata": object.get("metadata").cloned().unwrap_or(json!({})),
-                },
-            })
+                }),
+            };
+            json!({"cells": cells(resource.kind, object), "object": carried})
         })
         .collect();
     json!({

@@ -11,6 +11,17 @@ use tokio::process::Command;
 /// Labels on every container.
 pub(crate) const CLUSTER_LABEL: &str = "fake-kube.cluster";
 pub(crate) const PID_LABEL: &str = "fake-kube.pid";
+/// The PID namespace the pid of `PID_LABEL` belongs to: another run sharing the Docker
+/// engine from another container has pids this process cannot see.
+pub(crate) const PID_NAMESPACE_LABEL: &str = "fake-kube.pid-namespace";
+
+/// This process's PID namespace, as the kernel names it (`pid:[4026531836]`): unique
+/// among the namespaces of the kernel the Docker engine shares.
+pub(crate) fn pid_namespace() -> String {
+    std::fs::read_link("/proc/self/ns/pid")
+        .map(|link| link.display().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
 pub(crate) const POD_LABEL: &str = "fake-kube.pod";
 
 /// Runs `docker ARGS`, returning stdout, or stderr (or how it failed to start) as the error.
@@ -74,9 +85,13 @@ pub(crate) async fn remove_cluster(cluster_id: &str) {
 }
 
 /// Removes containers left by fake-kube processes that no longer run (a test binary
-/// killed before its clusters could clean up).
+/// killed before its clusters could clean up): only those started from this PID
+/// namespace, whose pids this process can look up. Another run sharing the engine from
+/// another container (CI jobs side by side) keeps its containers.
 pub(crate) async fn remove_orphans() {
-    let format = format!("{{{{.ID}}}} {{{{.Label \"{PID_LABEL}\"}}}}");
+    let ours = pid_namespace();
+    let format =
+        format!("{{{{.ID}}}} {{{{.Label \"{PID_NAMESPACE_LABEL}\"}}}} {{{{.Label \"{PID_LABEL}\"}}}}");
     let Ok(listed) = docker([
         "ps",
         "-a",
@@ -92,7 +107,11 @@ pub(crate) async fn remove_orphans() {
     let orphans: Vec<&str> = listed
         .lines()
         .filter_map(|line| {
-            let (id, pid) = line.split_once(' ')?;
+            let mut fields = line.split(' ');
+            let (id, namespace, pid) = (fields.next()?, fields.next()?, fields.next()?);
+            if namespace != ours {
+                return None;
+            }
             let alive = std::path::Path::new(&format!("/proc/{}", pid.trim())).exists();
             (!alive).then_some(id)
         })

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use serde_json::{Map, Value, json};
 
-use super::docker::{self, CLUSTER_LABEL, PID_LABEL, POD_LABEL, RunSpec};
+use super::docker::{self, CLUSTER_LABEL, PID_LABEL, PID_NAMESPACE_LABEL, POD_LABEL, RunSpec};
 use super::probe::{self, Check, Timing};
 use crate::Kubelet;
 use crate::cluster::{PublishedPort, Shared};
@@ -823,6 +823,7 @@ impl PodWorker {
             labels: vec![
                 (CLUSTER_LABEL.into(), self.shared.cluster_id.clone()),
                 (PID_LABEL.into(), std::process::id().to_string()),
+                (PID_NAMESPACE_LABEL.into(), docker::pid_namespace()),
                 (
                     POD_LABEL.into(),
                     format!("{}/{}", self.key.namespace, self.key.name),

@@ -293,3 +293,39 @@ fn a_load_balancer_can_report_a_hostname_and_namespace_deletion_waits() {
     let gone = kube.kubectl(&["get", "namespace", "edge"]);
     assert!(gone.stderr.contains("NotFound"), "{gone:#?}");
 }
+
+#[test]
+#[ignore = "needs kubectl"]
+fn sorted_tables_carry_their_objects_so_kubectl_can_sort_them() {
+    // kubectl asks for a Table with includeObject=Object to sort by a field of the
+    // objects; rows without them print nothing, and a diagnosis sees no warnings.
+    let kube = Kube::simulated();
+    kube.apply_ok(r#"{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "mlops"}}"#);
+    for (name, time, message) in [
+        ("late", "2026-01-02T00:00:00Z", "the later one"),
+        ("early", "2026-01-01T00:00:00Z", "the earlier one"),
+    ] {
+        let event = format!(
+            r#"{{"apiVersion": "v1", "kind": "Event", "metadata": {{"name": "{name}", "namespace": "mlops"}},
+               "involvedObject": {{"kind": "Pod", "name": "web-1", "namespace": "mlops"}},
+               "reason": "BackOff", "message": "{message}", "type": "Warning",
+               "firstTimestamp": "{time}", "lastTimestamp": "{time}", "count": 1}}"#
+        );
+        let run = kube.kubectl_with_input(&["create", "--filename", "-"], Some(&event));
+        assert!(run.ok(), "{run:#?}");
+    }
+    let sorted = kube.kubectl_ok(&[
+        "get",
+        "events",
+        "--namespace",
+        "mlops",
+        "--field-selector",
+        "type=Warning",
+        "--sort-by=.lastTimestamp",
+    ]);
+    let earlier = sorted
+        .find("the earlier one")
+        .unwrap_or_else(|| panic!("{sorted}"));
+    let later = sorted.find("the later one").unwrap_or_else(|| panic!("{sorted}"));
+    assert!(earlier < later, "latest last:\n{sorted}");
+}

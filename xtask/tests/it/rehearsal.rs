@@ -280,6 +280,19 @@ fn rehearsal_gke_cluster_up_ship_rescale_crash_rollback_and_down() {
     ] {
         assert!(why.contains(expected), "{expected:?} missing from:\n{why}");
     }
+    // The namespace's warnings, sorted by kubectl (the fake carries each row's object),
+    // are printed, not an empty list.
+    let warnings = why
+        .split("warnings in the namespace, latest last:")
+        .nth(1)
+        .unwrap_or_default();
+    assert!(
+        warnings
+            .lines()
+            .take(13)
+            .any(|line| line.contains("Warning") && line.contains("BackOff")),
+        "no warning events in:\n{why}"
+    );
     assert_eq!(
         image_of(&stage.deployment(GKE_CONTEXT, "mlops")),
         pinned,

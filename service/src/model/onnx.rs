@@ -306,26 +306,24 @@ fn element_type(datum_type: DatumType) -> Option<ElementType> {
     })
 }
 
-/// Our array as tract's tensor, of the same type; the values move, uncopied.
+/// Our array as tract's tensor, of the same type: copied once into tract's aligned
+/// storage (what its kernels read), as `Tensor::from_shape` does; strings move.
 fn to_tensor(array: Array) -> TractResult<Tensor> {
-    fn moved<T: Datum>(shape: Vec<usize>, values: Vec<T>) -> TractResult<Tensor> {
-        Ok(tract_ndarray::ArrayD::from_shape_vec(shape, values)?.into_tensor())
-    }
-    let shape = array.shape;
+    let shape = array.shape.as_slice();
     match array.data {
-        Data::Bool(v) => moved(shape, v),
-        Data::U8(v) => moved(shape, v),
-        Data::U16(v) => moved(shape, v),
-        Data::U32(v) => moved(shape, v),
-        Data::U64(v) => moved(shape, v),
-        Data::I8(v) => moved(shape, v),
-        Data::I16(v) => moved(shape, v),
-        Data::I32(v) => moved(shape, v),
-        Data::I64(v) => moved(shape, v),
-        Data::F16(v) => moved(shape, v),
-        Data::F32(v) => moved(shape, v),
-        Data::F64(v) => moved(shape, v),
-        Data::Str(v) => moved(shape, v),
+        Data::Bool(v) => Tensor::from_shape(shape, &v),
+        Data::U8(v) => Tensor::from_shape(shape, &v),
+        Data::U16(v) => Tensor::from_shape(shape, &v),
+        Data::U32(v) => Tensor::from_shape(shape, &v),
+        Data::U64(v) => Tensor::from_shape(shape, &v),
+        Data::I8(v) => Tensor::from_shape(shape, &v),
+        Data::I16(v) => Tensor::from_shape(shape, &v),
+        Data::I32(v) => Tensor::from_shape(shape, &v),
+        Data::I64(v) => Tensor::from_shape(shape, &v),
+        Data::F16(v) => Tensor::from_shape(shape, &v),
+        Data::F32(v) => Tensor::from_shape(shape, &v),
+        Data::F64(v) => Tensor::from_shape(shape, &v),
+        Data::Str(v) => Ok(tract_ndarray::ArrayD::from_shape_vec(shape, v)?.into_tensor()),
     }
 }
 

@@ -15,7 +15,7 @@ fn dry_run_prints_the_plan_and_does_nothing() {
     let expected = [
         "$ cargo build --release --locked --package score-service".to_owned(),
         format!(
-            "$ target/release/score-service --host 127.0.0.1 --port {port} --log-format text >{} 2>&1 &",
+            "$ target/release/score-service --host 127.0.0.1 --port {port} --metrics-port {port} --log-format text >{} 2>&1 &",
             log.display()
         ),
         format!("# wait up to 30s for http://127.0.0.1:{port}/readyz to answer 200"),

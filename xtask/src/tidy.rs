@@ -353,3 +353,181 @@ fn use_groups_expand_to_each_path() {
         ["a::f", "a::b::Thing"]
     );
 }
+
+/// The programs a test may start only when marked `#[ignore = "needs …"]`: they are
+/// missing on a laptop, and `cargo xtask ci` runs ignored tests.
+const TOOLS: [&str; 5] = [
+    "kubectl",
+    "gcloud",
+    "docker",
+    "gke-gcloud-auth-plugin",
+    "docker-registry",
+];
+
+/// Every function of `text` (a test crate's files, joined): its name, attributes and body.
+fn functions(text: &str) -> Vec<(String, String, String)> {
+    let mut found = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("fn ") {
+        let before = &rest[..at];
+        let preceded_by_word = before
+            .chars()
+            .last()
+            .is_some_and(|c| c.is_alphanumeric() || c == '_');
+        let after = &rest[at + 3..];
+        let name: String = after
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        rest = after;
+        if preceded_by_word || name.is_empty() {
+            continue;
+        }
+        // The attributes: the lines just above the function's own line.
+        let above = &before[..before.rfind('\n').unwrap_or(0)];
+        let attributes: Vec<&str> = above
+            .lines()
+            .rev()
+            .take_while(|line| {
+                let line = line.trim();
+                line.starts_with("#[") || line.starts_with("///")
+            })
+            .collect();
+        let Some(open) = after.find('{') else { continue };
+        let mut depth = 0usize;
+        let mut end = open;
+        for (offset, c) in after[open..].char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        end = open + offset;
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        found.push((name, attributes.join("\n"), after[open..=end].to_owned()));
+    }
+    found
+}
+
+/// The tests of a test crate (its files joined in `text`) that start one of the tools —
+/// directly (`Command::new("kubectl")`) or through a helper of the crate that does, or a
+/// test cluster whose kubelet runs containers (`Kubelet::Docker`) — without being marked
+/// ignored with what they need.
+fn unmarked_tool_tests(text: &str) -> Vec<String> {
+    let functions = functions(text);
+    // Constants that name a tool (`const KUBECTL: &str = "kubectl";`) start it too.
+    let constants: Vec<String> = text
+        .lines()
+        .filter_map(|line| {
+            let (name, value) = line.trim().strip_prefix("const ")?.split_once(':')?;
+            let value = value
+                .split_once('=')?
+                .1
+                .trim()
+                .trim_end_matches(';')
+                .trim_matches('"');
+            TOOLS.contains(&value).then(|| name.trim().to_owned())
+        })
+        .collect();
+    let starts_a_tool = |body: &str| {
+        TOOLS.iter().any(|tool| {
+            body.contains(&format!("Command::new(\"{tool}\")"))
+                || body.contains(&format!("\"{tool}\".into()"))
+                || body.contains(&format!("command(\"{tool}\""))
+        }) || constants
+            .iter()
+            .any(|name| body.contains(&format!("Command::new({name})")))
+    };
+    // Helpers that start a tool, and the helpers that call them, to a fixed point.
+    let mut helpers: BTreeSet<String> = functions
+        .iter()
+        .filter(|(_, attributes, body)| !attributes.contains("test") && starts_a_tool(body))
+        .map(|(name, _, _)| name.clone())
+        .collect();
+    loop {
+        let before = helpers.len();
+        for (name, attributes, body) in &functions {
+            if !attributes.contains("test") && helpers.iter().any(|helper| calls(body, helper)) {
+                helpers.insert(name.clone());
+            }
+        }
+        if helpers.len() == before {
+            break;
+        }
+    }
+    functions
+        .iter()
+        .filter(|(_, attributes, _)| attributes.contains("#[test]") || attributes.contains("::test"))
+        .filter(|(_, attributes, _)| !attributes.contains("#[ignore = \"needs "))
+        .filter(|(_, _, body)| starts_a_tool(body) || helpers.iter().any(|helper| calls(body, helper)))
+        .map(|(name, _, _)| name.clone())
+        .collect()
+}
+
+/// Whether `body` calls the function `name` (as `name(` or `.name(`).
+fn calls(body: &str, name: &str) -> bool {
+    let call = format!("{name}(");
+    body.match_indices(&call).any(|(at, _)| {
+        !body[..at]
+            .chars()
+            .last()
+            .is_some_and(|c| c.is_alphanumeric() || c == '_')
+    })
+}
+
+fn test_crate_text(dir: &str) -> String {
+    let mut files = Vec::new();
+    collect_rs(&crate::core::paths::project_root().join(dir), &mut files);
+    files
+        .iter()
+        .map(|file| std::fs::read_to_string(file).expect("read a test file"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn tests_that_start_kubectl_gcloud_or_docker_say_so() {
+    for dir in ["xtask/tests/it", "fake-kube/tests/it", "service/tests/it"] {
+        let unmarked = unmarked_tool_tests(&test_crate_text(dir));
+        assert!(
+            unmarked.is_empty(),
+            "{dir}: these tests start kubectl, gcloud or docker without #[ignore = \"needs …\"] (a laptop without them fails them):\n  {}",
+            unmarked.join("\n  ")
+        );
+    }
+}
+
+#[test]
+fn the_tool_rule_sees_a_test_that_starts_one_through_a_helper() {
+    let planted = r#"
+fn kubectl(args: &[&str]) -> Output {
+    Command::new("kubectl").args(args).output().unwrap()
+}
+
+fn apply(manifest: &str) {
+    kubectl(&["apply", "-f", manifest]);
+}
+
+#[test]
+fn unmarked() {
+    apply("x.yaml");
+}
+
+#[test]
+#[ignore = "needs kubectl"]
+fn marked() {
+    apply("x.yaml");
+}
+
+#[test]
+fn unrelated() {
+    assert_eq!(1 + 1, 2);
+}
+"#;
+    assert_eq!(unmarked_tool_tests(planted), ["unmarked"]);
+}

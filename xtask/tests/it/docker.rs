@@ -300,6 +300,7 @@ fn ship_smoke_down_on_docker() {
 }
 
 #[test]
+#[ignore = "needs the docker client (the plan reads docker and git)"]
 fn docker_dry_run_plans_the_whole_path_and_starts_nothing() {
     let state = scratch_dir("docker-dry-run");
     let port = free_port();
@@ -348,6 +349,7 @@ fn docker_dry_run_plans_the_whole_path_and_starts_nothing() {
 }
 
 #[test]
+#[ignore = "needs the docker client"]
 fn an_unreachable_engine_is_one_clear_line() {
     let state = scratch_dir("docker-unreachable");
     let output = Command::new(env!("CARGO_BIN_EXE_xtask"))

@@ -29,6 +29,7 @@ fn xtask_with(env: &[(&str, &Path)], args: &[&str]) -> Output {
 }
 
 #[test]
+#[ignore = "needs gcloud with gke-gcloud-auth-plugin, and kubectl"]
 fn tools_asks_gcloud_itself_whether_it_can_authenticate() {
     let scratch = scratch_dir("tools-auth");
     let config = scratch.join("gcloud");
@@ -147,6 +148,7 @@ fn release(dir: &Path, corrupt_checksum: bool) {
 }
 
 #[test]
+#[ignore = "needs kubectl (render runs the installed kustomize beside it)"]
 fn install_kustomize_installs_a_verified_release_that_render_then_uses() {
     let scratch = scratch_dir("kustomize-good");
     let (served, tools) = (scratch.join("release"), scratch.join("tools"));

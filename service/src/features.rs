@@ -116,8 +116,11 @@ impl<'de> serde::Deserialize<'de> for Record<'de> {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut fields: Vec<(Cow<'de, str>, &'de RawValue)> = Vec::new();
+                // A set, not a scan of the fields so far: a record of a hundred thousand
+                // keys would cost billions of comparisons.
+                let mut seen = std::collections::HashSet::new();
                 while let Some(KeyName(key)) = map.next_key()? {
-                    if fields.iter().any(|(k, _)| *k == key) {
+                    if !seen.insert(key.clone()) {
                         return Err(de::Error::custom(format_args!("duplicate key {key:?}")));
                     }
                     fields.push((key, map.next_value()?));

@@ -59,14 +59,12 @@ pub fn read_score_body(body: &[u8]) -> Result<ScoreSummary, Box<dyn std::error::
     }
     if let Ok(records) = parsed.records() {
         for record in &records.records {
-            let fields = record.fields.iter().map(|(key, raw)| {
-                let place = tensors::Place {
-                    root: key.to_string(),
-                    path: Vec::new(),
-                };
-                (raw.get(), place)
-            });
-            let _ = tensors::read_fields(fields, ElementType::F32);
+            let fields = record.fields.iter().map(|(_, raw)| raw.get());
+            let place = |index: usize| tensors::Place {
+                root: format!("field {index}"),
+                path: Vec::new(),
+            };
+            let _ = tensors::read_fields(fields, ElementType::F32, place);
         }
     }
     let array = tensors::read(parsed.x(), ElementType::F64, 2, "X", tensors::Nulls::Refused)?;

@@ -220,9 +220,13 @@ impl Registry {
         self.lock().remove(&id);
     }
 
-    /// Asks the idle connection open longest to close; false when none is idle.
+    /// Asks the idle connection open longest to close; false when none is idle, or one
+    /// asked before has not closed yet (one new connection, one reclaimed).
     fn reclaim_oldest_idle(&self) -> bool {
         let open = self.lock();
+        if open.values().any(|slot| slot.reclaimed.load(Ordering::Relaxed)) {
+            return false;
+        }
         let oldest = open
             .values()
             .find(|slot| slot.activity.is_idle() && !slot.reclaimed.load(Ordering::Relaxed));

@@ -163,34 +163,37 @@ pub fn read(
 }
 
 /// Reads one scalar of `element` from each of `fields` (the same key of several
-/// records, each with the place that names it in errors), into one flat array; `null`
-/// is a missing value, as [`Nulls::Missing`] says.
+/// records), into one flat array; `place` names field `i` in an error (built only then);
+/// `null` is a missing value, as [`Nulls::Missing`] says.
 pub fn read_fields<'r>(
-    fields: impl ExactSizeIterator<Item = (&'r str, Place)>,
+    fields: impl ExactSizeIterator<Item = &'r str>,
     element: ElementType,
+    place: impl Fn(usize) -> Place,
 ) -> Result<Data, ReadError> {
     match element {
-        ElementType::Bool => fields_as::<bool>(fields),
-        ElementType::U8 => fields_as::<u8>(fields),
-        ElementType::U16 => fields_as::<u16>(fields),
-        ElementType::U32 => fields_as::<u32>(fields),
-        ElementType::U64 => fields_as::<u64>(fields),
-        ElementType::I8 => fields_as::<i8>(fields),
-        ElementType::I16 => fields_as::<i16>(fields),
-        ElementType::I32 => fields_as::<i32>(fields),
-        ElementType::I64 => fields_as::<i64>(fields),
-        ElementType::F16 => fields_as::<f16>(fields),
-        ElementType::F32 => fields_as::<f32>(fields),
-        ElementType::F64 => fields_as::<f64>(fields),
-        ElementType::Str => fields_as::<String>(fields),
+        ElementType::Bool => fields_as::<bool>(fields, place),
+        ElementType::U8 => fields_as::<u8>(fields, place),
+        ElementType::U16 => fields_as::<u16>(fields, place),
+        ElementType::U32 => fields_as::<u32>(fields, place),
+        ElementType::U64 => fields_as::<u64>(fields, place),
+        ElementType::I8 => fields_as::<i8>(fields, place),
+        ElementType::I16 => fields_as::<i16>(fields, place),
+        ElementType::I32 => fields_as::<i32>(fields, place),
+        ElementType::I64 => fields_as::<i64>(fields, place),
+        ElementType::F16 => fields_as::<f16>(fields, place),
+        ElementType::F32 => fields_as::<f32>(fields, place),
+        ElementType::F64 => fields_as::<f64>(fields, place),
+        ElementType::Str => fields_as::<String>(fields, place),
     }
 }
 
 fn fields_as<'r, T: Element>(
-    fields: impl ExactSizeIterator<Item = (&'r str, Place)>,
+    fields: impl ExactSizeIterator<Item = &'r str>,
+    place: impl Fn(usize) -> Place,
 ) -> Result<Data, ReadError> {
     let mut values = Vec::with_capacity(fields.len());
-    for (raw, place) in fields {
+    for (index, raw) in fields.enumerate() {
+        let place = || place(index);
         let raw = raw.trim();
         let kind = Kind::of_text(raw);
         if kind == Kind::Null
@@ -201,13 +204,13 @@ fn fields_as<'r, T: Element>(
         }
         if kind != T::KIND {
             return Err(ReadError::WrongKind {
-                place,
+                place: place(),
                 found: kind,
                 expected: T::EXPECTED,
             });
         }
         values.push(T::parse(raw).map_err(|problem| ReadError::Value {
-            place,
+            place: place(),
             token: raw.to_owned(),
             problem,
             element: T::TYPE,
@@ -244,17 +247,9 @@ macro_rules! integer_element {
                 }
                 // `1.0` and `1e3` are integers spelled as floats (pandas writes them so).
                 match token.parse::<f64>() {
-                    Ok(value) if value.fract() == 0.0 && value.is_finite() => {
-                        let min = <$type>::MIN as f64;
-                        let max = <$type>::MAX as f64;
-                        if value >= min && value <= max {
-                            Ok(value as $type)
-                        } else {
-                            Err(OUT)
-                        }
-                    }
-                    Ok(value) if value.is_finite() => Err("not an integer"),
-                    _ => Err(OUT),
+                    Ok(value) if value.is_finite() && value.fract() != 0.0 => Err("not an integer"),
+                    Ok(value) => crate::model::integral(value).ok_or(OUT),
+                    Err(_) => Err(OUT),
                 }
             }
             fn into_data(values: Vec<Self>) -> Data {
@@ -326,6 +321,9 @@ impl Element for f16 {
             return Err(BEYOND_FLOAT);
         }
         Ok(f16::from_f64(wide))
+    }
+    fn missing() -> Option<Self> {
+        Some(f16::NAN)
     }
     fn into_data(values: Vec<Self>) -> Data {
         Data::F16(values)

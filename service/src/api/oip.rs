@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 
 use crate::api::{NotFinite, Scorer};
 use crate::http::{self, ApiError, HttpResponse, Route};
-use crate::model::{self, Array, Data, ElementType, Model, for_each_data};
+use crate::model::{self, Array, Data, Dim, ElementType, Model, for_each_data};
 use crate::tensors::{self, Nulls};
 
 /// The only version a model has here.
@@ -151,6 +151,12 @@ pub enum InferError {
         name: String,
         model: String,
     },
+    Batch {
+        first: String,
+        rows: usize,
+        other: String,
+        other_rows: usize,
+    },
     Datatype {
         name: String,
         source: model::ConvertError,
@@ -208,6 +214,15 @@ impl fmt::Display for InferError {
                 write!(f, "input {name:?} is missing: model {model:?} takes it")
             }
             InferError::Datatype { name, source } => write!(f, "input {name:?}: {source}"),
+            InferError::Batch {
+                first,
+                rows,
+                other,
+                other_rows,
+            } => write!(
+                f,
+                "input {first:?} has {rows} rows but input {other:?} has {other_rows}: the inputs' first dimension is one batch"
+            ),
             InferError::UnknownOutput {
                 name,
                 model,
@@ -492,7 +507,7 @@ fn bind(scorer: &Scorer, inputs: Vec<(String, Array)>) -> Result<Vec<Array>, Api
             data,
         });
     }
-    bound
+    let arrays: Vec<Array> = bound
         .into_iter()
         .zip(specs)
         .map(|(array, spec)| {
@@ -503,7 +518,30 @@ fn bind(scorer: &Scorer, inputs: Vec<(String, Array)>) -> Result<Vec<Array>, Api
                 })
             })
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    // The open first axes of the inputs are one batch (the graph gives them one symbol):
+    // they must agree, or the graph cannot run.
+    let batched: Vec<(&Array, &str)> = arrays
+        .iter()
+        .zip(specs)
+        .filter(|(_, spec)| spec.shape.first() == Some(&Dim::Dynamic))
+        .map(|(array, spec)| (array, spec.name.as_str()))
+        .collect();
+    let rows = |array: &Array| array.shape.first().copied().unwrap_or(1);
+    if let Some(((first, first_name), (other, other_name))) = batched.first().and_then(|first| {
+        batched
+            .iter()
+            .find(|(a, _)| rows(a) != rows(first.0))
+            .map(|other| (*first, *other))
+    }) {
+        return Err(bad(InferError::Batch {
+            first: first_name.to_owned(),
+            rows: rows(first),
+            other: other_name.to_owned(),
+            other_rows: rows(other),
+        }));
+    }
+    Ok(arrays)
 }
 
 /// `POST /v2/models/{name}[/versions/{v}]/infer`.

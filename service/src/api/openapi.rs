@@ -145,7 +145,7 @@ fn batch(first: Dim, row: Value, limits: &Limits) -> Value {
 fn rows_forms(tensor: &TensorRows, limits: &Limits) -> Vec<Value> {
     let leaf = element(tensor.element, tensor.element.is_float());
     let row = nested(&tensor.row_shape, leaf);
-    vec![row.clone(), batch(Dim::Dynamic, row, limits)]
+    vec![row.clone(), batch(tensor.first, row, limits)]
 }
 
 /// `X` as one record, or a list of them: one key per input.
@@ -164,7 +164,8 @@ fn record_forms(columns: &[Column], limits: &Limits) -> Vec<Value> {
     vec![record.clone(), batch(Dim::Dynamic, record, limits)]
 }
 
-/// One row's score from `output`: a value, or its row nested.
+/// One row's score from `output`: a value where it declares one per row, else its row
+/// nested (as `/score` writes it).
 fn score_schema(output: &TensorSpec) -> Value {
     let leaf = element(output.element, false);
     let row = &output.shape[1.min(output.shape.len())..];

@@ -48,6 +48,8 @@ pub enum Contract {
 pub struct TensorRows {
     pub element: ElementType,
     pub rank: usize,
+    /// The input's first dimension: the rows, open or fixed.
+    pub first: Dim,
     /// The shape of one row: the input's after its first axis.
     pub row_shape: Vec<Dim>,
 }
@@ -89,6 +91,7 @@ impl Contract {
                 Some(TensorRows {
                     element: single.element,
                     rank: single.shape.len(),
+                    first: single.shape[0],
                     row_shape: row_shape.to_vec(),
                 })
             }
@@ -310,6 +313,7 @@ fn rows(scorer: &Scorer, parsed: &ScoreBody<'_>, tensor: &TensorRows) -> Result<
         element,
         rank,
         row_shape,
+        ..
     } = tensor;
     let (element, rank) = (*element, *rank);
     let x = parsed.x();
@@ -385,17 +389,18 @@ fn read_records(scorer: &Scorer, parsed: &ScoreBody<'_>, columns: &[Column]) -> 
                     field: column.name.clone(),
                 })
             })?;
-            let place = Place {
-                root: format!("X[{index}].{}", column.name),
-                path: Vec::new(),
-            };
-            fields.push((raw.get(), place));
+            fields.push(raw.get());
         }
         let shape = match column.rank {
             1 => vec![records.len()],
             _ => vec![records.len(), 1],
         };
-        let data = tensors::read_fields(fields.into_iter(), column.element).map_err(ApiError::bad_request)?;
+        let place = |index: usize| Place {
+            root: format!("X[{index}].{}", column.name),
+            path: Vec::new(),
+        };
+        let data =
+            tensors::read_fields(fields.into_iter(), column.element, place).map_err(ApiError::bad_request)?;
         scorer.check_shape(&shape, position, &format!("input {:?}", column.name))?;
         inputs.push(Array { shape, data });
     }
@@ -427,7 +432,17 @@ fn write_rows(
         )));
     }
     let per_row = output.per_row();
-    let row_shape: &[usize] = if per_row == 1 { &[] } else { &output.shape[1..] };
+    // A score is bare where the model declares one value per row; else nested, whatever
+    // this request's rows hold (an open dimension that is 1 today stays an array).
+    let declared = &scorer.model.outputs()[index].shape;
+    let bare = declared.iter().skip(1).all(|dim| *dim == Dim::Fixed(1));
+    if bare && per_row != 1 {
+        return Err(failed(format!(
+            "it declares one value per row, but answered shape {:?}",
+            output.shape
+        )));
+    }
+    let row_shape: &[usize] = if bare { &[] } else { &output.shape[1..] };
     out.push(b'[');
     for row in 0..rows {
         if row > 0 {

@@ -57,9 +57,11 @@ impl fmt::Display for Number {
     }
 }
 
-fn numbers(data: &Data) -> Option<Vec<Number>> {
-    fn ints<T: Copy + Into<i128>>(values: &[T]) -> Vec<Number> {
-        values.iter().map(|v| Number::Int((*v).into())).collect()
+/// The values as numbers, one at a time (never a copy of the whole tensor as numbers:
+/// a megabyte of UINT8 would be 32).
+fn numbers(data: &Data) -> Option<Box<dyn Iterator<Item = Number> + '_>> {
+    fn ints<T: Copy + Into<i128>>(values: &[T]) -> Box<dyn Iterator<Item = Number> + '_> {
+        Box::new(values.iter().map(|v| Number::Int((*v).into())))
     }
     Some(match data {
         Data::U8(v) => ints(v),
@@ -70,21 +72,29 @@ fn numbers(data: &Data) -> Option<Vec<Number>> {
         Data::I16(v) => ints(v),
         Data::I32(v) => ints(v),
         Data::I64(v) => ints(v),
-        Data::F16(v) => v.iter().map(|x| Number::Float(x.to_f64())).collect(),
-        Data::F32(v) => v.iter().map(|x| Number::Float(f64::from(*x))).collect(),
-        Data::F64(v) => v.iter().map(|x| Number::Float(*x)).collect(),
+        Data::F16(v) => Box::new(v.iter().map(|x| Number::Float(x.to_f64()))),
+        Data::F32(v) => Box::new(v.iter().map(|x| Number::Float(f64::from(*x)))),
+        Data::F64(v) => Box::new(v.iter().map(|x| Number::Float(*x))),
         Data::Bool(_) | Data::Str(_) => return None,
     })
 }
 
 /// The same value as an integer of type `T`, if it is one.
 fn exact_int<T: TryFrom<i128>>(number: Number) -> Option<T> {
-    let whole = match number {
-        Number::Int(value) => value,
-        Number::Float(value) if value.fract() == 0.0 && value.abs() < 1e38 => value as i128,
-        Number::Float(_) => return None,
-    };
-    T::try_from(whole).ok()
+    match number {
+        Number::Int(value) => T::try_from(value).ok(),
+        Number::Float(value) => integral(value),
+    }
+}
+
+/// `value` as an integer of type `T`, when it is a whole number `T` holds exactly.
+pub fn integral<T: TryFrom<i128>>(value: f64) -> Option<T> {
+    // Within i128's range (which every integer type's is inside), the cast is exact.
+    // NaN and the infinities have a NaN fraction, so they fail the first test.
+    if value.fract() != 0.0 || value.abs() >= 1e38 {
+        return None;
+    }
+    T::try_from(value as i128).ok()
 }
 
 /// The same value as a float, if `narrow` keeps it (NaN stays NaN).
@@ -111,18 +121,17 @@ pub fn convert(data: Data, to: ElementType) -> Result<Data, ConvertError> {
     if to == ElementType::Bool || to == ElementType::Str {
         return Err(types());
     }
-    let numbers = numbers(&data).ok_or_else(types)?;
+    let numbers = || numbers(&data).ok_or_else(types);
     fn all<T>(
-        numbers: &[Number],
+        numbers: Box<dyn Iterator<Item = Number> + '_>,
         from: ElementType,
         to: ElementType,
         one: impl Fn(Number) -> Option<T>,
     ) -> Result<Vec<T>, ConvertError> {
         numbers
-            .iter()
             .enumerate()
             .map(|(index, number)| {
-                one(*number).ok_or_else(|| ConvertError::Value {
+                one(number).ok_or_else(|| ConvertError::Value {
                     index,
                     value: number.to_string(),
                     from,
@@ -132,21 +141,21 @@ pub fn convert(data: Data, to: ElementType) -> Result<Data, ConvertError> {
             .collect()
     }
     Ok(match to {
-        ElementType::U8 => Data::U8(all(&numbers, from, to, exact_int)?),
-        ElementType::U16 => Data::U16(all(&numbers, from, to, exact_int)?),
-        ElementType::U32 => Data::U32(all(&numbers, from, to, exact_int)?),
-        ElementType::U64 => Data::U64(all(&numbers, from, to, exact_int)?),
-        ElementType::I8 => Data::I8(all(&numbers, from, to, exact_int)?),
-        ElementType::I16 => Data::I16(all(&numbers, from, to, exact_int)?),
-        ElementType::I32 => Data::I32(all(&numbers, from, to, exact_int)?),
-        ElementType::I64 => Data::I64(all(&numbers, from, to, exact_int)?),
-        ElementType::F16 => Data::F16(all(&numbers, from, to, |n| {
+        ElementType::U8 => Data::U8(all(numbers()?, from, to, exact_int)?),
+        ElementType::U16 => Data::U16(all(numbers()?, from, to, exact_int)?),
+        ElementType::U32 => Data::U32(all(numbers()?, from, to, exact_int)?),
+        ElementType::U64 => Data::U64(all(numbers()?, from, to, exact_int)?),
+        ElementType::I8 => Data::I8(all(numbers()?, from, to, exact_int)?),
+        ElementType::I16 => Data::I16(all(numbers()?, from, to, exact_int)?),
+        ElementType::I32 => Data::I32(all(numbers()?, from, to, exact_int)?),
+        ElementType::I64 => Data::I64(all(numbers()?, from, to, exact_int)?),
+        ElementType::F16 => Data::F16(all(numbers()?, from, to, |n| {
             exact_float(n, f16::from_f64, f16::to_f64)
         })?),
-        ElementType::F32 => Data::F32(all(&numbers, from, to, |n| {
+        ElementType::F32 => Data::F32(all(numbers()?, from, to, |n| {
             exact_float(n, |v| v as f32, f64::from)
         })?),
-        ElementType::F64 => Data::F64(all(&numbers, from, to, |n| exact_float(n, |v| v, |v| v))?),
+        ElementType::F64 => Data::F64(all(numbers()?, from, to, |n| exact_float(n, |v| v, |v| v))?),
         ElementType::Bool | ElementType::Str => return Err(types()),
     })
 }

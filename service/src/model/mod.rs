@@ -13,7 +13,7 @@ pub(crate) mod types;
 
 use std::path::Path;
 
-pub use convert::{ConvertError, convert};
+pub use convert::{ConvertError, convert, integral};
 pub use identity::Identity;
 pub use limits::{LimitError, ModelLimits};
 pub use onnx::{OnnxModel, tract_failed};

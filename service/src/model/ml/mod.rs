@@ -11,6 +11,7 @@
 mod array_feature_extractor;
 mod attrs;
 mod binarizer;
+mod checked_gather;
 mod feature_vectorizer;
 mod imputer;
 mod kernel;
@@ -36,6 +37,7 @@ pub(crate) fn onnx() -> Onnx {
         let _ = shape_cast::TRACT_CAST.set(*cast);
     }
     register.insert("Cast", shape_cast::parse);
+    register.insert("Gather", checked_gather::parse);
     register.insert("ArrayFeatureExtractor", array_feature_extractor::parse);
     register.insert("Binarizer", binarizer::parse);
     register.insert("FeatureVectorizer", feature_vectorizer::parse);

@@ -362,3 +362,53 @@ async fn integer_token_ids_and_images_go_through_score_as_nested_rows() {
         "{response:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_ids_outside_the_vocabulary_are_the_clients_400() {
+    // The embedding's table has 100 rows. Keras's take adds 100 to a negative id and ONNX's
+    // Gather counts what is still negative from the end, so ids -200..100 index it; anything
+    // else would have aborted the process inside tract.
+    let server = TestServer::serving(&zoo("keras_embedding"), Limits::default()).await;
+    let row = |last: &str| format!(r#"{{"X": [[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, {last}]]}}"#);
+    for edge in ["99", "-1", "-200"] {
+        let response = server.score(&row(edge)).await;
+        assert_eq!(response.status, 200, "{edge}: {response:?}");
+    }
+    for beyond in ["100", "100000", "-201"] {
+        let response = server.score(&row(beyond)).await;
+        assert_eq!(response.status, 400, "{beyond}: {response:?}");
+        assert!(
+            response
+                .error()
+                .contains("is outside the 100 entries of its table"),
+            "{beyond}: {response:?}"
+        );
+    }
+    // Past i64 (and INT32): refused as a value the type cannot hold, not saturated.
+    let response = server.score(&row("9.223372036854775808e18")).await;
+    assert_eq!(response.status, 400, "{response:?}");
+    assert!(
+        response
+            .error()
+            .contains("beyond the range of the input's integer type (INT32)"),
+        "{response:?}"
+    );
+    // The server still answers: the refusal did not take the process down.
+    assert_eq!(server.score(&row("7")).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inputs_that_disagree_on_the_batch_are_refused() {
+    let model = "dataframe_one_hot_logistic";
+    let server = TestServer::serving(&zoo(model), Limits::default()).await;
+    let mut inputs = frame_inputs();
+    inputs[3] = json!({"name": "age", "shape": [1, 1], "datatype": "INT64", "data": [31]});
+    let response = infer(&server, model, &json!({"inputs": inputs})).await;
+    assert_eq!(response.status, 400, "{response:?}");
+    assert!(
+        response.error().contains(
+            "input \"age\" has 1 rows but input \"income\" has 2: the inputs' first dimension is one batch"
+        ),
+        "{response:?}"
+    );
+}

@@ -415,9 +415,8 @@ fn functions(text: &str) -> Vec<(String, String, String)> {
 }
 
 /// The tests of a test crate (its files joined in `text`) that start one of the tools —
-/// directly (`Command::new("kubectl")`) or through a helper of the crate that does, or a
-/// test cluster whose kubelet runs containers (`Kubelet::Docker`) — without being marked
-/// ignored with what they need.
+/// directly (`Command::new("kubectl")`), through a constant naming one, or through a helper
+/// of the crate that does — without being marked ignored with what they need.
 fn unmarked_tool_tests(text: &str) -> Vec<String> {
     let functions = functions(text);
     // Constants that name a tool (`const KUBECTL: &str = "kubectl";`) start it too.

@@ -43,6 +43,9 @@ type MakeCmd<'a, C> = Box<dyn FnOnce(&C) -> anyhow::Result<Cmd<'a>> + 'a>;
 /// After a failed command's on-failure steps: what to tell the user, from what those steps
 /// observed (the context) and which of them failed (each as its line and its error).
 type Conclusion<'a, C> = Box<dyn FnOnce(&C, &[String]) -> String + 'a>;
+/// After steps that each ran whatever became of the one before: whether the plan goes on,
+/// from what they observed and which of them failed.
+type Outcome<'a, C> = Box<dyn FnOnce(&mut C, &[String]) -> anyhow::Result<()> + 'a>;
 
 enum Step<'a, C> {
     /// An external command, run to completion in the foreground.
@@ -91,6 +94,13 @@ enum Step<'a, C> {
     Probe {
         cmd: Command<'a, C>,
         on_probe: Action<'a, C, Probe>,
+    },
+    /// Steps that each run whatever became of the one before (clean up, then say what
+    /// is left), then `conclude`, which reads what they observed and which of them failed.
+    Each {
+        description: String,
+        steps: Plan<'a, C>,
+        conclude: Outcome<'a, C>,
     },
     /// Work the xtask does itself (an HTTP check, a wait), shown as a `#` line.
     Check {
@@ -285,6 +295,26 @@ impl<'a, C> Plan<'a, C> {
         self
     }
 
+    /// Adds the steps `build` adds, each run whatever became of the one before, then
+    /// `conclude` (`description` names it in the plan), given which of them failed, each
+    /// as its line and its error: what must happen even when a diagnosis fails (remove
+    /// a canary) goes here.
+    pub(crate) fn each(
+        &mut self,
+        build: impl FnOnce(&mut Plan<'a, C>),
+        description: impl Into<String>,
+        conclude: impl FnOnce(&mut C, &[String]) -> anyhow::Result<()> + 'a,
+    ) -> &mut Self {
+        let mut steps = Plan::new();
+        build(&mut steps);
+        self.steps.push(Step::Each {
+            description: description.into(),
+            steps,
+            conclude: Box::new(conclude),
+        });
+        self
+    }
+
     /// Adds a check of its own (`description`), then the steps `build` adds, which run
     /// only if `decide` says so when the plan reaches them.
     pub(crate) fn when_checked(
@@ -310,6 +340,15 @@ impl<'a, C> Plan<'a, C> {
     pub(crate) fn lines(&self) -> Vec<String> {
         let mut lines = Vec::new();
         for step in &self.steps {
+            if let Step::Each {
+                description, steps, ..
+            } = step
+            {
+                lines.push("# each of these, whatever became of the one before:".to_owned());
+                lines.extend(steps.lines().into_iter().map(|line| format!("  {line}")));
+                lines.push(format!("# {description}"));
+                continue;
+            }
             lines.push(step.to_string());
             match step {
                 Step::When { condition, then, .. } | Step::WhenChecked { condition, then, .. } => {
@@ -454,6 +493,15 @@ impl<'a, C> Plan<'a, C> {
                     let probe = run_probe(cmd.resolve(context)?)?;
                     on_probe(context, probe)?;
                 }
+                Step::Each {
+                    description,
+                    steps,
+                    conclude,
+                } => {
+                    let failed = steps.run_each(context);
+                    eprintln!("# {description}");
+                    conclude(context, &failed)?;
+                }
                 Step::Check { description, action } => {
                     eprintln!("# {description}");
                     action(context, ())?;
@@ -553,8 +601,9 @@ impl<C> fmt::Display for Step<'_, C> {
             Step::Run { cmd, .. } | Step::Read { cmd, .. } => write!(f, "$ {cmd}"),
             Step::Start { cmd, log, .. } => write!(f, "$ {cmd} >{} 2>&1 &", log.display()),
             Step::When { probe, .. } | Step::Probe { cmd: probe, .. } => write!(f, "$ {probe}"),
-            Step::WhenChecked { description, .. } => write!(f, "# {description}"),
-            Step::Check { description, .. } => write!(f, "# {description}"),
+            Step::WhenChecked { description, .. }
+            | Step::Each { description, .. }
+            | Step::Check { description, .. } => write!(f, "# {description}"),
         }
     }
 }
@@ -712,5 +761,40 @@ mod tests {
             .check("would fail", |_| anyhow::bail!("ran"));
         assert_eq!(plan.lines(), ["$ false", "# would fail"]);
         plan.execute(true).unwrap();
+    }
+
+    #[test]
+    fn each_step_of_a_cleanup_runs_whatever_became_of_the_one_before() {
+        let sh = Shell::new().unwrap();
+        let mut plan: Plan<Vec<&str>> = Plan::new();
+        plan.each(
+            |steps| {
+                steps.run(cmd!(sh, "false"), "unused").check("remove it", |ran| {
+                    ran.push("removed");
+                    Ok(())
+                });
+            },
+            "say what is left",
+            |ran, failed| {
+                ran.push("concluded");
+                anyhow::ensure!(
+                    failed.len() == 1 && failed[0].starts_with("$ false ("),
+                    "{failed:?}"
+                );
+                Ok(())
+            },
+        );
+        assert_eq!(
+            plan.lines(),
+            [
+                "# each of these, whatever became of the one before:",
+                "  $ false",
+                "  # remove it",
+                "# say what is left"
+            ]
+        );
+        let mut ran = Vec::new();
+        plan.execute_with(false, &mut ran).unwrap();
+        assert_eq!(ran, ["removed", "concluded"]);
     }
 }

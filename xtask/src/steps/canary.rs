@@ -25,6 +25,12 @@ use crate::steps::push::Release;
 use crate::steps::smoke::{REQUEST, score_request};
 use crate::steps::tracks::{Figures, Snapshot, Thresholds, Verdict, agree, canary_replicas};
 
+/// The API server's path to `path` on port `port` of `pod`: the pod proxy, which reaches
+/// a pod wherever the xtask runs, through the credentials kubectl already has.
+fn pod_proxy(namespace: &str, pod: &str, port: &str, path: &str) -> String {
+    format!("/api/v1/namespaces/{namespace}/pods/{pod}:{port}/proxy{path}")
+}
+
 /// The label that tells the tracks apart; stable pods do not carry it.
 pub(crate) const TRACK_LABEL: &str = "track";
 /// The canary Deployment's name: the app's, and this.
@@ -76,19 +82,16 @@ pub(crate) fn add_analysis<'a>(
     model: Option<String>,
     options: &CanaryOptions,
 ) {
-    let namespace = kubectl.namespace.clone();
-    let proxy = |pod: &str, port: &str, path: &str| {
-        format!("/api/v1/namespaces/{namespace}/pods/{pod}:{port}/proxy{path}")
-    };
+    let proxy = |pod: &str, port: &str, path: &str| pod_proxy(&kubectl.namespace, pod, port, path);
     let rows = match &options.check_rows {
         Some(file) => format!("the rows of {}", file.display()),
         None => "one row shaped as the model declares (the smoke row)".to_owned(),
     };
     let description = format!(
-        "analyse for {:?}: list both tracks' ready pods ($ kubectl get pods --selector app={app}); read each pod's /metrics through the API server's pod proxy before and after ($ kubectl get --raw {}); send {rows} to one pod of each track ($ kubectl create --raw {} --filename ROWS); fail on answers that differ by more than {} (relative), fewer than {} canary requests, a 5xx rate over stable's by {} percentage points, a 4xx rate by {}, or a p99 latency over {}x stable's and {} ms more",
+        "analyse for {:?}: list both tracks' ready pods ($ kubectl get pods --selector app={app}); send {rows} to one pod of each track ($ kubectl create --raw {} --filename ROWS); read each pod's /metrics through the API server's pod proxy before and after the window ($ kubectl get --raw {}); fail on answers that differ by more than {} (relative), fewer than {} canary requests, a 5xx rate over stable's by {} percentage points, a 4xx rate by {}, or a p99 latency over {}x stable's and {} ms more",
         options.duration,
-        proxy("POD", "metrics", "/metrics"),
         proxy("POD", "http", "/score"),
+        proxy("POD", "metrics", "/metrics"),
         options.tolerance,
         options.thresholds.min_requests,
         options.thresholds.max_server_error_rate * 100.0,
@@ -124,10 +127,7 @@ struct Analysis<'a> {
 
 impl Analysis<'_> {
     fn proxy(&self, pod: &str, port: &str, path: &str) -> String {
-        format!(
-            "/api/v1/namespaces/{}/pods/{pod}:{port}/proxy{path}",
-            self.kubectl.namespace
-        )
+        pod_proxy(&self.kubectl.namespace, pod, port, path)
     }
 
     /// Both tracks' ready pods: (stable, canary).
@@ -164,15 +164,14 @@ impl Analysis<'_> {
         Ok((stable, canary))
     }
 
-    fn metrics(&self, pods: &[String]) -> anyhow::Result<Snapshot> {
-        let snapshots = pods
-            .iter()
+    /// Each pod's `/metrics`, in the order of `pods`.
+    fn metrics(&self, pods: &[String]) -> anyhow::Result<Vec<Snapshot>> {
+        pods.iter()
             .map(|pod| {
                 let path = self.proxy(pod, "metrics", "/metrics");
                 query(self.kubectl.cluster_wide(["get", "--raw", &path])).map(|text| Snapshot::parse(&text))
             })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        Ok(Snapshot::sum(&snapshots))
+            .collect()
     }
 
     /// The body of the check request, and the answer expected of the canary, if given.
@@ -212,45 +211,76 @@ impl Analysis<'_> {
         serde_json::from_str(&answer).with_context(|| format!("pod {pod} answered {answer:?}"))
     }
 
-    fn run(&self) -> anyhow::Result<Verdict> {
-        let (stable, canary) = self.pods()?;
-        let before = (self.metrics(&stable)?, self.metrics(&canary)?);
-        let (body, expected) = self.check_body(&canary[0])?;
+    /// Sends the check rows to a pod of each track and compares the answers.
+    fn check(&self, stable_pod: &str, canary_pod: &str) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+        let (body, expected) = self.check_body(canary_pod)?;
         let file = std::env::temp_dir().join(format!("xtask-canary-rows-{}.json", std::process::id()));
         std::fs::write(&file, &body).with_context(|| format!("write {}", file.display()))?;
-        let answers = (self.score(&stable[0], &file), self.score(&canary[0], &file));
+        let (stable, canary) = (self.score(stable_pod, &file), self.score(canary_pod, &file));
         let _ = std::fs::remove_file(&file);
-        let (stable_answer, canary_answer) = (answers.0?, answers.1?);
-        let tolerance = self.options.tolerance;
-        let mut checks = vec![format!(
-            "{body} -> stable {stable_answer}, canary {canary_answer}"
-        )];
-        let mut disagreements = Vec::new();
-        let reference = match &expected {
-            Some(expected) => {
-                checks.push(format!("expected {expected}"));
-                (expected, "the expected answer")
-            }
-            None => (&stable_answer, "the stable track's"),
-        };
-        if !agree(&canary_answer, reference.0, tolerance) {
-            disagreements.push(format!(
-                "the canary answered {canary_answer} where {} is {} (beyond a tolerance of {tolerance})",
-                reference.1, reference.0
-            ));
-        }
+        compare_answers(&body, expected, stable, canary, self.options.tolerance)
+    }
+
+    fn run(&self) -> anyhow::Result<Verdict> {
+        let (stable, canary) = self.pods()?;
+        let (checks, disagreements) = self.check(&stable[0], &canary[0])?;
+        // Read after the check rows, so their answers (a 4xx, say) are not in the figures.
+        let before = (self.metrics(&stable)?, self.metrics(&canary)?);
         eprintln!("# watching both tracks for {:?}", self.options.duration);
         std::thread::sleep(self.options.duration);
         let after = (self.metrics(&stable)?, self.metrics(&canary)?);
         let duration = self.options.duration;
         Ok(Verdict::decide(
-            Figures::of(&after.0.since(&before.0), duration),
-            Figures::of(&after.1.since(&before.1), duration),
+            Figures::of(&Snapshot::window(&before.0, &after.0), duration),
+            Figures::of(&Snapshot::window(&before.1, &after.1), duration),
             &self.options.thresholds,
             checks,
             disagreements,
         ))
     }
+}
+
+/// The check rows' answers compared: the lines to show, and the disagreements. The canary
+/// must answer, and agree with the `expected` answers if the rows give them, else with the
+/// stable track's; without expected answers, a stable track that cannot answer leaves
+/// nothing to compare with.
+fn compare_answers(
+    body: &str,
+    expected: Option<Value>,
+    stable: anyhow::Result<Value>,
+    canary: anyhow::Result<Value>,
+    tolerance: f64,
+) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+    let shown = |answer: &anyhow::Result<Value>| match answer {
+        Ok(answer) => answer.to_string(),
+        Err(err) => format!("no answer ({err:#})"),
+    };
+    let mut checks = vec![format!(
+        "{body} -> stable {}, canary {}",
+        shown(&stable),
+        shown(&canary)
+    )];
+    let reference = match (expected, stable) {
+        (Some(expected), _) => {
+            checks.push(format!("expected {expected}"));
+            (expected, "the expected answer")
+        }
+        (None, Ok(stable)) => (stable, "the stable track's"),
+        // A new model may take rows the old one refuses: then only expected answers
+        // can say whether the canary is right.
+        (None, Err(err)) => bail!(
+            "the stable track did not answer the check rows ({err:#}): if the new model takes other input, give the answers it must give as \"expected\" beside \"X\" in --check-rows FILE"
+        ),
+    };
+    let disagreement = match canary {
+        Err(err) => Some(format!("the canary did not answer the check rows: {err:#}")),
+        Ok(canary) if !agree(&canary, &reference.0, tolerance) => Some(format!(
+            "the canary answered {canary} where {} is {} (beyond a tolerance of {tolerance})",
+            reference.1, reference.0
+        )),
+        Ok(_) => None,
+    };
+    Ok((checks, disagreement.into_iter().collect()))
 }
 
 /// Adds: read the stable Deployment, which a canary needs beside it, and keep its count.
@@ -293,17 +323,17 @@ pub(crate) fn add_remove_canary<'a>(plan: &mut Plan<'a, Release>, kubectl: &Kube
     );
 }
 
-/// Adds: read what the stable track serves now, for the last word.
-pub(crate) fn add_read_serving<'a>(plan: &mut Plan<'a, Release>, kubectl: &Kubectl<'a>, app: &str) {
-    plan.read(
-        kubectl.namespaced(["get", "deployment", app, "--output", "json"]),
-        "see `kubectl get deployment`",
-        |release, json| {
-            let deployment: Value = serde_json::from_str(&json).context("kubectl printed no JSON")?;
-            release.serving = Some(describe_serving(&deployment));
-            Ok(())
-        },
-    );
+/// What became of the canary, from which clean-up steps `failed`: removed, or not.
+pub(crate) fn removal(failed: &[String], app: &str) -> String {
+    match failed
+        .iter()
+        .find(|step| step.contains(&format!(" delete deployment/{app}{CANARY_SUFFIX} ")))
+    {
+        Some(step) => format!(
+            "the canary could NOT be removed ({step}): delete it by hand, `kubectl delete deployment/{app}{CANARY_SUFFIX}`, so it stops taking traffic"
+        ),
+        None => "the canary was removed".to_owned(),
+    }
 }
 
 #[cfg(test)]
@@ -329,5 +359,76 @@ mod tests {
             "r/i@sha256:01"
         );
         assert!(canary_manifest(rendered, "other", 1).is_err());
+    }
+
+    #[test]
+    fn check_rows_compare_with_the_expected_answers_else_the_stable_tracks() {
+        let body = r#"{"X": [[1, 2]]}"#;
+        let refused = || Err(anyhow::anyhow!("400: X holds rows of shape [2]"));
+        // Expected answers given: the stable track need not answer (a new input shape).
+        let (checks, disagreements) = compare_answers(
+            body,
+            Some(json!({"score": [3]})),
+            refused(),
+            Ok(json!({"score": [3]})),
+            1e-6,
+        )
+        .unwrap();
+        assert!(disagreements.is_empty(), "{disagreements:?}");
+        assert!(
+            checks[0].contains("stable no answer (400: X holds rows"),
+            "{checks:?}"
+        );
+        let (_, disagreements) = compare_answers(
+            body,
+            Some(json!({"score": [3]})),
+            refused(),
+            Ok(json!({"score": [4]})),
+            1e-6,
+        )
+        .unwrap();
+        assert!(
+            disagreements[0].contains("where the expected answer is"),
+            "{disagreements:?}"
+        );
+        // None given: the stable track's answer is the reference, and without it there is none.
+        let (_, disagreements) = compare_answers(
+            body,
+            None,
+            Ok(json!({"score": [3.0]})),
+            Ok(json!({"score": [3.5]})),
+            1e-6,
+        )
+        .unwrap();
+        assert!(
+            disagreements[0].contains("where the stable track's is"),
+            "{disagreements:?}"
+        );
+        let err = compare_answers(body, None, refused(), Ok(json!({"score": [3]})), 1e-6).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("give the answers it must give as \"expected\""),
+            "{err}"
+        );
+        // A canary that cannot answer disagrees.
+        let (_, disagreements) =
+            compare_answers(body, None, Ok(json!({"score": [3]})), refused(), 1e-6).unwrap();
+        assert!(
+            disagreements[0].contains("the canary did not answer the check rows: 400"),
+            "{disagreements:?}"
+        );
+    }
+
+    #[test]
+    fn the_canary_is_said_removed_only_when_its_deletion_did_not_fail() {
+        assert_eq!(removal(&[], "web"), "the canary was removed");
+        let failed = ["$ kubectl get events --namespace n (exit status 1)".to_owned()];
+        assert_eq!(removal(&failed, "web"), "the canary was removed");
+        let failed = ["$ kubectl delete deployment/web-canary --ignore-not-found --wait=true --timeout=120s --namespace n (timed out)".to_owned()];
+        assert!(
+            removal(&failed, "web").starts_with("the canary could NOT be removed"),
+            "{}",
+            removal(&failed, "web")
+        );
     }
 }

@@ -188,14 +188,18 @@ fn add_diagnosis<'a>(
         );
     }
     // Last, whatever became of the steps above: what the cluster serves now.
+    add_read_serving(plan, kubectl, app);
+}
+
+/// Adds: read what the app's Deployment serves now (into `release.serving`), for the last
+/// word of a task that changed it or meant to.
+pub(crate) fn add_read_serving<'a>(plan: &mut Plan<'a, Release>, kubectl: &Kubectl<'a>, app: &str) {
     plan.read(
-        kubectl.namespaced(["get", deployment, "--output", "json"]),
+        kubectl.namespaced(["get", "deployment", app, "--output", "json"]),
         "see `kubectl get deployment`",
         |release, json| {
             let deployment: Value = serde_json::from_str(&json).context("kubectl printed no JSON")?;
-            let serving = describe_serving(&deployment);
-            eprintln!("the cluster now serves {serving}");
-            release.serving = Some(serving);
+            release.serving = Some(describe_serving(&deployment));
             Ok(())
         },
     );

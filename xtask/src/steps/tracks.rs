@@ -80,8 +80,38 @@ impl Snapshot {
         total
     }
 
-    /// What happened between `before` and `self`.
+    /// What a track's pods counted over the window: each pod's own difference (`before`
+    /// and `after` in the same pod order), summed.
+    pub(crate) fn window(before: &[Snapshot], after: &[Snapshot]) -> Snapshot {
+        let each: Vec<Snapshot> = after
+            .iter()
+            .zip(before)
+            .map(|(now, then)| now.since(then))
+            .collect();
+        Snapshot::sum(&each)
+    }
+
+    /// What one pod counted between `before` and `self`. A counter below its earlier value
+    /// means the pod restarted in between and counted from zero again: then all it counted
+    /// is in the window (as Prometheus' `increase` takes it).
     pub(crate) fn since(&self, before: &Snapshot) -> Snapshot {
+        let fell = self.by_status.iter().any(|(status, count)| {
+            before
+                .by_status
+                .get(status)
+                .is_some_and(|earlier| count < earlier)
+        }) || self.buckets.iter().any(|(bound, count)| {
+            before
+                .buckets
+                .iter()
+                .any(|(b, earlier)| b == bound && count < earlier)
+        }) || before
+            .by_status
+            .keys()
+            .any(|status| !self.by_status.contains_key(status));
+        if fell {
+            return self.clone();
+        }
         let by_status = self
             .by_status
             .iter()
@@ -315,14 +345,16 @@ impl fmt::Display for Verdict {
     }
 }
 
-/// Whether two JSON answers agree: the same shape, strings and integers equal, numbers
-/// within `tolerance` of the larger magnitude (at least 1).
+/// Whether two JSON answers agree: the same shape, strings equal, two integers (class
+/// labels, counts) equal, other numbers within `tolerance` of the larger magnitude (at
+/// least 1).
 pub(crate) fn agree(a: &serde_json::Value, b: &serde_json::Value, tolerance: f64) -> bool {
     use serde_json::Value;
     match (a, b) {
+        (Value::Number(x), Value::Number(y)) if !x.is_f64() && !y.is_f64() => x == y,
         (Value::Number(x), Value::Number(y)) => match (x.as_f64(), y.as_f64()) {
             (Some(x), Some(y)) => (x - y).abs() <= tolerance * x.abs().max(y.abs()).max(1.0),
-            _ => x == y,
+            _ => false,
         },
         (Value::Array(xs), Value::Array(ys)) => {
             xs.len() == ys.len() && xs.iter().zip(ys).all(|(x, y)| agree(x, y, tolerance))
@@ -394,7 +426,6 @@ http_request_duration_seconds_bucket{le="0.001",route="/healthz"} 1000
 
     #[test]
     fn the_verdict_names_each_threshold_broken_with_its_figures() {
-        let window = Duration::from_secs(10);
         let track = |requests: f64, server: f64, client: f64, p99: f64| Figures {
             requests,
             per_second: requests / 10.0,
@@ -468,7 +499,6 @@ http_request_duration_seconds_bucket{le="0.001",route="/healthz"} 1000
                 .contains("answered 3 requests, fewer than the 20"),
             "{idle}"
         );
-        let _ = window;
     }
 
     #[test]
@@ -481,6 +511,27 @@ http_request_duration_seconds_bucket{le="0.001",route="/healthz"} 1000
         assert!(!agree(&a, &serde_json::json!({"score": [1.1, "cat"]}), 1e-6));
         assert!(!agree(&a, &serde_json::json!({"score": [1.0, "dog"]}), 1e-6));
         assert!(!agree(&a, &serde_json::json!({"score": [1.0]}), 1e-6));
+        // Two integers are labels or counts: equal, or not, whatever the tolerance.
+        let (id, next) = (serde_json::json!(1_000_000_000), serde_json::json!(1_000_000_001));
+        assert!(!agree(&id, &next, 1e-6));
+        assert!(
+            agree(&id, &serde_json::json!(1_000_000_000.0), 1e-6),
+            "1e9 as a float"
+        );
+    }
+
+    #[test]
+    fn a_pod_that_restarted_in_the_window_counts_from_zero() {
+        let counted = |ok: f64, slow: f64| Snapshot {
+            by_status: BTreeMap::from([(200, ok)]),
+            buckets: vec![(0.001, ok - slow), (f64::INFINITY, ok)],
+        };
+        // Pod a answered 100 more; pod b restarted and has answered 7 since.
+        let before = [counted(500.0, 0.0), counted(900.0, 10.0)];
+        let after = [counted(600.0, 0.0), counted(7.0, 1.0)];
+        let window = Snapshot::window(&before, &after);
+        assert_eq!(window.by_status[&200], 107.0);
+        assert_eq!(window.buckets, vec![(0.001, 106.0), (f64::INFINITY, 107.0)]);
     }
 
     #[test]

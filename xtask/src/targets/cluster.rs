@@ -22,7 +22,7 @@ use crate::core::process::{Poll, WaitError, poll_until};
 use crate::core::settings::{Settings, SettingsArgs};
 use crate::core::target::TargetKind;
 use crate::steps::canary::{self, CANARY_SUFFIX, CanaryOptions, TRACK_LABEL};
-use crate::steps::deploy::{Rollout, add_deploy, add_pod_diagnosis};
+use crate::steps::deploy::{Rollout, add_deploy, add_pod_diagnosis, add_read_serving};
 use crate::steps::engine::add_engine_check;
 use crate::steps::image::Image;
 use crate::steps::kubectl::{Kubectl, current_context};
@@ -166,7 +166,7 @@ impl<'a> Cluster<'a> {
         push::add_recorded(&mut plan, self.record(), self.reference(model)?, self.kind);
         self.kubectl
             .add_context_check(&mut plan, self.get_context.clone());
-        self.add_deploy(&mut plan, &renderer, rollout)?;
+        self.add_deploy(&mut plan, &renderer, &git::commit(self.sh)?, rollout);
         Ok(plan)
     }
 
@@ -174,18 +174,18 @@ impl<'a> Cluster<'a> {
         &self,
         plan: &mut Plan<'a, Release>,
         renderer: &Renderer<'a>,
+        commit: &str,
         rollout: Rollout,
-    ) -> anyhow::Result<()> {
+    ) {
         add_deploy(
             plan,
             renderer,
             &self.kubectl,
             &self.settings.app,
             self.state.join("rendered.yaml"),
-            &git::commit(self.sh)?,
+            commit,
             rollout,
         );
-        Ok(())
     }
 
     /// The canary release: the new release beside the stable track, analysed; promoted
@@ -206,8 +206,9 @@ impl<'a> Cluster<'a> {
             self.state.join("canary-source.yaml"),
             self.state.join("canary.yaml"),
         );
+        let commit = git::commit(self.sh)?;
         let written = source.clone();
-        renderer.add_render(plan, &git::commit(self.sh)?, move |yaml| {
+        renderer.add_render(plan, &commit, move |yaml| {
             std::fs::write(&written, yaml).with_context(|| format!("write {}", written.display()))
         });
         plan.check(
@@ -245,14 +246,18 @@ impl<'a> Cluster<'a> {
             |failed| {
                 add_pod_diagnosis(failed, kubectl, &selector);
                 canary::add_remove_canary(failed, kubectl, app);
-                canary::add_read_serving(failed, kubectl, app);
+                add_read_serving(failed, kubectl, app);
             },
-            |release: &Release, failed: &[String]| {
-                let serving = release.serving.as_deref().unwrap_or("what it serves could not be read");
-                let failed = if failed.is_empty() { String::new() } else { format!("; these steps failed too: {}", failed.join("; ")) };
-                format!(
-                    "the canary's pods did not become ready (why: above); the canary was removed, and the stable track, untouched, serves {serving}{failed}"
-                )
+            {
+                let app = app.to_owned();
+                move |release: &Release, failed: &[String]| {
+                    let serving = release.serving.as_deref().unwrap_or("what it serves could not be read");
+                    let others = if failed.is_empty() { String::new() } else { format!("; these steps failed too: {}", failed.join("; ")) };
+                    format!(
+                        "the canary's pods did not become ready (why: above); {}, and the stable track, untouched, serves {serving}{others}",
+                        canary::removal(failed, &app)
+                    )
+                }
             },
         );
         canary::add_analysis(plan, kubectl, app, model, canary);
@@ -261,7 +266,7 @@ impl<'a> Cluster<'a> {
             "the canary passed its analysis: promote it".to_owned(),
             |release: &mut Release| Ok(release.verdict.as_ref().is_some_and(|v| v.passed())),
             |promote| {
-                let _ = self.add_deploy(promote, renderer, rollout);
+                self.add_deploy(promote, renderer, &commit, rollout);
                 canary::add_remove_canary(promote, kubectl, app);
             },
         );
@@ -270,16 +275,26 @@ impl<'a> Cluster<'a> {
             "the canary failed its analysis: abort it".to_owned(),
             |release: &mut Release| Ok(release.verdict.as_ref().is_some_and(|v| !v.passed())),
             |abort| {
-                add_pod_diagnosis(abort, kubectl, &selector);
-                canary::add_remove_canary(abort, kubectl, app);
-                canary::add_read_serving(abort, kubectl, app);
-                abort.check("report the verdict, and what the stable track serves".to_owned(), |release| {
-                    let verdict = release.verdict.as_ref().map(ToString::to_string).unwrap_or_default();
-                    let serving = release.serving.as_deref().unwrap_or("what it serves could not be read");
-                    bail!(
-                        "the canary failed its analysis:\n{verdict}\nthe canary was removed, and the stable track, untouched, serves {serving}. Fix the cause and ship again"
-                    )
-                });
+                // The canary goes even if its diagnosis cannot be read.
+                abort.each(
+                    |steps| {
+                        add_pod_diagnosis(steps, kubectl, &selector);
+                        canary::add_remove_canary(steps, kubectl, app);
+                        add_read_serving(steps, kubectl, app);
+                    },
+                    "report the verdict, what became of the canary, and what the stable track serves",
+                    {
+                        let app = app.to_owned();
+                        move |release: &mut Release, failed: &[String]| {
+                            let verdict = release.verdict.as_ref().map(ToString::to_string).unwrap_or_default();
+                            let serving = release.serving.as_deref().unwrap_or("what it serves could not be read");
+                            bail!(
+                                "the canary failed its analysis:\n{verdict}\n{}, and the stable track, untouched, serves {serving}. Fix the cause and ship again",
+                                canary::removal(failed, &app)
+                            )
+                        }
+                    },
+                );
             },
         );
         Ok(())
@@ -356,7 +371,7 @@ impl<'a> Cluster<'a> {
 
     /// Adds: read the stable Deployment and say what it serves, after `what`.
     fn add_report_serving(&self, plan: &mut Plan<'a, Release>, what: &'static str) {
-        canary::add_read_serving(plan, &self.kubectl, &self.settings.app);
+        add_read_serving(plan, &self.kubectl, &self.settings.app);
         plan.check("say what the stable track serves".to_owned(), move |release| {
             println!(
                 "{what}: the stable track serves {}",
@@ -395,7 +410,7 @@ impl<'s> Target for Cluster<'s> {
         }
         let model_name = model.map(|m| m.name.clone());
         match &options.canary {
-            None => self.add_deploy(&mut plan, &renderer, options.rollout)?,
+            None => self.add_deploy(&mut plan, &renderer, &git::commit(self.sh)?, options.rollout),
             Some(canary) => {
                 self.add_canary(&mut plan, &renderer, options.rollout, canary, model_name.clone())?
             }

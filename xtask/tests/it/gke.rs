@@ -765,7 +765,7 @@ fn deploy_and_ship_plans_list_every_command_in_order() {
                 "  $ kubectl logs <the first pod not ready> --all-containers --tail=20 {context} --namespace mlops"
             ),
             // Last, whatever became of the rest: what the cluster serves, read from it.
-            format!("  $ kubectl get deployment/score-app --output json {context} --namespace mlops"),
+            format!("  $ kubectl get deployment score-app --output json {context} --namespace mlops"),
         ]
     );
 
@@ -837,7 +837,7 @@ fn deploy_and_ship_plans_list_every_command_in_order() {
             format!(
                 "  $ kubectl rollout status deployment/score-app --timeout=300s {context} --namespace mlops"
             ),
-            format!("  $ kubectl get deployment/score-app --output json {context} --namespace mlops"),
+            format!("  $ kubectl get deployment score-app --output json {context} --namespace mlops"),
             format!(
                 "# wait up to 600s for service score-app (context {GKE_CONTEXT}, namespace mlops) to get an external address, then smoke test http://ADDRESS:5000"
             ),

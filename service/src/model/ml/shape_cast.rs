@@ -2,9 +2,10 @@
 //! (`Shape`, `Cast` to int32, `Slice`, `Concat`, `Cast` back to int64, `Expand` — the
 //! zeros of an LSTM's initial state, sized by the batch). tract keeps a shape's
 //! dimensions symbolic through integer operations, but a Cast to int32 turns the batch
-//! into an unknown, and the Expand after it cannot be typed. This Cast keeps a symbolic
-//! integer symbolic when the cast is between integers (which cannot change a dimension);
-//! every other Cast is tract's own.
+//! into an unknown, and the Expand after it cannot be typed. This Cast leaves a symbolic
+//! dimension as it is when the target is int32, uint32 or uint64, which hold any
+//! dimension a request within the size limits can have; on plain tensors it casts as
+//! tract's core cast does, and every other Cast is tract's own.
 
 use std::sync::OnceLock;
 
@@ -23,7 +24,7 @@ pub(crate) fn parse(
     node: &NodeProto,
 ) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
     let to = node.get_attr::<DatumType>("to")?;
-    if to.is_integer() && to != DatumType::I64 {
+    if matches!(to, DatumType::I32 | DatumType::U32 | DatumType::U64) {
         return Ok((expand(ShapeCast { to }), vec![]));
     }
     let tract_cast = TRACT_CAST

@@ -37,11 +37,8 @@
 //! - Field selectors accept any dotted path (the apiserver allows a fixed few per kind).
 //!   `limit` is ignored (no paging); watches keep the last 20,000 changes and send no
 //!   bookmarks; deletion is always background (no foreground or orphan propagation).
-//! - Deployments: when the template changes (a rollout or a rollback) the `Progressing`
-//!   condition restarts at once, where the real controller may show a stale
-//!   `ProgressDeadlineExceeded` until it sees progress. Template hashes have the real
-//!   shape, not the real values. `ClusterOptions::progress_deadline` overrides every
-//!   deployment's deadline.
+//! - Deployments: template hashes have the real shape, not the real values.
+//!   `ClusterOptions::progress_deadline` overrides every deployment's deadline.
 //! - Autoscalers have no metrics: they keep the target within min and max replicas.
 //! - The kubelet: one node, `fake-kube-node`; containers of a pod run as separate Docker
 //!   containers (no shared network namespace or emptyDir between them); probe periods

@@ -397,6 +397,97 @@ fn prune_history(store: &mut Store, deployment: &Value, sets: &[Arc<Value>], new
     }
 }
 
+/// What one pass of the controller found about the rollout to `new_rs`.
+struct RolloutPass<'a> {
+    new_rs: &'a str,
+    /// The pass created the ReplicaSet (a new template), rather than finding it (a
+    /// rollback, or an apply of an older template).
+    created_new: bool,
+    /// Every pod wanted is updated and available, and no old one is left.
+    complete: bool,
+    /// No pod of an older ReplicaSet is left.
+    all_updated: bool,
+    /// More pods updated, ready or available, or fewer old ones, than the last pass saw.
+    made_progress: bool,
+    deadline: Duration,
+}
+
+/// Sets the `Progressing` condition as the real controller does (`getNewReplicaSet`, then
+/// `syncRolloutStatus`): a created ReplicaSet starts the clock; a found one only when no
+/// condition is recorded, so a `ProgressDeadlineExceeded` stays — naming the ReplicaSet
+/// that timed out — until progress or completion replaces it; a finished rollout's
+/// condition never times out.
+fn set_progressing(conditions: &mut Vec<Value>, pass: &RolloutPass, now: &str) {
+    let quoted = format!("{:?}", pass.new_rs);
+    let condition = |ok: bool, reason: &str, message: String| {
+        json!({
+            "type": "Progressing",
+            "status": if ok { "True" } else { "False" },
+            "lastUpdateTime": now,
+            "lastTransitionTime": now,
+            "reason": reason,
+            "message": message,
+        })
+    };
+    let progressing = conditions.iter().find(|c| c["type"] == "Progressing").cloned();
+    let reason = progressing
+        .as_ref()
+        .and_then(|c| c["reason"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    if pass.created_new {
+        let created = condition(
+            true,
+            "NewReplicaSetCreated",
+            format!("Created new replica set {quoted}"),
+        );
+        set_condition(conditions, created);
+    } else if progressing.is_none() {
+        let found = condition(
+            true,
+            "FoundNewReplicaSet",
+            format!("Found new replica set {quoted}"),
+        );
+        set_condition(conditions, found);
+    } else if reason == "NewReplicaSetAvailable" && pass.all_updated {
+        // Complete, and still complete.
+    } else if pass.complete {
+        let available = condition(
+            true,
+            "NewReplicaSetAvailable",
+            format!("ReplicaSet {quoted} has successfully progressed."),
+        );
+        set_condition(conditions, available);
+    } else if pass.made_progress {
+        let mut fresh = condition(
+            true,
+            "ReplicaSetUpdated",
+            format!("ReplicaSet {quoted} is progressing."),
+        );
+        if let Some(current) = &progressing
+            && current["status"] == "True"
+        {
+            fresh["lastTransitionTime"] = current["lastTransitionTime"].clone();
+        }
+        conditions.retain(|c| c["type"] != "Progressing");
+        conditions.push(fresh);
+    } else if reason != "ProgressDeadlineExceeded" && reason != "NewReplicaSetAvailable" {
+        let since = progressing
+            .as_ref()
+            .and_then(|c| c["lastUpdateTime"].as_str())
+            .map(util::age)
+            .unwrap_or_default();
+        if since > pass.deadline {
+            let timed_out = condition(
+                false,
+                "ProgressDeadlineExceeded",
+                format!("ReplicaSet {quoted} has timed out progressing."),
+            );
+            set_condition(conditions, timed_out);
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)] // one call site; the arguments are the pass's findings
 fn write_status(
     store: &mut Store,
@@ -489,92 +580,21 @@ fn write_status(
         )
     });
     if let Some(new_rs) = new_rs {
-        let rs_name = name_of(new_rs);
-        let quoted = format!("{rs_name:?}");
-        let progressing = conditions.iter().find(|c| c["type"] == "Progressing").cloned();
-        let mentions_new = progressing
-            .as_ref()
-            .and_then(|c| c["message"].as_str())
-            .is_some_and(|m| m.contains(&quoted));
-        let reason = progressing
-            .as_ref()
-            .and_then(|c| c["reason"].as_str())
-            .unwrap_or_default()
-            .to_string();
-        let complete = updated == replicas && status_replicas == replicas && available == replicas;
         let count = |status: &Value, field: &str| status.get(field).and_then(Value::as_i64).unwrap_or(0);
         let made_progress = count(&status, "updatedReplicas") > count(&old_status, "updatedReplicas")
             || count(&status, "replicas") - count(&status, "updatedReplicas")
                 < count(&old_status, "replicas") - count(&old_status, "updatedReplicas")
             || count(&status, "readyReplicas") > count(&old_status, "readyReplicas")
             || count(&status, "availableReplicas") > count(&old_status, "availableReplicas");
-        if created_new {
-            set_condition(
-                &mut conditions,
-                condition(
-                    "Progressing",
-                    true,
-                    "NewReplicaSetCreated",
-                    format!("Created new replica set {quoted}"),
-                ),
-            );
-        } else if !mentions_new {
-            // A rollout to another ReplicaSet starts the clock again. (The real
-            // controller keeps a stale ProgressDeadlineExceeded until it sees progress.)
-            conditions.retain(|c| c["type"] != "Progressing");
-            set_condition(
-                &mut conditions,
-                condition(
-                    "Progressing",
-                    true,
-                    "FoundNewReplicaSet",
-                    format!("Found new replica set {quoted}"),
-                ),
-            );
-        } else if reason == "NewReplicaSetAvailable" && updated == status_replicas {
-            // Complete, and still complete.
-        } else if complete {
-            set_condition(
-                &mut conditions,
-                condition(
-                    "Progressing",
-                    true,
-                    "NewReplicaSetAvailable",
-                    format!("ReplicaSet {quoted} has successfully progressed."),
-                ),
-            );
-        } else if made_progress {
-            let mut fresh = condition(
-                "Progressing",
-                true,
-                "ReplicaSetUpdated",
-                format!("ReplicaSet {quoted} is progressing."),
-            );
-            if let Some(current) = &progressing
-                && current["status"] == "True"
-            {
-                fresh["lastTransitionTime"] = current["lastTransitionTime"].clone();
-            }
-            conditions.retain(|c| c["type"] != "Progressing");
-            conditions.push(fresh);
-        } else if reason != "ProgressDeadlineExceeded" {
-            let since = progressing
-                .as_ref()
-                .and_then(|c| c["lastUpdateTime"].as_str())
-                .map(util::age)
-                .unwrap_or_default();
-            if since > deadline {
-                set_condition(
-                    &mut conditions,
-                    condition(
-                        "Progressing",
-                        false,
-                        "ProgressDeadlineExceeded",
-                        format!("ReplicaSet {quoted} has timed out progressing."),
-                    ),
-                );
-            }
-        }
+        let pass = RolloutPass {
+            new_rs: name_of(new_rs),
+            created_new,
+            complete: updated == replicas && status_replicas == replicas && available == replicas,
+            all_updated: updated == status_replicas,
+            made_progress,
+            deadline,
+        };
+        set_progressing(&mut conditions, &pass, &now);
         // A ReplicaSet that cannot create pods makes the deployment say so.
         let failure = new_rs
             .pointer("/status/conditions")
@@ -615,5 +635,79 @@ fn write_status(
             Part::Status,
             &writer(),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LONG_AGO: &str = "2020-01-01T00:00:00Z";
+
+    fn progressing(reason: &str, rs: &str) -> Vec<Value> {
+        vec![json!({
+            "type": "Progressing",
+            "status": if reason == "ProgressDeadlineExceeded" { "False" } else { "True" },
+            "reason": reason,
+            "message": format!("ReplicaSet {rs:?} …"),
+            "lastUpdateTime": LONG_AGO,
+            "lastTransitionTime": LONG_AGO,
+        })]
+    }
+
+    fn pass(new_rs: &str) -> RolloutPass<'_> {
+        RolloutPass {
+            new_rs,
+            created_new: false,
+            complete: false,
+            all_updated: false,
+            made_progress: false,
+            deadline: Duration::from_secs(600),
+        }
+    }
+
+    #[test]
+    fn a_timed_out_rollout_stays_timed_out_through_a_rollback_until_it_progresses() {
+        let mut conditions = progressing("ProgressDeadlineExceeded", "web-b");
+        // The rollback finds ReplicaSet a; no pod has moved yet.
+        set_progressing(&mut conditions, &pass("web-a"), "now");
+        assert_eq!(conditions[0]["reason"], "ProgressDeadlineExceeded");
+        assert!(conditions[0]["message"].as_str().unwrap().contains("web-b"));
+        // Then progress: the clock starts again, for a.
+        let moving = RolloutPass {
+            made_progress: true,
+            ..pass("web-a")
+        };
+        set_progressing(&mut conditions, &moving, "now");
+        assert_eq!(conditions[0]["reason"], "ReplicaSetUpdated");
+        assert_eq!(conditions[0]["status"], "True");
+        assert_eq!(conditions[0]["message"], "ReplicaSet \"web-a\" is progressing.");
+        // A new template starts the clock whatever was recorded.
+        let mut conditions = progressing("ProgressDeadlineExceeded", "web-b");
+        let created = RolloutPass {
+            created_new: true,
+            ..pass("web-c")
+        };
+        set_progressing(&mut conditions, &created, "now");
+        assert_eq!(conditions[0]["reason"], "NewReplicaSetCreated");
+    }
+
+    #[test]
+    fn only_a_rollout_under_way_times_out() {
+        let mut conditions = progressing("ReplicaSetUpdated", "web-a");
+        set_progressing(&mut conditions, &pass("web-a"), "now");
+        assert_eq!(conditions[0]["reason"], "ProgressDeadlineExceeded");
+        assert_eq!(
+            conditions[0]["message"],
+            "ReplicaSet \"web-a\" has timed out progressing."
+        );
+        // A finished rollout's condition is old, not late: a rollback to a ReplicaSet with
+        // no pods yet has until they come.
+        let mut conditions = progressing("NewReplicaSetAvailable", "web-b");
+        set_progressing(&mut conditions, &pass("web-a"), "now");
+        assert_eq!(conditions[0]["reason"], "NewReplicaSetAvailable");
+        let mut none = Vec::new();
+        set_progressing(&mut none, &pass("web-a"), "now");
+        assert_eq!(none[0]["reason"], "FoundNewReplicaSet");
     }
 }

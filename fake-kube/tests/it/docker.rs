@@ -226,6 +226,16 @@ fn a_crash_loop_fails_the_rollout_and_undo_brings_back_the_ready_revision() {
         undone.contains("deployment.apps/score-app rolled back"),
         "{undone}"
     );
+    // As the real controller does, the deployment keeps ProgressDeadlineExceeded until the
+    // rollback shows progress, and `rollout status` stops at it: wait for progress first.
+    kube.kubectl_ok(&[
+        "wait",
+        "deployment/score-app",
+        "-n",
+        "mlops",
+        "--for=condition=Progressing",
+        "--timeout=60s",
+    ]);
     kube.wait_for_rollout("90s");
     let sets = kube.json(&["get", "replicasets", "-n", "mlops"]);
     let revisions: Vec<(i64, i64)> = sets["items"]

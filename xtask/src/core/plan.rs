@@ -17,7 +17,7 @@ use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -46,6 +46,34 @@ type Conclusion<'a, C> = Box<dyn FnOnce(&C, &[String]) -> String + 'a>;
 /// After steps that each ran whatever became of the one before: whether the plan goes on,
 /// from what they observed and which of them failed.
 type Outcome<'a, C> = Box<dyn FnOnce(&mut C, &[String]) -> anyhow::Result<()> + 'a>;
+/// Judges one object a watch printed: the reason to stop the watched command, if any.
+pub(crate) type Judge = Box<dyn FnMut(&serde_json::Value) -> Option<String> + Send>;
+/// Builds a watch's judge from what earlier steps learned (the image being rolled out).
+type MakeJudge<'a, C> = Box<dyn FnOnce(&C) -> anyhow::Result<Judge> + 'a>;
+
+/// A program watched while a command runs: it prints JSON objects (`kubectl get --watch
+/// --output json`), each judged as it comes, and the first the judge finds hopeless stops
+/// the command, which then fails with that reason instead of at its own timeout.
+pub(crate) struct Watch<'a, C> {
+    cmd: Command<'a, C>,
+    /// What the judge looks for, as the plan shows it.
+    looks_for: String,
+    judge: MakeJudge<'a, C>,
+}
+
+impl<'a, C> Watch<'a, C> {
+    pub(crate) fn new(
+        cmd: impl Into<Command<'a, C>>,
+        looks_for: impl Into<String>,
+        judge: impl FnOnce(&C) -> anyhow::Result<Judge> + 'a,
+    ) -> Self {
+        Watch {
+            cmd: cmd.into(),
+            looks_for: looks_for.into(),
+            judge: Box::new(judge),
+        }
+    }
+}
 
 enum Step<'a, C> {
     /// An external command, run to completion in the foreground.
@@ -56,6 +84,8 @@ enum Step<'a, C> {
         /// became of the one before, before the failure is reported, with the conclusion
         /// drawn from what they observed.
         on_failure: Option<(Plan<'a, C>, Conclusion<'a, C>)>,
+        /// What may stop the command early.
+        watch: Option<Watch<'a, C>>,
     },
     /// Like `Run`, but its stdout is captured and handed to `on_output`.
     Read {
@@ -183,17 +213,20 @@ impl<'a, C> Plan<'a, C> {
             cmd: cmd.into(),
             next: next.into(),
             on_failure: None,
+            watch: None,
         });
         self
     }
 
-    /// Adds a command; if it fails, the steps `build` adds run (each even if the one
-    /// before failed: they diagnose and repair), then `conclude` says what became of it
-    /// all, from what they observed and which of them failed; the failure is reported
-    /// with that conclusion as what to do next.
+    /// Adds a command, stopped early by `watch` if it finds a reason; if it fails, the
+    /// steps `build` adds run (each even if the one before failed: they diagnose and
+    /// repair), then `conclude` says what became of it all, from what they observed and
+    /// which of them failed; the failure is reported with that conclusion as what to do
+    /// next.
     pub(crate) fn run_or_else(
         &mut self,
         cmd: impl Into<Command<'a, C>>,
+        watch: Option<Watch<'a, C>>,
         build: impl FnOnce(&mut Plan<'a, C>),
         conclude: impl FnOnce(&C, &[String]) -> String + 'a,
     ) -> &mut Self {
@@ -204,6 +237,7 @@ impl<'a, C> Plan<'a, C> {
             // Replaced by the conclusion, once the on-failure steps have run.
             next: String::new(),
             on_failure: Some((on_failure, Box::new(conclude))),
+            watch,
         });
         self
     }
@@ -360,11 +394,18 @@ impl<'a, C> Plan<'a, C> {
                     ..
                 } => lines.push(format!("# {description}")),
                 Step::Run {
-                    on_failure: Some((on_failure, _)),
-                    ..
+                    on_failure, watch, ..
                 } => {
-                    lines.push("# if it fails:".to_owned());
-                    lines.extend(on_failure.lines().into_iter().map(|line| format!("  {line}")));
+                    if let Some(watch) = watch {
+                        lines.push(format!(
+                            "# while it runs: $ {} &, stopping it at {}",
+                            watch.cmd, watch.looks_for
+                        ));
+                    }
+                    if let Some((on_failure, _)) = on_failure {
+                        lines.push("# if it fails:".to_owned());
+                        lines.extend(on_failure.lines().into_iter().map(|line| format!("  {line}")));
+                    }
                 }
                 _ => {}
             }
@@ -419,8 +460,13 @@ impl<'a, C> Plan<'a, C> {
                     cmd,
                     next,
                     on_failure,
+                    watch,
                 } => {
-                    let result = run_teeing_stderr(cmd.resolve(context)?, &next, Stdio::inherit());
+                    let watch = match watch {
+                        Some(watch) => Some((watch.cmd.resolve(context)?, (watch.judge)(context)?)),
+                        None => None,
+                    };
+                    let result = run_teeing_stderr(cmd.resolve(context)?, &next, Stdio::inherit(), watch);
                     if let Err(err) = result {
                         let Some((on_failure, conclude)) = on_failure else {
                             return Err(err);
@@ -439,7 +485,7 @@ impl<'a, C> Plan<'a, C> {
                     }
                 }
                 Step::Read { cmd, next, on_output } => {
-                    let stdout = run_teeing_stderr(cmd.resolve(context)?, &next, Stdio::piped())?;
+                    let stdout = run_teeing_stderr(cmd.resolve(context)?, &next, Stdio::piped(), None)?;
                     on_output(context, stdout)?;
                 }
                 Step::Start {
@@ -616,13 +662,25 @@ pub(crate) fn query(cmd: Cmd<'_>) -> anyhow::Result<String> {
 }
 
 /// Runs `cmd` with stderr both shown and remembered, so a failure can quote the lines
-/// that explain it. Returns stdout when `stdout` is piped, else an empty string.
-fn run_teeing_stderr(cmd: Cmd<'_>, next: &str, stdout: Stdio) -> anyhow::Result<String> {
+/// that explain it, and `watch` beside it, which may stop it. Returns stdout when `stdout`
+/// is piped, else an empty string.
+fn run_teeing_stderr(
+    cmd: Cmd<'_>,
+    next: &str,
+    stdout: Stdio,
+    watch: Option<(Cmd<'_>, Judge)>,
+) -> anyhow::Result<String> {
     let shown = cmd.to_string();
     eprintln!("$ {shown}");
     let mut command = std::process::Command::from(cmd);
     command.stdout(stdout).stderr(Stdio::piped());
     let mut child = command.spawn().map_err(|err| spawn_error(&shown, err))?;
+    // The watch only speeds a failure up: if it cannot start, the command runs alone.
+    let watcher = watch.and_then(|(cmd, judge)| {
+        Watcher::start(cmd, judge, child.id())
+            .inspect_err(|err| eprintln!("# the watch could not start ({err:#}): waiting without it"))
+            .ok()
+    });
     // Drain stdout on its own thread so neither pipe can fill up and stall the child.
     let captured = child.stdout.take().map(|mut out| {
         std::thread::spawn(move || {
@@ -641,6 +699,7 @@ fn run_teeing_stderr(cmd: Cmd<'_>, next: &str, stdout: Stdio) -> anyhow::Result<
             tail.push_back(line);
         }
     }
+    let stopped = watcher.and_then(Watcher::stop);
     let status = child.wait().with_context(|| format!("wait for `{shown}`"))?;
     let stdout = match captured {
         Some(reader) => reader
@@ -652,9 +711,10 @@ fn run_teeing_stderr(cmd: Cmd<'_>, next: &str, stdout: Stdio) -> anyhow::Result<
     if status.success() {
         return Ok(stdout);
     }
-    let status = match status.code() {
-        Some(code) => format!("exit status {code}"),
-        None => format!("{status}"),
+    let status = match (stopped, status.code()) {
+        (Some(reason), _) => format!("a stop by its watch: {reason}"),
+        (None, Some(code)) => format!("exit status {code}"),
+        (None, None) => format!("{status}"),
     };
     let tail = if tail.is_empty() {
         "    (nothing)".to_owned()
@@ -671,6 +731,70 @@ fn run_teeing_stderr(cmd: Cmd<'_>, next: &str, stdout: Stdio) -> anyhow::Result<
         next: next.to_owned(),
     }
     .into())
+}
+
+/// A watch running beside a command: its program, and what its judge found.
+struct Watcher {
+    child: std::process::Child,
+    /// The judge's reason to stop the command, sent before it signals the command.
+    found: std::sync::mpsc::Receiver<String>,
+    /// Set before the watched command is reaped: from then on its pid may be reused, and
+    /// nothing may signal it.
+    reaping: Arc<Mutex<bool>>,
+}
+
+impl Watcher {
+    fn start(cmd: Cmd<'_>, mut judge: Judge, watched: u32) -> anyhow::Result<Watcher> {
+        let shown = cmd.to_string();
+        eprintln!("$ {shown} &   # watching while the command above runs");
+        let mut child = std::process::Command::from(cmd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|err| spawn_error(&shown, err))?;
+        let out = child.stdout.take().context("the watch's stdout is piped")?;
+        let reaping = Arc::new(Mutex::new(false));
+        let (found, receiver) = std::sync::mpsc::channel();
+        // Detached: it ends when the watch's output does.
+        std::thread::spawn({
+            let reaping = Arc::clone(&reaping);
+            move || {
+                let objects = serde_json::Deserializer::from_reader(BufReader::new(out)).into_iter();
+                for object in objects.map_while(Result::ok) {
+                    let Some(reason) = judge(&object) else {
+                        continue;
+                    };
+                    eprintln!("# stopping it: {reason}");
+                    let _ = found.send(reason);
+                    if let Ok(reaping) = reaping.lock()
+                        && !*reaping
+                    {
+                        let _ = std::process::Command::new("kill")
+                            .args(["-TERM", &watched.to_string()])
+                            .status();
+                    }
+                    return;
+                }
+            }
+        });
+        Ok(Watcher {
+            child,
+            found: receiver,
+            reaping,
+        })
+    }
+
+    /// Ends the watch and says why it stopped the command, if it did; called when the
+    /// command has closed its output, before it is reaped.
+    fn stop(mut self) -> Option<String> {
+        if let Ok(mut reaping) = self.reaping.lock() {
+            *reaping = true;
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.found.try_recv().ok()
+    }
 }
 
 /// A command that ran and failed: its line, exit status, the tail of its stderr, and
@@ -761,6 +885,51 @@ mod tests {
             .check("would fail", |_| anyhow::bail!("ran"));
         assert_eq!(plan.lines(), ["$ false", "# would fail"]);
         plan.execute(true).unwrap();
+    }
+
+    #[test]
+    fn a_watch_stops_a_command_at_the_first_object_its_judge_finds_hopeless() {
+        let sh = Shell::new().unwrap();
+        let watch = |events: &'static str| {
+            Watch::new(cmd!(sh, "sh -c {events}"), "a failed phase", |_: &()| {
+                Ok(Box::new(|object: &serde_json::Value| {
+                    (object["phase"] == "Failed").then(|| format!("it failed: {}", object["why"]))
+                }) as Judge)
+            })
+        };
+        let failing =
+            r#"echo '{"phase": "Pending"}'; echo '{"phase": "Failed", "why": "no image"}'; exec sleep 60"#;
+        let mut plan: Plan = Plan::new();
+        plan.run_or_else(
+            cmd!(sh, "sleep 60"),
+            Some(watch(failing)),
+            |_| {},
+            |_, _| "look at it".to_owned(),
+        );
+        let lines = plan.lines();
+        assert_eq!(lines[0], "$ sleep 60");
+        assert!(
+            lines[1].starts_with("# while it runs: $ sh -c ")
+                && lines[1].ends_with(" &, stopping it at a failed phase"),
+            "{lines:?}"
+        );
+        assert_eq!(lines[2], "# if it fails:");
+        let err = format!("{:#}", plan.execute(false).unwrap_err());
+        assert!(
+            err.contains("`sleep 60` failed with a stop by its watch: it failed: \"no image\""),
+            "{err}"
+        );
+        assert!(err.contains("next: look at it"), "{err}");
+        // A command that ends by itself, with nothing hopeless seen, succeeds.
+        let quiet = r#"echo '{"phase": "Pending"}'; exec sleep 60"#;
+        let mut plan: Plan = Plan::new();
+        plan.run_or_else(
+            cmd!(sh, "true"),
+            Some(watch(quiet)),
+            |_| {},
+            |_, _| "unused".to_owned(),
+        );
+        plan.execute(false).unwrap();
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use serde_json::Value;
 
-use crate::core::plan::{Command, Plan, Probe};
+use crate::core::plan::{Command, Judge, Plan, Probe, Watch};
 use crate::steps::kubectl::Kubectl;
 use crate::steps::push::Release;
 use crate::steps::render::Renderer;
@@ -76,6 +76,13 @@ pub(crate) fn add_deploy<'a>(
             Ok(())
         },
     );
+    plan.probe(
+        kubectl.namespaced(["get", "deployment", app, "--ignore-not-found", "--output", "json"]),
+        |release, probe: Probe| {
+            release.timed_out_before = probe.success && timed_out(&probe.stdout);
+            Ok(())
+        },
+    );
     plan.run(
         kubectl.cluster_wide([
             "apply",
@@ -90,11 +97,104 @@ pub(crate) fn add_deploy<'a>(
     let deployment = format!("deployment/{app}");
     let timeout = format!("--timeout={}s", rollout.timeout);
     let rollback = rollout.rollback_on_failure;
+    plan.when_checked(
+        "read whether the last rollout had timed out",
+        format!("it had: its {TIMED_OUT} stays until this rollout progresses, and `kubectl rollout status` would stop at it"),
+        |release| Ok(release.timed_out_before),
+        |after_timeout| add_progress_wait(after_timeout, kubectl, &deployment, &timeout),
+    );
     plan.run_or_else(
         kubectl.namespaced(["rollout", "status", &deployment, &timeout]),
+        Some(image_pull_watch(kubectl, &format!("app={app}"))),
         |diagnose| add_diagnosis(diagnose, kubectl, app, &deployment, &timeout, rollback),
         move |release: &Release, failed: &[String]| conclude(release, failed, rollback),
     );
+}
+
+/// Adds: wait until `deployment` progresses, whatever the outcome. Past a timed-out
+/// rollout this lets `kubectl rollout status` judge the new one, not the old condition;
+/// if it never progresses, `rollout status` reports the deadline at once.
+fn add_progress_wait<'a>(
+    plan: &mut Plan<'a, Release>,
+    kubectl: &Kubectl<'a>,
+    deployment: &str,
+    timeout: &str,
+) {
+    plan.probe(
+        kubectl.namespaced(["wait", deployment, "--for=condition=Progressing", timeout]),
+        |_, _| Ok(()),
+    );
+}
+
+/// The reason the deployment controller gives a rollout that made no progress within its
+/// deadline. It keeps it, naming the ReplicaSet that timed out, until it sees progress —
+/// even through a rollback or a new apply of an older template, where `kubectl rollout
+/// status` would report it at once although the new rollout is going well.
+const TIMED_OUT: &str = "ProgressDeadlineExceeded";
+
+/// Whether the Deployment kubectl printed (nothing, when there is none) says its last
+/// rollout timed out.
+fn timed_out(json: &str) -> bool {
+    serde_json::from_str::<Value>(json).is_ok_and(|deployment| {
+        deployment["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Progressing" && c["reason"] == TIMED_OUT)
+    })
+}
+
+/// Waiting reasons a pod does not recover from by itself: the kubelet keeps retrying the
+/// pull, so a rollout would fail only at its deadline, minutes later.
+const CANNOT_PULL: [&str; 3] = ["ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName"];
+
+/// A watch of the pods `selector` picks, for a rollout wait: it stops the wait at the first
+/// pod of the release's image that cannot pull it.
+pub(crate) fn image_pull_watch<'a>(kubectl: &Kubectl<'a>, selector: &str) -> Watch<'a, Release> {
+    Watch::new(
+        kubectl.namespaced([
+            "get",
+            "pods",
+            "--selector",
+            selector,
+            "--watch",
+            "--output",
+            "json",
+        ]),
+        format!(
+            "a pod of this release that cannot pull its image ({})",
+            CANNOT_PULL.join(", ")
+        ),
+        |release: &Release| {
+            let image = release.pushed()?.pinned.clone();
+            Ok(Box::new(move |pod: &Value| cannot_pull(pod, &image)) as Judge)
+        },
+    )
+}
+
+/// Why `pod`, if it runs `image`, cannot start: the kubelet has given up pulling it for now.
+fn cannot_pull(pod: &Value, image: &str) -> Option<String> {
+    let runs_image = pod["spec"]["containers"]
+        .as_array()?
+        .iter()
+        .any(|container| container["image"] == image);
+    if !runs_image || !pod["metadata"]["deletionTimestamp"].is_null() {
+        return None;
+    }
+    pod["status"]["containerStatuses"]
+        .as_array()?
+        .iter()
+        .find_map(|status| {
+            let waiting = &status["state"]["waiting"];
+            let reason = waiting["reason"].as_str()?;
+            CANNOT_PULL.contains(&reason).then(|| {
+                format!(
+                    "pod {} cannot pull {image}: {reason}: {}",
+                    pod["metadata"]["name"].as_str().unwrap_or("?"),
+                    waiting["message"].as_str().unwrap_or("(no message)")
+                )
+            })
+        })
 }
 
 /// What a failed rollout left, from what was read of the cluster after it (and after the
@@ -182,6 +282,8 @@ fn add_diagnosis<'a>(
             kubectl.namespaced(["rollout", "undo", deployment]),
             "roll back by hand: `kubectl rollout history` lists the revisions",
         );
+        // Past a timed-out rollout the condition stays until the rollback progresses.
+        add_progress_wait(plan, kubectl, deployment, timeout);
         plan.run(
             kubectl.namespaced(["rollout", "status", deployment, timeout]),
             "the previous revision did not become ready either: see `kubectl get pods`",
@@ -308,4 +410,48 @@ fn report_unready_pods(json: &str) -> anyhow::Result<Option<String>> {
         }
     }
     Ok(chosen.map(|(_, name)| name).or(first))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_pod_of_the_release_that_cannot_pull_its_image_stops_the_wait() {
+        let pod = |image: &str, reason: &str, deleting: bool| {
+            json!({
+                "metadata": {"name": "web-1", "deletionTimestamp": deleting.then_some("2026-12-07T00:00:00Z")},
+                "spec": {"containers": [{"name": "score", "image": image}]},
+                "status": {"containerStatuses": [{"name": "score", "state": {"waiting": {"reason": reason, "message": "manifest unknown"}}}]},
+            })
+        };
+        let new = "r/web@sha256:02";
+        assert_eq!(
+            cannot_pull(&pod(new, "ImagePullBackOff", false), new).as_deref(),
+            Some("pod web-1 cannot pull r/web@sha256:02: ImagePullBackOff: manifest unknown")
+        );
+        // The first failure is retried; another image's pods, and pods going away, are not ours.
+        assert_eq!(cannot_pull(&pod(new, "ErrImagePull", false), new), None);
+        assert_eq!(
+            cannot_pull(&pod("r/web@sha256:01", "ImagePullBackOff", false), new),
+            None
+        );
+        assert_eq!(cannot_pull(&pod(new, "ImagePullBackOff", true), new), None);
+        assert_eq!(cannot_pull(&pod(new, "ContainerCreating", false), new), None);
+    }
+
+    #[test]
+    fn a_timed_out_rollout_is_read_from_the_progressing_condition() {
+        let deployment = |reason: &str| {
+            json!({"status": {"conditions": [
+                {"type": "Available", "reason": "MinimumReplicasAvailable"},
+                {"type": "Progressing", "reason": reason},
+            ]}})
+            .to_string()
+        };
+        assert!(timed_out(&deployment("ProgressDeadlineExceeded")));
+        assert!(!timed_out(&deployment("NewReplicaSetAvailable")));
+        assert!(!timed_out(""), "no Deployment yet");
+    }
 }

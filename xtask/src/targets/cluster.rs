@@ -22,7 +22,7 @@ use crate::core::process::{Poll, WaitError, poll_until};
 use crate::core::settings::{Settings, SettingsArgs};
 use crate::core::target::TargetKind;
 use crate::steps::canary::{self, CANARY_SUFFIX, CanaryOptions, TRACK_LABEL};
-use crate::steps::deploy::{Rollout, add_deploy, add_pod_diagnosis, add_read_serving};
+use crate::steps::deploy::{Rollout, add_deploy, add_pod_diagnosis, add_read_serving, image_pull_watch};
 use crate::steps::engine::add_engine_check;
 use crate::steps::image::Image;
 use crate::steps::kubectl::{Kubectl, current_context};
@@ -243,6 +243,7 @@ impl<'a> Cluster<'a> {
         let selector = format!("app={app},{TRACK_LABEL}=canary");
         plan.run_or_else(
             kubectl.namespaced(["rollout", "status", &name, &timeout]),
+            Some(image_pull_watch(kubectl, &selector)),
             |failed| {
                 add_pod_diagnosis(failed, kubectl, &selector);
                 canary::add_remove_canary(failed, kubectl, app);

@@ -745,15 +745,25 @@ fn deploy_and_ship_plans_list_every_command_in_order() {
             ),
         ]
     );
+    let watch = format!(
+        "# while it runs: $ kubectl get pods --selector app=score-app --watch --output json {context} --namespace mlops &, stopping it at a pod of this release that cannot pull its image (ImagePullBackOff, ErrImageNeverPull, InvalidImageName)"
+    );
     assert_eq!(
         lines[5..],
         [
+            format!("$ kubectl get deployment score-app --ignore-not-found --output json {context} --namespace mlops"),
             format!(
                 "$ kubectl apply --server-side --field-manager=cargo-xtask --force-conflicts --filename {s}/gke/rendered.yaml {context}"
+            ),
+            "# read whether the last rollout had timed out".to_owned(),
+            "# only if it had: its ProgressDeadlineExceeded stays until this rollout progresses, and `kubectl rollout status` would stop at it:".to_owned(),
+            format!(
+                "  $ kubectl wait deployment/score-app --for=condition=Progressing --timeout=120s {context} --namespace mlops"
             ),
             format!(
                 "$ kubectl rollout status deployment/score-app --timeout=120s {context} --namespace mlops"
             ),
+            watch.clone(),
             "# if it fails:".to_owned(),
             format!(
                 "  $ kubectl get pods --selector app=score-app --output json {context} --namespace mlops"
@@ -817,12 +827,19 @@ fn deploy_and_ship_plans_list_every_command_in_order() {
             format!(
                 "$ kubectl diff --server-side --field-manager=cargo-xtask --force-conflicts --filename {s}/gke/rendered.yaml {context}"
             ),
+            format!("$ kubectl get deployment score-app --ignore-not-found --output json {context} --namespace mlops"),
             format!(
                 "$ kubectl apply --server-side --field-manager=cargo-xtask --force-conflicts --filename {s}/gke/rendered.yaml {context}"
+            ),
+            "# read whether the last rollout had timed out".to_owned(),
+            "# only if it had: its ProgressDeadlineExceeded stays until this rollout progresses, and `kubectl rollout status` would stop at it:".to_owned(),
+            format!(
+                "  $ kubectl wait deployment/score-app --for=condition=Progressing --timeout=300s {context} --namespace mlops"
             ),
             format!(
                 "$ kubectl rollout status deployment/score-app --timeout=300s {context} --namespace mlops"
             ),
+            watch,
             "# if it fails:".to_owned(),
             format!(
                 "  $ kubectl get pods --selector app=score-app --output json {context} --namespace mlops"
@@ -834,6 +851,9 @@ fn deploy_and_ship_plans_list_every_command_in_order() {
                 "  $ kubectl logs <the first pod not ready> --all-containers --tail=20 {context} --namespace mlops"
             ),
             format!("  $ kubectl rollout undo deployment/score-app {context} --namespace mlops"),
+            format!(
+                "  $ kubectl wait deployment/score-app --for=condition=Progressing --timeout=300s {context} --namespace mlops"
+            ),
             format!(
                 "  $ kubectl rollout status deployment/score-app --timeout=300s {context} --namespace mlops"
             ),

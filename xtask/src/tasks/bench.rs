@@ -197,7 +197,10 @@ impl BenchCmd {
     ) -> anyhow::Result<()> {
         let cargo = cargo(sh);
         plan.run(
-            cmd!(sh, "{cargo} build --release --locked --package score-service"),
+            cmd!(
+                sh,
+                "{cargo} build --release --locked --package score-service --bins --example hyper_floor"
+            ),
             "fix the build error above, then run `cargo xtask bench` again",
         );
         let body_file = PathBuf::from(REPORT_DIR).join("tutorial.json");
@@ -502,10 +505,12 @@ impl BenchCmd {
 
 fn echo_contenders<'a>(sh: &'a Shell, venv: &Path, body_file: &Path) -> anyhow::Result<Vec<Contender<'a>>> {
     let binary = target_dir(sh).join("release/score-service");
+    let floor_binary = target_dir(sh).join("release/examples/hyper_floor");
     let (python, gunicorn) = (venv.join("python"), venv.join("gunicorn"));
-    let [ours, flask, unicorn] = [free_port()?, free_port()?, free_port()?];
-    let (ours_arg, flask_arg, bind) = (
+    let [ours, floor, flask, unicorn] = [free_port()?, free_port()?, free_port()?, free_port()?];
+    let (ours_arg, floor_arg, flask_arg, bind) = (
         ours.to_string(),
+        floor.to_string(),
         flask.to_string(),
         format!("127.0.0.1:{unicorn}"),
     );
@@ -523,6 +528,13 @@ fn echo_contenders<'a>(sh: &'a Shell, venv: &Path, body_file: &Path) -> anyhow::
             ),
             port: ours,
             ready: probe(ours),
+        },
+        Contender {
+            name: "hyper-floor",
+            program: "hyper_floor",
+            command: cmd!(sh, "{floor_binary} {floor_arg}"),
+            port: floor,
+            ready: probe(floor),
         },
         Contender {
             name: "flask-dev-server",
@@ -834,6 +846,9 @@ struct EchoReport<'a> {
     cores: usize,
     results: &'a [Measurement],
     container: &'a ContainerFigures,
+    /// The service's requests per second over a bare hyper server's: what parsing,
+    /// routing, limits and metrics cost.
+    ratio_vs_hyper_floor: f64,
     ratio_vs_flask_dev: f64,
     ratio_vs_gunicorn: f64,
 }
@@ -847,6 +862,7 @@ fn echo_report(bench: &Bench, connections: u32, duration: u32) -> anyhow::Result
             .with_context(|| format!("no measurement for {name}"))
     };
     let ours = find("score-service")?.requests_per_second;
+    let ratio_vs_hyper_floor = ours / find("hyper-floor")?.requests_per_second;
     let ratio_vs_flask_dev = ours / find("flask-dev-server")?.requests_per_second;
     let ratio_vs_gunicorn = ours / find("gunicorn-2-workers")?.requests_per_second;
 
@@ -865,7 +881,7 @@ fn echo_report(bench: &Bench, connections: u32, duration: u32) -> anyhow::Result
     }
     let _ = writeln!(
         table,
-        "\nscore-service vs Flask dev server: {ratio_vs_flask_dev:.1}x; vs gunicorn with 2 workers: {ratio_vs_gunicorn:.1}x"
+        "\nscore-service vs the bare hyper floor (same runtime, no parsing): {ratio_vs_hyper_floor:.3}x; vs Flask dev server: {ratio_vs_flask_dev:.1}x; vs gunicorn with 2 workers: {ratio_vs_gunicorn:.1}x"
     );
     let container = &bench.container;
     let _ = writeln!(
@@ -889,6 +905,7 @@ fn echo_report(bench: &Bench, connections: u32, duration: u32) -> anyhow::Result
         cores: cores(),
         results,
         container,
+        ratio_vs_hyper_floor,
         ratio_vs_flask_dev,
         ratio_vs_gunicorn,
     })?;

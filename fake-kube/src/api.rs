@@ -59,7 +59,7 @@ fn text_response(status: u16, text: &'static str) -> Response<Body> {
 pub(crate) struct Query(HashMap<String, String>);
 
 impl Query {
-    fn parse(text: Option<&str>) -> Self {
+    pub(crate) fn parse(text: Option<&str>) -> Self {
         let mut map = HashMap::new();
         for pair in text.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -79,14 +79,14 @@ impl Query {
 }
 
 /// A resource request: `/api/v1/namespaces/ns/pods/name/log` and the like.
-struct Target {
-    resource: ResourceId,
-    namespace: Option<String>,
-    name: Option<String>,
-    subresource: Option<String>,
+pub(crate) struct Target {
+    pub(crate) resource: ResourceId,
+    pub(crate) namespace: Option<String>,
+    pub(crate) name: Option<String>,
+    pub(crate) subresource: Option<String>,
 }
 
-fn parse_target(path: &str) -> Option<Target> {
+pub(crate) fn parse_target(path: &str) -> Option<Target> {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let (group, version, rest) = match segments.as_slice() {
         ["api", version, rest @ ..] => ("", *version, rest),
@@ -187,6 +187,17 @@ pub(crate) async fn handle(shared: &Arc<Shared>, parts: Parts, body: Bytes) -> R
                 None => error_response(&ApiError::NoRoute),
             };
         }
+    }
+    let denied = &shared.options.denied;
+    if parts.method == Method::POST && path == crate::authz::ACCESS_REVIEWS {
+        let content_type = parts.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
+        return match crate::authz::review(denied, content_type, &body) {
+            Ok(review) => json_response(201, &review, &[]),
+            Err(error) => error_response(&error),
+        };
+    }
+    if let Err(refused) = crate::authz::check(denied, &parts.method, &path, &query) {
+        return error_response(&refused);
     }
     if let Some(pod) = crate::proxy::target(&path) {
         let content_type = parts.headers.get(CONTENT_TYPE).cloned();

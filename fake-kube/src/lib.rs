@@ -24,8 +24,10 @@
 //!   request to a pod's port with no rewriting of links), services, events, configmaps,
 //!   secrets, serviceaccounts; apps/v1 deployments and replicasets (and `scale`);
 //!   autoscaling/v2 horizontalpodautoscalers; policy/v1 poddisruptionbudgets;
-//!   networking.k8s.io/v1 networkpolicies. No nodes, endpoints, jobs, RBAC, CRDs; no
-//!   exec, attach or port-forward.
+//!   networking.k8s.io/v1 networkpolicies; authorization.k8s.io/v1
+//!   selfsubjectaccessreviews. No nodes, endpoints, jobs, RBAC roles, CRDs; no exec,
+//!   attach or port-forward.
+//! - Authorization: everything is allowed but what `ClusterOptions::denied` names.
 //! - OpenAPI v3 documents carry only what `kubectl apply` reads (a PATCH operation per kind
 //!   declaring `fieldValidation`); `kubectl explain` and client-side validation do not work.
 //! - Strict field validation knows the top level of every kind and, field by field, the
@@ -50,6 +52,7 @@
 
 mod admission;
 mod api;
+mod authz;
 mod cluster;
 mod controller;
 mod defaults;
@@ -104,6 +107,10 @@ pub struct ClusterOptions {
     pub load_balancer_hostname: bool,
     /// How pods' containers run.
     pub kubelet: Kubelet,
+    /// What the user may not do, as `VERB RESOURCE[/SUBRESOURCE]` (`create pods/proxy`):
+    /// refused 403 as RBAC refuses, and `kubectl auth can-i` is told no. Everything else is
+    /// allowed: the fake has no roles.
+    pub denied: Vec<String>,
 }
 
 impl ClusterOptions {
@@ -113,6 +120,7 @@ impl ClusterOptions {
             progress_deadline: None,
             load_balancer_hostname: false,
             kubelet: Kubelet::Docker,
+            denied: Vec::new(),
         }
     }
 }

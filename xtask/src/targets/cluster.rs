@@ -33,6 +33,32 @@ use crate::steps::render::{MODEL_ANNOTATION, Renderer};
 use crate::steps::smoke::{REQUEST, smoke_test};
 use crate::targets::target::{ShipOptions, Target};
 
+/// What the plans do on a cluster, as RBAC names it: verb, resource, and what for.
+const PERMISSIONS: [(&str, &str, &str); 14] = [
+    ("patch", "deployments", "apply the manifests and promote a canary"),
+    ("patch", "services", "apply the manifests"),
+    ("patch", "horizontalpodautoscalers", "apply the manifests"),
+    ("patch", "poddisruptionbudgets", "apply the manifests"),
+    ("patch", "networkpolicies", "apply the manifests"),
+    ("watch", "deployments", "wait for a rollout"),
+    ("list", "replicasets", "roll back (kubectl rollout undo)"),
+    ("delete", "deployments", "remove a canary, and `down`"),
+    ("list", "pods", "diagnose a rollout and find a canary's pods"),
+    (
+        "watch",
+        "pods",
+        "stop a rollout at an image that cannot be pulled",
+    ),
+    ("get", "pods/log", "read a failing pod's log"),
+    ("list", "events", "read the namespace's warnings"),
+    (
+        "get",
+        "pods/proxy",
+        "read each track's /metrics in a canary analysis",
+    ),
+    ("create", "pods/proxy", "send a canary's check rows to each track"),
+];
+
 pub(crate) struct Cluster<'a> {
     sh: &'a Shell,
     kind: TargetKind,
@@ -299,6 +325,44 @@ impl<'a> Cluster<'a> {
             },
         );
         Ok(())
+    }
+
+    /// Adds, for `tools`: ask the cluster (`kubectl auth can-i`) whether you may do what
+    /// the plans do there; each refusal goes into the plan's list of what is missing.
+    pub(crate) fn add_access_checks(&self, plan: &mut Plan<'a, Vec<String>>) {
+        let namespace = &self.kubectl.namespace;
+        for (verb, resource, why) in PERMISSIONS {
+            let (plural, subresource) = match resource.split_once('/') {
+                Some((plural, sub)) => (plural, Some(format!("--subresource={sub}"))),
+                None => (resource, None),
+            };
+            let ask = self.kubectl.namespaced(
+                ["auth", "can-i", verb, plural]
+                    .into_iter()
+                    .map(str::to_owned)
+                    .chain(subresource),
+            );
+            let shown = format!("may {verb} {resource} in {namespace}");
+            plan.probe(ask, move |missing, answer| {
+                match (answer.success, answer.stdout.trim()) {
+                    (true, _) => println!("{shown:40} yes ({why})"),
+                    // `no`, or `no - REASON` when the authorizer gave one.
+                    (false, said) if said == "no" || said.starts_with("no - ") => {
+                        let reason = said
+                            .strip_prefix("no - ")
+                            .map(|r| format!(" ({r})"))
+                            .unwrap_or_default();
+                        println!("{shown:40} NO{reason}: needed to {why}; ask your cluster's admin for it");
+                        missing.push(format!("permission to {verb} {resource}"));
+                    }
+                    (false, _) => {
+                        println!("{shown:40} UNKNOWN: {}", answer.stderr.trim());
+                        missing.push(format!("an answer about {verb} {resource}"));
+                    }
+                }
+                Ok(())
+            });
+        }
     }
 
     /// The plan of `promote`: the stable Deployment takes the canary's image and pod

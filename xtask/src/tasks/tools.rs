@@ -1,22 +1,35 @@
 //! `cargo xtask tools`: what GKE delivery needs, its versions, and how to get what is
-//! missing; and whether gcloud can authenticate.
+//! missing; whether gcloud can authenticate; and, given a cluster target, whether you may
+//! do there what the plans do (`kubectl auth can-i`).
 
 use anyhow::bail;
 use clap::Args;
 use xshell::{Shell, cmd};
 
 use crate::core::plan::{Plan, query};
+use crate::core::settings::SettingsArgs;
+use crate::core::target::{TargetArg, TargetKind};
 use crate::core::tools::which;
 use crate::steps::kustomize;
+use crate::targets::cluster::Cluster;
 
 #[derive(Args, Debug)]
-pub(crate) struct ToolsCmd {}
+pub(crate) struct ToolsCmd {
+    /// With `gke` or `kube`, also ask that cluster whether you may do what the plans do.
+    #[command(flatten)]
+    target: TargetArg,
+
+    #[command(flatten)]
+    settings: SettingsArgs,
+}
 
 /// A tool, how to ask its version, and how to install it.
 struct Tool {
     name: &'static str,
     version_args: &'static [&'static str],
     install: &'static str,
+    /// Needed only for GKE.
+    google: bool,
 }
 
 const TOOLS: [Tool; 4] = [
@@ -24,21 +37,25 @@ const TOOLS: [Tool; 4] = [
         name: "gcloud",
         version_args: &["--version"],
         install: "install the Google Cloud SDK: https://cloud.google.com/sdk/docs/install",
+        google: true,
     },
     Tool {
         name: "kubectl",
         version_args: &["version", "--client"],
         install: "`gcloud components install kubectl` (or your distribution's kubectl package)",
+        google: false,
     },
     Tool {
         name: "gke-gcloud-auth-plugin",
         version_args: &["--version"],
         install: "`gcloud components install gke-gcloud-auth-plugin` (kubectl needs it to talk to GKE)",
+        google: true,
     },
     Tool {
         name: "docker",
         version_args: &["--version"],
         install: "install Docker Engine: https://docs.docker.com/engine/install/",
+        google: false,
     },
 ];
 
@@ -46,8 +63,16 @@ impl ToolsCmd {
     /// One step per tool, each noting what is missing in the plan's context; the last
     /// step fails if anything is.
     pub(crate) fn run(self, sh: &Shell, dry_run: bool) -> anyhow::Result<()> {
-        let mut plan: Plan<Vec<&'static str>> = Plan::new();
-        for tool in &TOOLS {
+        // Settings are resolved (and refused) before anything runs.
+        let cluster = match self.target.target {
+            TargetKind::Gke => Some(Cluster::gke(sh, &self.settings)?),
+            TargetKind::Kube => Some(Cluster::kube(sh, &self.settings)?),
+            TargetKind::Local | TargetKind::Docker => None,
+        };
+        // Any other cluster needs nothing of Google's.
+        let google = self.target.target != TargetKind::Kube;
+        let mut plan: Plan<Vec<String>> = Plan::new();
+        for tool in TOOLS.iter().filter(|tool| google || !tool.google) {
             let asked = format!("{} {}", tool.name, tool.version_args.join(" "));
             plan.check(format!("ask `{asked}`"), move |missing| {
                 let version = which(tool.name)
@@ -56,7 +81,7 @@ impl ToolsCmd {
                     Some(line) => println!("{:24} {line}", tool.name),
                     None => {
                         println!("{:24} MISSING: {}", tool.name, tool.install);
-                        missing.push(tool.name);
+                        missing.push(tool.name.to_owned());
                     }
                 }
                 Ok(())
@@ -75,19 +100,24 @@ impl ToolsCmd {
             }
             Ok(())
         });
-        plan.check(
-            "ask `gcloud auth print-access-token` whether gcloud can authenticate",
-            move |missing| {
-                match gcloud_auth(sh) {
-                    Ok(how) => println!("{:24} {how}", "gcloud authentication"),
-                    Err(next) => {
-                        println!("{:24} NOT AUTHENTICATED: {next}", "gcloud authentication");
-                        missing.push("gcloud authentication");
+        if google {
+            plan.check(
+                "ask `gcloud auth print-access-token` whether gcloud can authenticate",
+                move |missing| {
+                    match gcloud_auth(sh) {
+                        Ok(how) => println!("{:24} {how}", "gcloud authentication"),
+                        Err(next) => {
+                            println!("{:24} NOT AUTHENTICATED: {next}", "gcloud authentication");
+                            missing.push("gcloud authentication".to_owned());
+                        }
                     }
-                }
-                Ok(())
-            },
-        );
+                    Ok(())
+                },
+            );
+        }
+        if let Some(cluster) = &cluster {
+            cluster.add_access_checks(&mut plan);
+        }
         plan.check("fail if anything above is missing", |missing| {
             if !missing.is_empty() {
                 bail!("missing: {}; see above for how to get each", missing.join(", "));

@@ -235,3 +235,66 @@ fn install_kustomize_refuses_an_archive_whose_checksum_does_not_match() {
         "the archive was never unpacked"
     );
 }
+
+#[test]
+#[ignore = "needs kubectl"]
+fn tools_asks_the_cluster_whether_you_may_do_what_the_plans_do() {
+    use fake_kube::{ClusterOptions, FakeCluster, Kubelet};
+    let kube = FakeCluster::start_blocking(ClusterOptions {
+        kubelet: Kubelet::Simulated,
+        // A role with everything but the pod proxy, as a cautious admin might write it.
+        denied: vec!["create pods/proxy".to_owned()],
+        ..ClusterOptions::new("tools-token")
+    })
+    .unwrap();
+    let scratch = scratch_dir("tools-access");
+    let kubeconfig = scratch.join("kubeconfig");
+    std::fs::write(&kubeconfig, kube.kubeconfig("fake", "tools-token")).unwrap();
+    let cache = scratch.join("kube-cache");
+    let env = [
+        ("KUBECONFIG", kubeconfig.as_path()),
+        ("KUBECACHEDIR", cache.as_path()),
+    ];
+    let output = xtask_with(&env, &["tools", "--target", "kube", "--context", "fake"]);
+    assert!(!output.status.success());
+    let out = stdout(&output);
+    let answer = |asked: &str| {
+        out.lines()
+            .find(|line| line.starts_with(asked))
+            .unwrap_or_else(|| panic!("{asked:?} not asked:\n{out}"))
+            .to_owned()
+    };
+    assert!(answer("may create pods/proxy in mlops").contains("NO: needed to send a canary's check rows"));
+    assert!(answer("may get pods/proxy in mlops").contains("yes"));
+    assert!(answer("may patch deployments in mlops").contains("yes"));
+    assert!(
+        !out.contains("gcloud"),
+        "another cluster needs nothing of Google's:\n{out}"
+    );
+    assert!(
+        stderr(&output).contains("missing: permission to create pods/proxy"),
+        "{}",
+        stderr(&output)
+    );
+    // And the fake refuses what it said no to, as RBAC does.
+    let refused = Command::new("kubectl")
+        .args([
+            "create",
+            "--raw",
+            "/api/v1/namespaces/mlops/pods/any:http/proxy/score",
+            "--filename",
+            "/dev/null",
+            "--context",
+            "fake",
+        ])
+        .env("KUBECONFIG", &kubeconfig)
+        .env("KUBECACHEDIR", &cache)
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&refused)
+            .contains("cannot create resource \"pods/proxy\" in API group \"\" in the namespace \"mlops\""),
+        "{}",
+        stderr(&refused)
+    );
+}

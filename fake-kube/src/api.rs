@@ -42,7 +42,13 @@ pub(crate) fn json_response(status: u16, value: &Value, warnings: &[String]) -> 
 }
 
 pub(crate) fn error_response(error: &ApiError) -> Response<Body> {
-    json_response(error.code(), &error.status(), &[])
+    let mut response = json_response(error.code(), &error.status(), &[]);
+    if let ApiError::TooManyRequests { retry_after } = error
+        && let Ok(value) = HeaderValue::from_str(&retry_after.to_string())
+    {
+        response.headers_mut().insert(hyper::header::RETRY_AFTER, value);
+    }
+    response
 }
 
 fn text_response(status: u16, text: &'static str) -> Response<Body> {

@@ -9,8 +9,9 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::watch;
 
-use crate::ClusterOptions;
+use crate::error::ApiError;
 use crate::store::Store;
+use crate::{ClusterOptions, Fault, FaultAnswer};
 
 /// One published container port: where the pod's port answers on this machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +26,8 @@ pub(crate) struct Shared {
     store: Mutex<Store>,
     pub(crate) options: ClusterOptions,
     requests: Mutex<Vec<String>>,
+    /// Answers to give instead of doing requests (see `RunningCluster::inject`).
+    faults: Mutex<Vec<Fault>>,
     shutdown: watch::Sender<bool>,
     /// Labels every container this cluster starts, so all of them can be found.
     pub(crate) cluster_id: String,
@@ -46,6 +49,7 @@ impl Shared {
             store: Mutex::new(Store::new()),
             options,
             requests: Mutex::new(Vec::new()),
+            faults: Mutex::new(Vec::new()),
             shutdown: watch::channel(false).0,
             cluster_id,
             work_dir,
@@ -63,6 +67,27 @@ impl Shared {
 
     pub(crate) fn requests(&self) -> Vec<String> {
         lock(&self.requests).clone()
+    }
+
+    pub(crate) fn inject(&self, fault: Fault) {
+        lock(&self.faults).push(fault);
+    }
+
+    /// The error to answer a request with instead of doing it, if an injected fault
+    /// matches it; each answer spends one of the fault's times.
+    pub(crate) fn take_fault(&self, method: &str, path: &str) -> Option<ApiError> {
+        let mut faults = lock(&self.faults);
+        let index = faults
+            .iter()
+            .position(|f| f.times > 0 && f.method == method && path.contains(&f.path_contains))?;
+        faults[index].times -= 1;
+        Some(match faults[index].answer {
+            FaultAnswer::InternalError => {
+                ApiError::Internal("Internal error occurred: the storage backend did not answer".into())
+            }
+            FaultAnswer::TooManyRequests { retry_after } => ApiError::TooManyRequests { retry_after },
+            FaultAnswer::Timeout => ApiError::Timeout,
+        })
     }
 
     pub(crate) fn shutdown_signal(&self) -> ShutdownSignal {

@@ -50,6 +50,11 @@ pub(crate) enum ApiError {
     Internal(String),
     /// 503, `ServiceUnavailable`: a proxied pod that cannot be reached.
     ServiceUnavailable(String),
+    /// 429, `TooManyRequests`: API priority and fairness turning a client away, with the
+    /// seconds to wait (also the `Retry-After` header).
+    TooManyRequests { retry_after: u64 },
+    /// 504, `Timeout`: the request did not complete within the apiserver's deadline.
+    Timeout,
 }
 
 impl ApiError {
@@ -80,8 +85,10 @@ impl ApiError {
             ApiError::Expired(_) => 410,
             ApiError::UnsupportedMediaType(_) => 415,
             ApiError::Invalid { .. } => 422,
+            ApiError::TooManyRequests { .. } => 429,
             ApiError::Internal(_) => 500,
             ApiError::ServiceUnavailable(_) => 503,
+            ApiError::Timeout => 504,
         }
     }
 
@@ -136,6 +143,17 @@ impl ApiError {
             ),
             ApiError::Internal(message) => ("InternalError", message.clone(), None),
             ApiError::ServiceUnavailable(message) => ("ServiceUnavailable", message.clone(), None),
+            ApiError::TooManyRequests { retry_after } => (
+                "TooManyRequests",
+                "Too many requests, please try again later.".to_string(),
+                Some(json!({"retryAfterSeconds": retry_after})),
+            ),
+            ApiError::Timeout => (
+                "Timeout",
+                "Timeout: request did not complete within requested timeout - context deadline exceeded"
+                    .to_string(),
+                None,
+            ),
         };
         let mut status = json!({
             "kind": "Status",

@@ -93,6 +93,29 @@ pub enum Kubelet {
     Simulated,
 }
 
+/// What the API server answers, instead of doing the request, to the next `times`
+/// requests it matches: what failing, overloaded or slow control planes answer.
+#[derive(Debug, Clone)]
+pub struct Fault {
+    /// The request's method (`PATCH`) …
+    pub method: String,
+    /// … and text its path must hold (`/deployments/`).
+    pub path_contains: String,
+    pub times: usize,
+    pub answer: FaultAnswer,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultAnswer {
+    /// 500 `InternalError`, as an apiserver whose storage failed answers.
+    InternalError,
+    /// 429 `TooManyRequests` with `Retry-After`, as API priority and fairness answers a
+    /// client over its share.
+    TooManyRequests { retry_after: u64 },
+    /// 504 `Timeout`: the request did not complete within the apiserver's deadline.
+    Timeout,
+}
+
 /// How to run a fake cluster.
 #[derive(Debug, Clone)]
 pub struct ClusterOptions {
@@ -228,6 +251,11 @@ impl FakeCluster {
         self.shared.requests()
     }
 
+    /// From now on, answers the requests `fault` matches with its answer, `times` times.
+    pub fn inject(&self, fault: Fault) {
+        self.shared.inject(fault);
+    }
+
     /// Stops every task and removes every container the cluster started.
     pub async fn shutdown(mut self) {
         self.shared.begin_shutdown();
@@ -290,6 +318,11 @@ impl RunningCluster {
 
     pub fn requests(&self) -> Vec<String> {
         self.view.shared.requests()
+    }
+
+    /// From now on, answers the requests `fault` matches with its answer, `times` times.
+    pub fn inject(&self, fault: Fault) {
+        self.view.shared.inject(fault);
     }
 
     /// Stops the cluster and waits until its containers are gone.

@@ -23,6 +23,12 @@ impl LocalRegistry {
             .and_then(|listener| listener.local_addr())
             .expect("a free port")
             .port();
+        Self::start_on(dir, port)
+    }
+
+    /// Starts a registry on `port` storing under `dir`: the one a dropped registry left,
+    /// back again with what it stored.
+    pub fn start_on(dir: &Path, port: u16) -> LocalRegistry {
         let config = dir.join("registry.yml");
         std::fs::write(
             &config,

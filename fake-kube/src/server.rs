@@ -182,8 +182,13 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Bod
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
         .is_some_and(|token| token == shared.options.token);
+    let fault = authorized
+        .then(|| shared.take_fault(method.as_str(), request.uri().path()))
+        .flatten();
     let response = if !authorized {
         api::error_response(&ApiError::Unauthorized)
+    } else if let Some(fault) = fault {
+        api::error_response(&fault)
     } else {
         let (parts, body) = request.into_parts();
         match http_body_util::Limited::new(body, BODY_LIMIT).collect().await {

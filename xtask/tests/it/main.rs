@@ -4,6 +4,7 @@ mod bench;
 mod canary;
 mod docker;
 mod fake_gke;
+mod faults;
 mod gke;
 mod local;
 mod rehearsal;

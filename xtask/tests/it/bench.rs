@@ -45,10 +45,18 @@ fn started_ports(stderr: &str) -> Vec<u16> {
             after("--port")
                 .or_else(|| after("--bind").and_then(|bind| bind.rsplit(':').next()))
                 .or_else(|| after("bench/flask_app.py"))
+                .or_else(|| {
+                    let floor = words.iter().position(|w| w.ends_with("/hyper_floor"))?;
+                    words.get(floor + 1).copied()
+                })
                 .and_then(|port| port.parse().ok())
         })
         .collect()
 }
+
+/// The wrk call that warms gunicorn up: the last contender, after two calls (a warm-up and
+/// a run) for each of the service, the hyper floor and Flask.
+const GUNICORN_WARM_UP: u32 = 7;
 
 fn bench_with_wrk(name: &str, at: u32, then: &str) -> (Command, PathBuf) {
     let state = scratch_dir(name);
@@ -70,8 +78,8 @@ fn assert_all_stopped(stderr: &str) {
     let ports = started_ports(stderr);
     assert_eq!(
         ports.len(),
-        3,
-        "the service, Flask and gunicorn were started:\n{stderr}"
+        4,
+        "the service, the hyper floor, Flask and gunicorn were started:\n{stderr}"
     );
     for port in ports {
         assert!(
@@ -84,8 +92,10 @@ fn assert_all_stopped(stderr: &str) {
 #[test]
 #[ignore = "needs Flask and gunicorn in target/venv and the release build (cargo xtask ci runs it)"]
 fn a_failing_bench_stops_every_server_it_started() {
-    // Calls 1-4 load the service and Flask; the fifth, gunicorn's warm-up, fails.
-    let (mut command, _state) = bench_with_wrk("bench-fails", 5, "echo 'wrk: boom' >&2; exit 3");
+    // Calls 1-6 load the service, the hyper floor and Flask (a warm-up and a run each);
+    // the seventh, gunicorn's warm-up, fails.
+    let (mut command, _state) =
+        bench_with_wrk("bench-fails", GUNICORN_WARM_UP, "echo 'wrk: boom' >&2; exit 3");
     let output = command.output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(!output.status.success(), "{stderr}");
@@ -100,14 +110,14 @@ fn a_failing_bench_stops_every_server_it_started() {
 #[test]
 #[ignore = "needs Flask and gunicorn in target/venv and the release build (cargo xtask ci runs it)"]
 fn an_interrupted_bench_stops_every_server_it_started() {
-    let (mut command, state) = bench_with_wrk("bench-interrupted", 5, "exec sleep 120");
+    let (mut command, state) = bench_with_wrk("bench-interrupted", GUNICORN_WARM_UP, "exec sleep 120");
     // Its own process group, so the test can stop the fake wrk it leaves behind.
     command.process_group(0);
     let mut child = command.spawn().unwrap();
     let calls = state.join("calls");
     let deadline = Instant::now() + Duration::from_secs(900);
     while std::fs::read_to_string(&calls)
-        .map(|n| n.trim() != "5")
+        .map(|n| n.trim() != GUNICORN_WARM_UP.to_string())
         .unwrap_or(true)
     {
         assert!(

@@ -169,6 +169,104 @@ fn xtask(scratch: &Path, kubeconfig: &Path, args: &[&str]) -> std::process::Outp
     output
 }
 
+/// Runs the xtask as `xtask` does, and runs `act` once, when its stderr first shows a line
+/// holding `marker`: a fault injected at a known point of the plan.
+fn xtask_with_fault(
+    scratch: &Path,
+    kubeconfig: &Path,
+    args: &[&str],
+    marker: &str,
+    act: impl FnOnce(),
+) -> std::process::Output {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .env("XTASK_STATE_DIR", scratch.join("state"))
+        .env_remove("XTASK_TARGET")
+        .env_remove("CARGO")
+        .env("KUBECONFIG", kubeconfig)
+        .env("KUBECACHEDIR", scratch.join("kube-cache"))
+        .env("DOCKER_CONFIG", scratch.join("docker"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let reading = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        out.read_to_end(&mut text).unwrap();
+        text
+    });
+    let mut stderr_text = Vec::new();
+    let mut act = Some(act);
+    for line in std::io::BufReader::new(child.stderr.take().unwrap()).split(b'\n') {
+        let line = line.unwrap();
+        if String::from_utf8_lossy(&line).contains(marker)
+            && let Some(act) = act.take()
+        {
+            act();
+        }
+        stderr_text.extend(line);
+        stderr_text.push(b'\n');
+    }
+    let output = std::process::Output {
+        status: child.wait().unwrap(),
+        stdout: reading.join().unwrap(),
+        stderr: stderr_text,
+    };
+    eprintln!(
+        "=== cargo xtask {} (a fault at {marker:?}) -> {}\n--- stdout\n{}--- stderr\n{}",
+        args.join(" "),
+        output.status,
+        stdout(&output),
+        stderr(&output)
+    );
+    assert!(act.is_none(), "the plan never reached {marker:?}");
+    output
+}
+
+/// Deletes pods as a node's loss or an eviction would, without waiting.
+fn delete_pods(kubeconfig: &Path, pods: &[String]) {
+    let output = std::process::Command::new("kubectl")
+        .args([
+            "delete",
+            "pods",
+            "--wait=false",
+            "--context",
+            "canary",
+            "--namespace",
+            "mlops",
+        ])
+        .args(pods)
+        .env("KUBECONFIG", kubeconfig)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "kubectl delete pods: {}",
+        stderr(&output)
+    );
+}
+
+/// The pods `selector` picks, newest first.
+fn pods(kubeconfig: &Path, selector: &str) -> Vec<String> {
+    let list = kubectl_json(kubeconfig, &["get", "pods", "--selector", selector]);
+    let mut pods: Vec<(String, String)> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|pod| pod["metadata"]["deletionTimestamp"].is_null())
+        .map(|pod| {
+            (
+                pod["metadata"]["creationTimestamp"].as_str().unwrap().to_owned(),
+                pod["metadata"]["name"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    pods.sort();
+    pods.into_iter().rev().map(|(_, name)| name).collect()
+}
+
 fn kubectl_json(kubeconfig: &Path, args: &[&str]) -> Value {
     let output = std::process::Command::new("kubectl")
         .args(args)
@@ -306,6 +404,56 @@ fn rehearsal_canary_promotes_a_release_that_agrees_and_aborts_one_that_answers_d
     );
     assert_eq!(stable_image(&kubeconfig), after, "the stable track is untouched");
     assert_eq!(deployments(&kubeconfig), ["score-app"]);
+
+    // A pod lost in the middle of a rollout: its ReplicaSet replaces it, and the rollout
+    // completes.
+    let third = scratch.join("linear_regression_v3.onnx");
+    std::fs::copy(models().join("linear_regression.onnx"), &third).unwrap();
+    let args = [
+        &["ship", "--replicas", "2", "--model", third.to_str().unwrap()][..],
+        &target,
+    ]
+    .concat();
+    let rolled = xtask_with_fault(&scratch, &kubeconfig, &args, "$ kubectl rollout status", || {
+        let newest = pods(&kubeconfig, "app=score-app");
+        delete_pods(&kubeconfig, &newest[..1]);
+    });
+    assert!(rolled.status.success());
+    let rolled_out = stable_image(&kubeconfig);
+    assert_ne!(rolled_out, after, "the rollout completed");
+
+    // Canary pods lost in the middle of the analysis: what they counted is gone, so no
+    // verdict can be reached; the canary is not promoted, and goes; the stable track is
+    // untouched. The same ship, run again, completes.
+    let fourth = scratch.join("linear_regression_v4.onnx");
+    std::fs::copy(models().join("linear_regression.onnx"), &fourth).unwrap();
+    let args = [
+        &["ship", "--replicas", "2", "--model", fourth.to_str().unwrap()][..],
+        &target,
+        &canary,
+    ]
+    .concat();
+    let lost = xtask_with_fault(&scratch, &kubeconfig, &args, "# watching both tracks", || {
+        delete_pods(&kubeconfig, &pods(&kubeconfig, "app=score-app,track=canary"));
+    });
+    assert!(!lost.status.success());
+    let why = format!("{}{}", stdout(&lost), stderr(&lost));
+    for expected in [
+        "the analysis could not run",
+        "the canary failed its analysis: abort it: yes",
+        "the canary was removed, and the stable track, untouched, serves revision",
+    ] {
+        assert!(why.contains(expected), "{expected:?} missing from:\n{why}");
+    }
+    assert_eq!(
+        stable_image(&kubeconfig),
+        rolled_out,
+        "the stable track is untouched"
+    );
+    assert_eq!(deployments(&kubeconfig), ["score-app"], "the canary is gone");
+    let again = xtask(&scratch, &kubeconfig, &args);
+    assert!(again.status.success());
+    assert_ne!(stable_image(&kubeconfig), rolled_out, "promoted");
 
     // By hand: abort with no canary says so, and what the stable track serves.
     let status = xtask(&scratch, &kubeconfig, &[&["status"][..], &target].concat());

@@ -142,6 +142,17 @@ impl Stage {
     }
 }
 
+fn progressing_reason(deployment: &Value) -> String {
+    deployment["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "Progressing")
+        .and_then(|c| c["reason"].as_str())
+        .unwrap_or_default()
+        .to_owned()
+}
+
 fn image_of(deployment: &Value) -> String {
     deployment["spec"]["template"]["spec"]["containers"][0]["image"]
         .as_str()
@@ -299,6 +310,90 @@ fn rehearsal_gke_cluster_up_ship_rescale_crash_rollback_and_down() {
         "rolled back"
     );
     stage.xtask_ok(&["smoke", "--target", "gke", "--project", PROJECT]);
+
+    // The default path: --rollout-timeout ends the wait before the deadline. No rollback
+    // was asked: the old pods still serve, and the error says so, read from the cluster.
+    let settings = [
+        "--target",
+        "gke",
+        "--project",
+        PROJECT,
+        "--registry",
+        &stand_in,
+        "--replicas",
+        "2",
+    ];
+    let short = [
+        &["ship"][..],
+        &settings,
+        &["--model", broken.to_str().unwrap(), "--rollout-timeout", "4"],
+    ]
+    .concat();
+    let timed_out = stage.xtask(&short);
+    assert!(!timed_out.status.success());
+    let why = stderr(&timed_out);
+    for expected in [
+        "timed out waiting for the condition",
+        "the new pods did not become ready (why: above); the cluster serves revision",
+        "2 of 2 pods ready, 1 up to date",
+    ] {
+        assert!(why.contains(expected), "{expected:?} missing from:\n{why}");
+    }
+    stage.xtask_ok(&["smoke", "--target", "gke", "--project", PROJECT]);
+    // Left alone, the stalled rollout reaches its deadline (10 s here) …
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while progressing_reason(&stage.deployment(GKE_CONTEXT, "mlops")) != "ProgressDeadlineExceeded" {
+        assert!(Instant::now() < deadline, "the stalled rollout never timed out");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // … which the controller keeps through the next apply of the working template until
+    // that shows progress: the same ship, run again, waits for progress and completes.
+    let again = stage.xtask_ok(&[&["ship"][..], &settings, &["--rollout-timeout", "120"]].concat());
+    let said = stderr(&again);
+    assert!(
+        said.contains("# it had: its ProgressDeadlineExceeded stays until this rollout progresses")
+            && said.contains("$ kubectl wait deployment/score-app --for=condition=Progressing"),
+        "{said}"
+    );
+    let deployment = stage.deployment(GKE_CONTEXT, "mlops");
+    assert_eq!(
+        (
+            image_of(&deployment),
+            deployment["status"]["readyReplicas"].clone()
+        ),
+        (pinned.clone(), 2.into())
+    );
+
+    // An image the registry does not hold (deleted by a clean-up policy, say): the kubelet
+    // retries the pull for ever, so the wait is stopped at ImagePullBackOff, within
+    // seconds, and rolled back.
+    let record = stage.scratch.join("state/gke/pushed.json");
+    let pushed = std::fs::read_to_string(&record).unwrap();
+    let digest = pinned.rsplit_once('@').unwrap().1.to_owned();
+    let missing = format!("sha256:{}", "0".repeat(64));
+    std::fs::write(&record, pushed.replace(&digest, &missing)).unwrap();
+    let deploy = [
+        &["deploy"][..],
+        &settings,
+        &["--rollout-timeout", "120", "--rollback-on-failure"],
+    ]
+    .concat();
+    let unpullable = stage.xtask(&deploy);
+    assert!(!unpullable.status.success());
+    let why = stderr(&unpullable);
+    for expected in [
+        "failed with a stop by its watch: pod score-app-",
+        &format!("cannot pull {stand_in}/score-service@{missing}: ImagePullBackOff"),
+        "rolled back, and read after it the cluster serves revision",
+        &format!("image {pinned}, 2 of 2 pods ready"),
+    ] {
+        assert!(why.contains(expected), "{expected:?} missing from:\n{why}");
+    }
+    assert!(!why.contains("exceeded its progress deadline"), "{why}");
+    // With the image back in the record, the same deploy completes.
+    std::fs::write(&record, &pushed).unwrap();
+    stage.xtask_ok(&deploy);
+    assert_eq!(image_of(&stage.deployment(GKE_CONTEXT, "mlops")), pinned);
 
     // What runs where, and its logs.
     let status = stage.xtask_ok(&["status", "--target", "gke", "--project", PROJECT]);

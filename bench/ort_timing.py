@@ -32,11 +32,15 @@ def main():
     ]
     if len(batches) < 2:
         sys.exit(f"{pool} holds fewer than two batches of {rows} rows of {width} features")
-    for turn in range(100):
+    # Warm up, and learn how long a run takes, so each trial lasts about 0.2 s whatever
+    # the model (a forest's row takes a microsecond, a CNN's batch of 64 milliseconds).
+    warm, turn = time.perf_counter(), 0
+    while turn < 100 and (turn < 5 or time.perf_counter() - warm < 0.5):
         session.run(None, {single.name: batches[turn % len(batches)]})
-    runs = min(max(200_000 // rows, 50), 20_000)
+        turn += 1
+    per_run = (time.perf_counter() - warm) / turn
+    runs = min(max(int(0.2 / per_run), 10), 20_000)
     trials = []
-    turn = 0
     for _ in range(7):
         started = time.perf_counter()
         for _ in range(runs):

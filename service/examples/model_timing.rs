@@ -71,12 +71,18 @@ fn main() -> anyhow::Result<()> {
         batches.len() >= 2,
         "{pool} holds fewer than two batches of {rows} rows of {width} features"
     );
-    for batch in batches.iter().cycle().take(100) {
-        model.predict(vec![batch.clone()])?;
-    }
-    // About 0.2 s per trial; the median of seven trials resists a busy neighbour.
-    let runs = (200_000 / rows.max(1)).clamp(50, 20_000);
+    // Warm up, and learn how long a run takes, so each trial lasts about 0.2 s whatever
+    // the model (a forest's row takes a microsecond, a CNN's batch of 64 milliseconds);
+    // the median of seven trials resists a busy neighbour.
     let mut next = batches.iter().cycle();
+    let (warm, mut warmed) = (Instant::now(), 0u32);
+    while warmed < 100 && (warmed < 5 || warm.elapsed().as_secs_f64() < 0.5) {
+        let batch = next.next().context("the pool is not empty")?;
+        model.predict(vec![batch.clone()])?;
+        warmed += 1;
+    }
+    let per_run = warm.elapsed().as_secs_f64() / f64::from(warmed);
+    let runs = ((0.2 / per_run) as usize).clamp(10, 20_000);
     let mut trials: Vec<f64> = (0..7)
         .map(|_| {
             let started = Instant::now();

@@ -32,7 +32,10 @@
 //!   declaring `fieldValidation`); `kubectl explain` and client-side validation do not work.
 //! - Strict field validation knows the top level of every kind and, field by field, the
 //!   Deployment/ReplicaSet spec, pod template, pod spec, containers, security contexts,
-//!   probes and resources; deeper unknown fields pass.
+//!   probes and resources; deeper unknown fields pass. Values are validated as the API
+//!   server does for what the plans write (`values.rs`): names per kind, ports, resource
+//!   quantities and limits against requests, protocols, a Deployment's strategy and its
+//!   selector against the template, a Service's type; not every field of every kind.
 //! - Field ownership is tracked per leaf field and keyed list item, from a table of list
 //!   keys rather than the schema; an apply's conflicts are leaf values only. Defaulting is
 //!   limited to what the controllers and kubectl read (no pod-spec defaulting).
@@ -71,6 +74,7 @@ mod store;
 mod table;
 mod util;
 mod validate;
+mod values;
 
 use std::sync::Arc;
 use std::time::Duration;

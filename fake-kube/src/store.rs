@@ -20,6 +20,7 @@ use crate::managed::{self, ApplyRequest};
 use crate::resources::{IDS, RESOURCES, ResourceId, ResourceType};
 use crate::util::{self, get_path, is_deleting, name_of, namespace_of, uid_of};
 use crate::validate;
+use crate::values;
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) struct ObjectKey {
@@ -352,6 +353,27 @@ impl Store {
         Err(ApiError::BadRequest(message))
     }
 
+    /// The API server's validation of values, after defaulting: 422 `Invalid`, naming
+    /// every field that is wrong.
+    fn validate(resource: &ResourceType, object: &Value) -> Result<(), ApiError> {
+        let causes = values::invalid_values(resource.kind, object);
+        let message = match causes.as_slice() {
+            [] => return Ok(()),
+            [only] => only.clone(),
+            many => format!("[{}]", many.join(", ")),
+        };
+        let kind = if resource.group.is_empty() {
+            resource.kind.to_owned()
+        } else {
+            format!("{}.{}", resource.kind, resource.group)
+        };
+        Err(ApiError::Invalid {
+            kind,
+            name: name_of(object).to_owned(),
+            message,
+        })
+    }
+
     /// Generation and status bookkeeping shared by every write of an existing object.
     fn finish_update(resource: &ResourceType, live: &Value, next: &mut Value) {
         if resource.has_generation() && live.get("spec") != next.get("spec") {
@@ -430,6 +452,7 @@ impl Store {
         }
         let warnings = Self::admit(resource, namespace_object.as_deref(), &object)?;
         defaults::apply(resource, &mut object);
+        Self::validate(resource, &object)?;
         managed::record_update(
             None,
             &mut object,
@@ -526,6 +549,7 @@ impl Store {
         }
         let warnings = Self::admit(resource, namespace_object.as_deref(), &merged)?;
         defaults::apply(resource, &mut merged);
+        Self::validate(resource, &merged)?;
         self.commit(key, live, merged, writer, warnings)
     }
 
@@ -656,6 +680,7 @@ impl Store {
             Vec::new()
         };
         defaults::apply(resource, &mut merged);
+        Self::validate(resource, &merged)?;
         let scope = match part {
             Part::Main => Scope::Main {
                 status_is_separate: resource.has_status(),
@@ -865,6 +890,25 @@ mod tests {
             error.status()["message"],
             "failed to create typed patch object (default/web; apps/v1, Kind=Deployment): .spec.template.spec.containers[name=\"c\"].imagePolicy: field not declared in schema"
         );
+    }
+
+    #[test]
+    fn invalid_values_are_refused_422_naming_every_field() {
+        let mut store = Store::new();
+        let mut bad = deployment(1);
+        bad["metadata"]["name"] = json!("Score_App");
+        bad["spec"]["strategy"] = json!({"type": "Rolling"});
+        let error = store
+            .apply(IDS.deployments, "default", "Score_App", &bad, &applier(), false)
+            .expect_err("invalid");
+        assert_eq!(error.code(), 422);
+        let message = error.status()["message"].as_str().unwrap().to_owned();
+        assert!(
+            message.starts_with("Deployment.apps \"Score_App\" is invalid: [metadata.name: Invalid value: \"Score_App\": a lowercase RFC 1123 subdomain")
+                && message.contains(", spec.strategy.type: Unsupported value: \"Rolling\""),
+            "{message}"
+        );
+        assert!(store.get_by(IDS.deployments, "default", "Score_App").is_none());
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use super::{int_or_percent, set_condition, writer};
 use crate::resources::IDS;
@@ -19,6 +19,16 @@ const REVISION_HISTORY: &str = "deployment.kubernetes.io/revision-history";
 const DESIRED_REPLICAS: &str = "deployment.kubernetes.io/desired-replicas";
 const MAX_REPLICAS: &str = "deployment.kubernetes.io/max-replicas";
 const HASH_LABEL: &str = "pod-template-hash";
+/// The annotations a Deployment's new ReplicaSet does not take from it: the controller's
+/// own, and kubectl's record of the last client-side apply.
+const NOT_COPIED: [&str; 6] = [
+    REVISION,
+    REVISION_HISTORY,
+    DESIRED_REPLICAS,
+    MAX_REPLICAS,
+    "kubectl.kubernetes.io/last-applied-configuration",
+    "deprecated.deployment.rollback.to",
+];
 const COMPONENT: &str = "deployment-controller";
 
 fn revision_of(object: &Value) -> i64 {
@@ -28,6 +38,28 @@ fn revision_of(object: &Value) -> i64 {
         .and_then(Value::as_str)
         .and_then(|r| r.parse().ok())
         .unwrap_or(0)
+}
+
+/// The Deployment's annotations its new ReplicaSet carries, as the real controller copies
+/// them: so `rollout history` shows each revision's change-cause, and `rollout undo`
+/// (which copies a ReplicaSet's annotations back) restores it.
+fn copied_annotations(deployment: &Value) -> Map<String, Value> {
+    deployment
+        .pointer("/metadata/annotations")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter(|(key, _)| !NOT_COPIED.contains(&key.as_str()))
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect()
+}
+
+/// Whether `rs` lacks any of `copied` or holds another value for it.
+fn lacks_any(rs: &Value, copied: &Map<String, Value>) -> bool {
+    let held = rs.pointer("/metadata/annotations").and_then(Value::as_object);
+    copied
+        .iter()
+        .any(|(key, value)| held.and_then(|held| held.get(key)) != Some(value))
 }
 
 /// A ReplicaSet's template without the hash label, normalized: what a Deployment's
@@ -153,6 +185,7 @@ fn reconcile_one(store: &mut Store, deployment: &Value, deadline_override: Optio
     };
 
     let mut created_new = false;
+    let copied = copied_annotations(deployment);
     let new_rs: Option<Arc<Value>> = match existing_new {
         Some(rs) if revision_of(&rs) < max_revision || revision_of(&rs) == 0 => {
             // A rollback (or any return to an older template) gives the old ReplicaSet
@@ -169,6 +202,22 @@ fn reconcile_one(store: &mut Store, deployment: &Value, deadline_override: Optio
                 annotations.insert(REVISION_HISTORY.into(), json!(history));
             }
             annotations.insert(REVISION.into(), json!((max_revision + 1).to_string()));
+            annotations.extend(copied.clone());
+            store
+                .update(
+                    IDS.replicasets,
+                    &namespace,
+                    name_of(&rs),
+                    next,
+                    Part::Main,
+                    &writer(),
+                )
+                .ok()
+                .map(|w| w.object)
+        }
+        Some(rs) if lacks_any(&rs, &copied) => {
+            let mut next = (*rs).clone();
+            util::object_at(&mut next, "metadata.annotations").extend(copied.clone());
             store
                 .update(
                     IDS.replicasets,
@@ -194,6 +243,10 @@ fn reconcile_one(store: &mut Store, deployment: &Value, deadline_override: Optio
                 .pointer("/metadata/labels")
                 .cloned()
                 .unwrap_or(json!({}));
+            let mut annotations = copied.clone();
+            annotations.insert(REVISION.into(), json!((max_revision + 1).to_string()));
+            annotations.insert(DESIRED_REPLICAS.into(), json!(replicas.to_string()));
+            annotations.insert(MAX_REPLICAS.into(), json!((replicas + max_surge).to_string()));
             let rs = json!({
                 "apiVersion": "apps/v1",
                 "kind": "ReplicaSet",
@@ -201,11 +254,7 @@ fn reconcile_one(store: &mut Store, deployment: &Value, deadline_override: Optio
                     "name": rs_name,
                     "namespace": namespace,
                     "labels": labels,
-                    "annotations": {
-                        REVISION: (max_revision + 1).to_string(),
-                        DESIRED_REPLICAS: replicas.to_string(),
-                        MAX_REPLICAS: (replicas + max_surge).to_string(),
-                    },
+                    "annotations": annotations,
                     "ownerReferences": [{
                         "apiVersion": "apps/v1",
                         "kind": "Deployment",
@@ -664,6 +713,55 @@ mod tests {
             made_progress: false,
             deadline: Duration::from_secs(600),
         }
+    }
+
+    #[test]
+    fn a_new_replica_set_takes_the_deployment_s_annotations_but_the_controller_s_own() {
+        let mut store = Store::new();
+        let mut deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "annotations": {
+                "kubernetes.io/change-cause": "ship abc123",
+                "kubectl.kubernetes.io/last-applied-configuration": "{}"}},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "c", "image": "i"}]}}}});
+        store
+            .create(IDS.deployments, "default", deployment.clone(), &writer())
+            .expect("created");
+        reconcile(&mut store, None);
+        let annotations = |store: &Store| -> Vec<Value> {
+            store
+                .list(IDS.replicasets, Some("default"))
+                .iter()
+                .map(|rs| rs["metadata"]["annotations"].clone())
+                .collect()
+        };
+        let first = annotations(&store);
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0]["kubernetes.io/change-cause"], "ship abc123");
+        assert_eq!(first[0][REVISION], "1");
+        assert!(
+            first[0]
+                .get("kubectl.kubernetes.io/last-applied-configuration")
+                .is_none()
+        );
+        // A new change-cause on the same template reaches the ReplicaSet serving it.
+        deployment["metadata"]["annotations"]["kubernetes.io/change-cause"] = json!("ship def456");
+        store
+            .update(
+                IDS.deployments,
+                "default",
+                "web",
+                deployment,
+                Part::Main,
+                &writer(),
+            )
+            .expect("updated");
+        reconcile(&mut store, None);
+        assert_eq!(
+            annotations(&store)[0]["kubernetes.io/change-cause"],
+            "ship def456"
+        );
     }
 
     #[test]

@@ -300,7 +300,7 @@ impl Given {
         let context = self.take_optional("context", text(valid_context));
         let image = self.take("image", text(valid_image));
         let namespace = self.take("namespace", text(valid_label));
-        let app = self.take("app", text(valid_label));
+        let app = self.take("app", text(valid_app));
         let replicas = self.take_optional("replicas", |v| number_in(v, 1, 1000));
         let service_port = self.take("service_port", |v| number_in(v, 1, 65535));
         let overlay = self.take("overlay", text(valid_overlay));
@@ -411,6 +411,24 @@ fn valid_label(text: &str) -> Result<(), String> {
     ok.then_some(()).ok_or_else(|| {
         "must be an RFC 1123 label: 1-63 lower-case letters, digits or '-', starting and ending with a letter or digit"
             .into()
+    })
+}
+
+/// The canary Deployment's name: the app's, and this (the app's name is checked so it fits).
+pub(crate) const CANARY_SUFFIX: &str = "-canary";
+
+/// The app names the Service, whose name must be an RFC 1035 label (starting with a
+/// letter), and the canary's Deployment `APP-canary`, which must fit 63 characters.
+fn valid_app(text: &str) -> Result<(), String> {
+    let longest = 63 - CANARY_SUFFIX.len();
+    let ok = text.len() <= longest
+        && valid_label(text).is_ok()
+        && text.starts_with(|c: char| c.is_ascii_lowercase());
+    ok.then_some(()).ok_or_else(|| {
+        format!(
+            "names the Service, so must be an RFC 1035 label of at most {longest} characters (its canary adds {:?}): lower-case letters, digits or '-', starting with a letter and ending with a letter or digit",
+            CANARY_SUFFIX
+        )
     })
 }
 
@@ -550,6 +568,10 @@ mod tests {
         assert!(valid_label("score-app").is_ok() && valid_label("mlops").is_ok());
         for bad in ["", "Score", "-a", "a-", "a_b", &"a".repeat(64)] {
             assert!(valid_label(bad).is_err(), "{bad:?}");
+        }
+        assert!(valid_app("score-app").is_ok() && valid_app(&"a".repeat(56)).is_ok());
+        for bad in ["1score", "Score_App", "score-", &"a".repeat(57)] {
+            assert!(valid_app(bad).is_err(), "{bad:?}");
         }
         assert!(valid_cluster("k8s-ml-cluster").is_ok());
         assert!(valid_cluster("8ks").is_err() && valid_cluster(&"a".repeat(41)).is_err());

@@ -33,8 +33,7 @@ fn pod_proxy(namespace: &str, pod: &str, port: &str, path: &str) -> String {
 
 /// The label that tells the tracks apart; stable pods do not carry it.
 pub(crate) const TRACK_LABEL: &str = "track";
-/// The canary Deployment's name: the app's, and this.
-pub(crate) const CANARY_SUFFIX: &str = "-canary";
+pub(crate) use crate::core::settings::CANARY_SUFFIX;
 
 /// What `ship --canary` was asked for.
 #[derive(Clone, Debug)]

@@ -1,0 +1,374 @@
+//! Validation of values, as the API server validates what the plans write: object names
+//! per kind, container and Service ports, resource quantities and that a limit is not
+//! below its request, the enums a typo would miss (protocols, a Deployment's strategy, a
+//! Service's type), and a Deployment's selector against its template's labels. Messages
+//! are the API server's (`field: Invalid value: VALUE: why`), so a plan refused on GKE is
+//! refused here the same way.
+
+use serde_json::{Map, Value};
+
+use crate::selector::LabelSelector;
+use crate::util::parse_quantity;
+
+const SUBDOMAIN: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
+const LABEL_1123: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
+const LABEL_1035: &str = "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')";
+const QUANTITY: &str =
+    "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'";
+const PORT_RANGE: &str = "must be between 1 and 65535, inclusive";
+
+/// What is wrong with `object`'s values, one message per field; empty when nothing is.
+pub(crate) fn invalid_values(kind: &str, object: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let name = object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    check_name(kind, name, &mut out);
+    let spec = object.get("spec");
+    match kind {
+        "Pod" => {
+            if let Some(pod) = spec {
+                check_pod_spec(pod, "spec", &mut out);
+            }
+        }
+        "Deployment" | "ReplicaSet" => {
+            if let Some(spec) = spec {
+                check_workload(kind, spec, &mut out);
+            }
+        }
+        "Service" => {
+            if let Some(spec) = spec {
+                check_service(spec, &mut out);
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
+fn check_name(kind: &str, name: &str, out: &mut Vec<String>) {
+    if name.is_empty() {
+        return;
+    }
+    let (ok, why) = match kind {
+        "Service" => (
+            is_label(name) && name.starts_with(|c: char| c.is_ascii_lowercase()),
+            LABEL_1035,
+        ),
+        "Namespace" => (is_label(name), LABEL_1123),
+        _ => (name.len() <= 253 && name.split('.').all(is_label), SUBDOMAIN),
+    };
+    if !ok {
+        out.push(format!("metadata.name: Invalid value: {}: {why}", quoted(name)));
+    }
+}
+
+/// An RFC 1123 label: 1-63 lower-case letters, digits or '-', alphanumeric at both ends.
+fn is_label(text: &str) -> bool {
+    let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    (1..=63).contains(&text.len())
+        && text.chars().all(|c| alnum(c) || c == '-')
+        && text.starts_with(alnum)
+        && text.ends_with(alnum)
+}
+
+fn quoted(text: &str) -> String {
+    Value::String(text.to_owned()).to_string()
+}
+
+fn check_workload(kind: &str, spec: &Value, out: &mut Vec<String>) {
+    if kind == "Deployment"
+        && let Some(strategy) = spec.pointer("/strategy/type").and_then(Value::as_str)
+    {
+        check_enum(
+            "spec.strategy.type",
+            strategy,
+            &["Recreate", "RollingUpdate"],
+            out,
+        );
+    }
+    let labels = spec
+        .pointer("/template/metadata/labels")
+        .and_then(Value::as_object);
+    match spec.get("selector") {
+        None | Some(Value::Null) => out.push("spec.selector: Required value".to_owned()),
+        Some(selector) => match LabelSelector::from_object(Some(selector)) {
+            Some(parsed) if parsed.matches_labels(labels) => {}
+            Some(_) => out.push(format!(
+                "spec.template.metadata.labels: Invalid value: {}: `selector` does not match template `labels`",
+                go_map(labels)
+            )),
+            None => out.push("spec.selector: Invalid value: the selector cannot be read".to_owned()),
+        },
+    }
+    if let Some(pod) = spec.pointer("/template/spec") {
+        check_pod_spec(pod, "spec.template.spec", out);
+    }
+}
+
+/// A label map as Go's `%#v` prints it in the API server's message.
+fn go_map(labels: Option<&Map<String, Value>>) -> String {
+    let pairs: Vec<String> = labels
+        .into_iter()
+        .flatten()
+        .map(|(key, value)| format!("{}:{}", quoted(key), value))
+        .collect();
+    format!("map[string]string{{{}}}", pairs.join(", "))
+}
+
+fn check_pod_spec(pod: &Value, path: &str, out: &mut Vec<String>) {
+    for (index, container) in pod
+        .get("containers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let at = format!("{path}.containers[{index}]");
+        for (p, port) in container
+            .get("ports")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            if let Some(number) = port.get("containerPort") {
+                check_port(&format!("{at}.ports[{p}].containerPort"), number, out);
+            }
+            if let Some(protocol) = port.get("protocol").and_then(Value::as_str) {
+                check_enum(
+                    &format!("{at}.ports[{p}].protocol"),
+                    protocol,
+                    &["SCTP", "TCP", "UDP"],
+                    out,
+                );
+            }
+        }
+        if let Some(policy) = container.get("imagePullPolicy").and_then(Value::as_str) {
+            check_enum(
+                &format!("{at}.imagePullPolicy"),
+                policy,
+                &["Always", "IfNotPresent", "Never"],
+                out,
+            );
+        }
+        check_resources(container.get("resources"), &format!("{at}.resources"), out);
+    }
+}
+
+fn check_resources(resources: Option<&Value>, path: &str, out: &mut Vec<String>) {
+    let Some(resources) = resources else {
+        return;
+    };
+    let amounts = |part: &str| -> Vec<(String, String, Option<f64>)> {
+        resources
+            .get(part)
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .map(|(name, value)| {
+                let text = match value {
+                    Value::String(text) => text.clone(),
+                    other => other.to_string(),
+                };
+                let amount = parse_quantity(&text);
+                (name.clone(), text, amount)
+            })
+            .collect()
+    };
+    let (requests, limits) = (amounts("requests"), amounts("limits"));
+    for (part, entries) in [("requests", &requests), ("limits", &limits)] {
+        for (name, text, amount) in entries {
+            if amount.is_none() {
+                out.push(format!(
+                    "{path}.{part}[{name}]: Invalid value: {}: {QUANTITY}",
+                    quoted(text)
+                ));
+            }
+        }
+    }
+    for (name, text, request) in &requests {
+        let limit = limits.iter().find(|(limited, ..)| limited == name);
+        if let (Some(request), Some((_, limit_text, Some(limit)))) = (request, limit)
+            && request > limit
+        {
+            out.push(format!(
+                "{path}.requests: Invalid value: {}: must be less than or equal to {name} limit of {limit_text}",
+                quoted(text)
+            ));
+        }
+    }
+}
+
+fn check_service(spec: &Value, out: &mut Vec<String>) {
+    if let Some(kind) = spec.get("type").and_then(Value::as_str) {
+        check_enum(
+            "spec.type",
+            kind,
+            &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"],
+            out,
+        );
+    }
+    for (index, port) in spec
+        .get("ports")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let at = format!("spec.ports[{index}]");
+        match port.get("port") {
+            Some(number) => check_port(&format!("{at}.port"), number, out),
+            None => out.push(format!("{at}.port: Required value")),
+        }
+        match port.get("targetPort") {
+            Some(Value::String(name)) if !is_port_name(name) => out.push(format!(
+                "{at}.targetPort: Invalid value: {}: must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-), at most 15 characters, with at least one letter",
+                quoted(name)
+            )),
+            Some(number @ Value::Number(_)) => check_port(&format!("{at}.targetPort"), number, out),
+            _ => {}
+        }
+        if let Some(protocol) = port.get("protocol").and_then(Value::as_str) {
+            check_enum(&format!("{at}.protocol"), protocol, &["SCTP", "TCP", "UDP"], out);
+        }
+    }
+}
+
+/// An IANA service name, as a named port must be.
+fn is_port_name(name: &str) -> bool {
+    (1..=15).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && name.chars().any(|c| c.is_ascii_lowercase())
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+        && !name.contains("--")
+}
+
+fn check_port(path: &str, number: &Value, out: &mut Vec<String>) {
+    if !number.as_u64().is_some_and(|n| (1..=65535).contains(&n)) {
+        out.push(format!("{path}: Invalid value: {number}: {PORT_RANGE}"));
+    }
+}
+
+fn check_enum(path: &str, value: &str, supported: &[&str], out: &mut Vec<String>) {
+    if !supported.contains(&value) {
+        let listed: Vec<String> = supported.iter().map(|s| quoted(s)).collect();
+        out.push(format!(
+            "{path}: Unsupported value: {}: supported values: {}",
+            quoted(value),
+            listed.join(", ")
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn deployment(name: &str, spec_changes: Value) -> Value {
+        let mut deployment = json!({"metadata": {"name": name}, "spec": {
+            "selector": {"matchLabels": {"app": "score-app"}},
+            "strategy": {"type": "RollingUpdate"},
+            "template": {"metadata": {"labels": {"app": "score-app"}}, "spec": {"containers": [{
+                "name": "score", "image": "i",
+                "ports": [{"containerPort": 5000, "protocol": "TCP"}],
+                "resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
+                              "limits": {"cpu": "1", "memory": "256Mi"}},
+            }]}},
+        }});
+        crate::patch::merge_patch(&mut deployment, &json!({"spec": spec_changes}));
+        deployment
+    }
+
+    #[test]
+    fn what_the_manifests_hold_is_valid() {
+        assert_eq!(
+            invalid_values("Deployment", &deployment("score-app", json!({}))),
+            Vec::<String>::new()
+        );
+        let service = json!({"metadata": {"name": "score-app"}, "spec": {"type": "LoadBalancer",
+            "ports": [{"port": 80, "targetPort": "http", "protocol": "TCP"}]}});
+        assert_eq!(invalid_values("Service", &service), Vec::<String>::new());
+        let no_selector = json!({"metadata": {"name": "score-app-5d8f9c7b6d"}, "spec": {}});
+        assert_eq!(
+            invalid_values("ReplicaSet", &no_selector),
+            ["spec.selector: Required value"]
+        );
+    }
+
+    #[test]
+    fn names_are_checked_per_kind() {
+        let named = |kind: &str, name: &str| invalid_values(kind, &json!({"metadata": {"name": name}}));
+        assert_eq!(
+            named("Service", "1score"),
+            [format!("metadata.name: Invalid value: \"1score\": {LABEL_1035}")]
+        );
+        assert!(
+            named("ConfigMap", "1score").is_empty(),
+            "a subdomain may start with a digit"
+        );
+        assert_eq!(
+            named("Deployment", "Score_App"),
+            [format!(
+                "metadata.name: Invalid value: \"Score_App\": {SUBDOMAIN}"
+            )]
+        );
+        assert!(named("Namespace", "ml.ops").len() == 1 && named("Namespace", "mlops").is_empty());
+    }
+
+    #[test]
+    fn what_gke_refuses_is_refused_with_its_message() {
+        let refused = |changes: Value| invalid_values("Deployment", &deployment("score-app", changes));
+        let container = |changes: Value| {
+            let mut container = json!({"name": "score", "image": "i"});
+            crate::patch::merge_patch(&mut container, &changes);
+            json!({"template": {"spec": {"containers": [container]}}})
+        };
+        assert_eq!(
+            refused(json!({"strategy": {"type": "Rolling"}})),
+            [
+                "spec.strategy.type: Unsupported value: \"Rolling\": supported values: \"Recreate\", \"RollingUpdate\""
+            ]
+        );
+        assert_eq!(
+            refused(json!({"selector": {"matchLabels": {"app": "other"}}})),
+            [
+                "spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"score-app\"}: `selector` does not match template `labels`"
+            ]
+        );
+        assert_eq!(
+            refused(container(json!({"ports": [{"containerPort": 70000}]}))),
+            [
+                "spec.template.spec.containers[0].ports[0].containerPort: Invalid value: 70000: must be between 1 and 65535, inclusive"
+            ]
+        );
+        assert_eq!(
+            refused(container(json!({"resources": {"limits": {"cpu": "100mm"}}}))),
+            [format!(
+                "spec.template.spec.containers[0].resources.limits[cpu]: Invalid value: \"100mm\": {QUANTITY}"
+            )]
+        );
+        assert_eq!(
+            refused(container(
+                json!({"resources": {"requests": {"memory": "256Mi"}, "limits": {"memory": "128Mi"}}})
+            )),
+            [
+                "spec.template.spec.containers[0].resources.requests: Invalid value: \"256Mi\": must be less than or equal to memory limit of 128Mi"
+            ]
+        );
+        let service = json!({"metadata": {"name": "s"}, "spec": {"type": "Loadbalancer",
+            "ports": [{"port": 0, "targetPort": "http_port", "protocol": "tcp"}]}});
+        assert_eq!(
+            invalid_values("Service", &service).len(),
+            4,
+            "{:?}",
+            invalid_values("Service", &service)
+        );
+    }
+}

@@ -101,8 +101,10 @@ pub(crate) fn record_path(sh: &Shell, target: TargetKind) -> PathBuf {
     state_dir(sh).join(target.to_string()).join("pushed.json")
 }
 
-/// Adds: push `repository:tag`, read back the digest, record it in `record` (for later
-/// tasks) and in the plan's release (for the steps after).
+/// Adds: push `repository:tag`, keep the digest the registry stored (as `docker push`
+/// reports it, from the registry's answer to the manifest's upload), record it in `record`
+/// (for later tasks) and in the plan's release (for the steps after). Not the engine's
+/// `RepoDigests`: its first entry can be a digest of another push of the same repository.
 pub(crate) fn add_push<'a>(
     sh: &'a Shell,
     plan: &mut Plan<'a, Release>,
@@ -114,25 +116,20 @@ pub(crate) fn add_push<'a>(
     // A model image has no SBOM of its own: it carries its base's.
     let sbom = sbom_file(sh, tag);
     let (repository, tag) = (repository.to_owned(), tag.to_owned());
-    plan.run(
+    plan.read(
         cmd!(sh, "docker push {reference}"),
         "check that the registry is reachable and that you are logged in to it",
-    );
-    let format = "{{json .RepoDigests}}";
-    plan.read(
-        cmd!(sh, "docker image inspect --format {format} {reference}"),
-        "the push succeeded but its digest could not be read: run `cargo xtask push` again",
         move |release, output| {
-            let digests: Vec<String> = serde_json::from_str(output.trim())
-                .with_context(|| format!("docker printed {output:?}, not a list of digests"))?;
-            let prefix = format!("{repository}@");
-            let Some(pinned) = digests.into_iter().find(|d| d.starts_with(&prefix)) else {
-                bail!("docker knows no digest of {repository} for {reference}");
+            print!("{output}");
+            let Some(digest) = pushed_digest(&output, &tag) else {
+                bail!(
+                    "`docker push {reference}` succeeded but reported no digest for {tag}: run `cargo xtask push` again"
+                );
             };
             let pushed = Pushed {
+                pinned: format!("{repository}@{digest}"),
                 tag,
                 image: reference,
-                pinned,
             };
             records::write(&record, &pushed)?;
             // The image's bill of materials, beside the record of what was pushed.
@@ -144,6 +141,16 @@ pub(crate) fn add_push<'a>(
             Ok(())
         },
     );
+}
+
+/// The digest `docker push` reports for `tag` on its last line: `TAG: digest: sha256:… size: N`.
+fn pushed_digest<'o>(output: &'o str, tag: &str) -> Option<&'o str> {
+    output.lines().rev().find_map(|line| {
+        let digest = line.trim().strip_prefix(tag)?.strip_prefix(": digest: ")?;
+        let digest = digest.split_whitespace().next()?;
+        let hex = digest.strip_prefix("sha256:")?;
+        (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then_some(digest)
+    })
 }
 
 /// The digest `registry` serves for `name:tag`, from the Docker-Content-Digest header of
@@ -167,5 +174,22 @@ pub(crate) fn registry_digest(registry: &str, name: &str, tag: &str) -> anyhow::
             .map(str::to_owned)),
         404 => Ok(None),
         status => bail!("HEAD {url} answered {status}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_digest_is_the_one_docker_push_reports_for_the_tag() {
+        let digest = format!("sha256:{}", "4f".repeat(32));
+        let output = format!(
+            "The push refers to repository [localhost:5001/score-service]\n5f70bf18a086: Pushed\nabc123-dirty: digest: {digest} size: 528\n"
+        );
+        assert_eq!(pushed_digest(&output, "abc123-dirty"), Some(digest.as_str()));
+        assert_eq!(pushed_digest(&output, "abc123"), None, "another tag's line");
+        assert_eq!(pushed_digest("abc123: digest: sha256:00 size: 1", "abc123"), None);
+        assert_eq!(pushed_digest("5f70bf18a086: Pushed", "abc123"), None);
     }
 }

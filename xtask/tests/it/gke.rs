@@ -819,7 +819,6 @@ fn deploy_and_ship_plans_list_every_command_in_order() {
             "  $ docker build --target prebuilt --file Dockerfile --tag".to_owned(),
             "  $ docker image inspect --format {{.Id}}".to_owned(),
             "$ docker push".to_owned(),
-            "$ docker image inspect --format \"{{json .RepoDigests}}\"".to_owned(),
             format!(
                 "# write {s}/gke/render/kustomization.yaml (overlay dev, image pinned to the digest recorded by push)"
             ),

@@ -21,8 +21,8 @@
 //! # Where it differs from a real cluster
 //!
 //! - Resources: core/v1 namespaces, pods (and `log`, and `proxy`, which forwards any
-//!   request to a pod's port with no rewriting of links), services, events, configmaps,
-//!   secrets, serviceaccounts; apps/v1 deployments and replicasets (and `scale`);
+//!   request to a pod's port with no rewriting of links), services, events,
+//!   serviceaccounts; apps/v1 deployments and replicasets (and `scale`);
 //!   autoscaling/v2 horizontalpodautoscalers; policy/v1 poddisruptionbudgets;
 //!   networking.k8s.io/v1 networkpolicies; authorization.k8s.io/v1
 //!   selfsubjectaccessreviews. No nodes, endpoints, jobs, RBAC roles, CRDs; no exec,
@@ -49,7 +49,10 @@
 //!   containers (no shared network namespace or emptyDir between them); probe periods
 //!   are capped at one second; crash-loop back-off runs 0 s, 1 s, 2 s, … up to 10 s;
 //!   termination waits at most 2 s and runs no preStop hooks; no service environment
-//!   variables; volumes are emptyDir (tmpfs), configMap, secret and hostPath only.
+//!   variables. It runs what the project's manifests ask for and refuses the rest by
+//!   name (`CreateContainerConfigError`): volumes are emptyDir (tmpfs) only, environment
+//!   values literal only (no `valueFrom` or `envFrom`), no host network; probes are
+//!   `httpGet` only (others are reported unsupported, and fail).
 //! - LoadBalancer services listen on a loopback address of their own at the service's
 //!   ports; node ports and cluster IPs are allocated but nothing listens on them.
 
@@ -65,6 +68,7 @@ mod kubelet;
 mod loadbalancer;
 mod managed;
 mod patch;
+mod ports;
 mod proxy;
 pub mod registry;
 mod resources;

@@ -229,23 +229,7 @@ fn endpoints(shared: &Shared, namespace: &str, name: &str, port: u16) -> Vec<Soc
         .into_iter()
         .filter(|pod| !is_deleting(pod) && pod_is_ready(pod) && selector.matches(pod))
         .filter_map(|pod| {
-            let container_port = match &target {
-                Value::Number(n) => n.as_u64()? as u16,
-                Value::String(port_name) => pod
-                    .pointer("/spec/containers")?
-                    .as_array()?
-                    .iter()
-                    .flat_map(|c| {
-                        c.get("ports")
-                            .and_then(Value::as_array)
-                            .cloned()
-                            .unwrap_or_default()
-                    })
-                    .find(|p| p.get("name").and_then(Value::as_str) == Some(port_name))?
-                    .get("containerPort")?
-                    .as_u64()? as u16,
-                _ => return None,
-            };
+            let container_port = crate::ports::resolve(&crate::ports::of_pod(&pod), &target)?;
             shared
                 .ports(uid_of(&pod))
                 .into_iter()

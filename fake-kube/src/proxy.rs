@@ -116,22 +116,13 @@ pub(crate) async fn forward(
 
 /// The container port `port` names (a number or a port's name), or the first declared.
 fn container_port(pod: &Value, port: Option<&str>) -> Option<u16> {
-    let ports: Vec<&Value> = pod
-        .pointer("/spec/containers")?
-        .as_array()?
-        .iter()
-        .flat_map(|c| c.get("ports").and_then(Value::as_array).into_iter().flatten())
-        .collect();
-    let number = |p: &Value| p.get("containerPort").and_then(Value::as_u64).map(|n| n as u16);
+    let declared = crate::ports::of_pod(pod);
     match port {
-        None => ports.first().and_then(|p| number(p)),
-        Some(port) => match port.parse::<u16>() {
-            Ok(number) => Some(number),
-            Err(_) => ports
-                .iter()
-                .find(|p| p.get("name").and_then(Value::as_str) == Some(port))
-                .and_then(|p| number(p)),
-        },
+        None => declared.first().map(|first| first.number),
+        Some(port) => port
+            .parse::<u16>()
+            .ok()
+            .or_else(|| crate::ports::resolve(&declared, &Value::String(port.to_owned()))),
     }
 }
 

@@ -199,29 +199,6 @@ fn top_level(kind: &str) -> Option<(&'static [&'static str], Type)> {
         "Deployment" => (COMMON, DeploymentSpec),
         "ReplicaSet" => (COMMON, ReplicaSetSpec),
         "Pod" => (COMMON, PodSpec),
-        "ConfigMap" => (
-            &[
-                "apiVersion",
-                "kind",
-                "metadata",
-                "data",
-                "binaryData",
-                "immutable",
-            ],
-            Any,
-        ),
-        "Secret" => (
-            &[
-                "apiVersion",
-                "kind",
-                "metadata",
-                "data",
-                "stringData",
-                "type",
-                "immutable",
-            ],
-            Any,
-        ),
         "ServiceAccount" => (
             &[
                 "apiVersion",
@@ -328,7 +305,8 @@ mod tests {
         let service = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
             "spec": {"type": "LoadBalancer", "anything": 1}});
         assert!(unknown_fields("Service", &service).is_empty());
-        let config = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "spec": {}});
-        assert_eq!(unknown_fields("ConfigMap", &config), [".spec"]);
+        let account =
+            json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "a"}, "spec": {}});
+        assert_eq!(unknown_fields("ServiceAccount", &account), [".spec"]);
     }
 }

@@ -2,11 +2,12 @@
 //! cluster and the process that started it, so a cluster can remove all of its own, and
 //! a later cluster can remove those a killed process left behind.
 
-use std::path::PathBuf;
 use std::process::Stdio;
 
 use serde_json::Value;
 use tokio::process::Command;
+
+use crate::ports::DeclaredPort;
 
 /// Labels on every container.
 pub(crate) const CLUSTER_LABEL: &str = "fake-kube.cluster";
@@ -24,8 +25,59 @@ pub(crate) fn pid_namespace() -> String {
 }
 pub(crate) const POD_LABEL: &str = "fake-kube.pod";
 
-/// Runs `docker ARGS`, returning stdout, or stderr (or how it failed to start) as the error.
-pub(crate) async fn docker<I, S>(args: I) -> Result<String, String>
+/// Why a `docker` command gave no answer. Its text is what the kubelet reports (a
+/// container's waiting message, an event), so a failed command reads as docker's stderr.
+#[derive(Debug)]
+pub(crate) enum DockerError {
+    /// The client could not be started.
+    Spawn(std::io::Error),
+    /// It ran and failed: its stderr, or its exit status when it printed nothing.
+    Failed {
+        status: std::process::ExitStatus,
+        stderr: String,
+    },
+    /// `docker inspect` printed what is not its JSON.
+    Unreadable(serde_json::Error),
+    /// `docker inspect` knows no such container.
+    NoContainer(String),
+}
+
+impl std::fmt::Display for DockerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DockerError::Spawn(_) => write!(f, "cannot run docker"),
+            DockerError::Failed { status, stderr } if stderr.is_empty() => {
+                write!(f, "docker exited with {status}")
+            }
+            DockerError::Failed { stderr, .. } => f.write_str(stderr),
+            DockerError::Unreadable(_) => write!(f, "unreadable docker inspect output"),
+            DockerError::NoContainer(id) => write!(f, "docker inspect found no container {id}"),
+        }
+    }
+}
+
+impl DockerError {
+    /// The error and its cause on one line, as a pod's status message carries it.
+    pub(crate) fn message(&self) -> String {
+        match std::error::Error::source(self) {
+            Some(cause) => format!("{self}: {cause}"),
+            None => self.to_string(),
+        }
+    }
+}
+
+impl std::error::Error for DockerError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            DockerError::Spawn(error) => Some(error),
+            DockerError::Unreadable(error) => Some(error),
+            DockerError::Failed { .. } | DockerError::NoContainer(_) => None,
+        }
+    }
+}
+
+/// Runs `docker ARGS`, returning its stdout.
+pub(crate) async fn docker<I, S>(args: I) -> Result<String, DockerError>
 where
     I: IntoIterator<Item = S>,
     S: AsRef<std::ffi::OsStr>,
@@ -36,15 +88,13 @@ where
         .kill_on_drop(true)
         .output()
         .await
-        .map_err(|error| format!("cannot run docker: {error}"))?;
+        .map_err(DockerError::Spawn)?;
     if output.status.success() {
         Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
     } else {
-        let stderr = String::from_utf8_lossy(&output.stderr).trim().to_string();
-        Err(if stderr.is_empty() {
-            format!("docker exited with {}", output.status)
-        } else {
-            stderr
+        Err(DockerError::Failed {
+            status: output.status,
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
         })
     }
 }
@@ -143,19 +193,14 @@ pub(crate) struct RunSpec {
     pub(crate) entrypoint: Option<String>,
     pub(crate) args: Vec<String>,
     pub(crate) working_dir: Option<String>,
-    pub(crate) ports: Vec<(u16, String)>,
-    pub(crate) host_network: bool,
+    pub(crate) ports: Vec<DeclaredPort>,
     pub(crate) tmpfs: Vec<String>,
-    /// Host path, container path, read-only.
-    pub(crate) binds: Vec<(PathBuf, String, bool)>,
 }
 
 impl RunSpec {
     pub(crate) fn args(&self) -> Vec<String> {
         let mut args: Vec<String> = vec!["run".into(), "-d".into(), "--name".into(), self.name.clone()];
-        if !self.host_network {
-            args.extend(["--hostname".into(), self.hostname.clone()]);
-        }
+        args.extend(["--hostname".into(), self.hostname.clone()]);
         for (key, value) in &self.labels {
             args.extend(["--label".into(), format!("{key}={value}")]);
         }
@@ -192,22 +237,11 @@ impl RunSpec {
         if let Some(dir) = &self.working_dir {
             args.extend(["--workdir".into(), dir.clone()]);
         }
-        if self.host_network {
-            args.extend(["--network".into(), "host".into()]);
-        } else {
-            for (port, protocol) in &self.ports {
-                args.extend([
-                    "--publish".into(),
-                    format!("127.0.0.1::{port}/{}", protocol.to_lowercase()),
-                ]);
-            }
+        for port in &self.ports {
+            args.extend(["--publish".into(), format!("127.0.0.1::{}", port.docker_key())]);
         }
         for path in &self.tmpfs {
             args.extend(["--tmpfs".into(), format!("{path}:rw,mode=1777")]);
-        }
-        for (host, container, read_only) in &self.binds {
-            let mode = if *read_only { ":ro" } else { "" };
-            args.extend(["--volume".into(), format!("{}:{container}{mode}", host.display())]);
         }
         if let Some(entrypoint) = &self.entrypoint {
             args.extend(["--entrypoint".into(), entrypoint.clone()]);
@@ -219,15 +253,14 @@ impl RunSpec {
 }
 
 /// `docker inspect` of one container, as JSON.
-pub(crate) async fn inspect(id: &str) -> Result<Value, String> {
+pub(crate) async fn inspect(id: &str) -> Result<Value, DockerError> {
     let text = docker(["inspect", "--type", "container", id]).await?;
-    let parsed: Value =
-        serde_json::from_str(&text).map_err(|e| format!("unreadable docker inspect output: {e}"))?;
+    let parsed: Value = serde_json::from_str(&text).map_err(DockerError::Unreadable)?;
     parsed
         .as_array()
         .and_then(|items| items.first())
         .cloned()
-        .ok_or_else(|| format!("docker inspect found no container {id}"))
+        .ok_or_else(|| DockerError::NoContainer(id.to_owned()))
 }
 
 /// An image's id and configured user, if the image is present locally.
@@ -262,7 +295,11 @@ mod tests {
             no_new_privileges: true,
             memory_bytes: Some(134_217_728),
             env: vec![("A".into(), "b c".into())],
-            ports: vec![(5000, "TCP".into())],
+            ports: vec![DeclaredPort {
+                name: None,
+                number: 5000,
+                protocol: "TCP".into(),
+            }],
             tmpfs: vec!["/tmp".into()],
             args: vec!["--flag".into()],
             ..RunSpec::default()

@@ -4,17 +4,16 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use serde_json::{Map, Value, json};
 
 use super::docker::{self, CLUSTER_LABEL, PID_LABEL, PID_NAMESPACE_LABEL, POD_LABEL, RunSpec};
 use super::probe::{self, Check, Timing};
 use crate::Kubelet;
 use crate::cluster::{PublishedPort, Shared};
+use crate::ports;
 use crate::resources::IDS;
 use crate::store::{ObjectKey, Part, Writer};
 use crate::util::{self, get_path, is_deleting, name_of, namespace_of, parse_quantity, uid_of};
@@ -302,13 +301,17 @@ impl PodWorker {
 
     async fn step(&mut self, pod: &Value) {
         if !self.volumes_ready {
-            match self.prepare_volumes(pod) {
-                Ok(()) => self.volumes_ready = true,
-                Err(message) => {
-                    self.event(pod, true, "FailedMount", &message);
-                    return;
+            if let Some(message) = unsupported(pod) {
+                // Said once: the pod's spec cannot change, so it never runs here.
+                if self.containers.iter().any(|c| c.waiting.is_none()) {
+                    for container in &mut self.containers {
+                        container.waiting = Some(("CreateContainerConfigError".into(), message.clone()));
+                    }
+                    self.event(pod, true, "Failed", &format!("Error: {message}"));
                 }
+                return;
             }
+            self.volumes_ready = true;
         }
         for index in 0..self.containers.len() {
             if self.docker {
@@ -330,103 +333,6 @@ impl PodWorker {
             container.ready = true;
             container.image_id = Some(container.image().to_string());
         }
-    }
-
-    fn volume_dir(&self) -> PathBuf {
-        self.shared.work_dir.join(&self.uid)
-    }
-
-    /// Writes ConfigMap and Secret volumes to files for bind mounts.
-    fn prepare_volumes(&self, pod: &Value) -> Result<(), String> {
-        let volumes = pod
-            .pointer("/spec/volumes")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        for volume in volumes {
-            let name = volume.get("name").and_then(Value::as_str).unwrap_or_default();
-            let (source, resource, field, kind) = if let Some(source) = volume.get("configMap") {
-                (source, IDS.configmaps, "name", "configmap")
-            } else if let Some(source) = volume.get("secret") {
-                (source, IDS.secrets, "secretName", "secret")
-            } else {
-                continue;
-            };
-            let object_name = source.get(field).and_then(Value::as_str).unwrap_or_default();
-            let optional = source.get("optional") == Some(&json!(true));
-            let object = self
-                .shared
-                .store()
-                .get_by(resource, &self.key.namespace, object_name)
-                .cloned();
-            let Some(object) = object else {
-                if optional {
-                    continue;
-                }
-                return Err(format!(
-                    "MountVolume.SetUp failed for volume {name:?} : {kind} {object_name:?} not found"
-                ));
-            };
-            let mut files: Vec<(String, Vec<u8>)> = Vec::new();
-            let decode = |text: &str| decode_base64(text).unwrap_or_default();
-            if kind == "configmap" {
-                for (key, value) in object
-                    .get("data")
-                    .and_then(Value::as_object)
-                    .into_iter()
-                    .flatten()
-                {
-                    files.push((
-                        key.clone(),
-                        value.as_str().unwrap_or_default().as_bytes().to_vec(),
-                    ));
-                }
-                for (key, value) in object
-                    .get("binaryData")
-                    .and_then(Value::as_object)
-                    .into_iter()
-                    .flatten()
-                {
-                    files.push((key.clone(), decode(value.as_str().unwrap_or_default())));
-                }
-            } else {
-                for (key, value) in object
-                    .get("data")
-                    .and_then(Value::as_object)
-                    .into_iter()
-                    .flatten()
-                {
-                    files.push((key.clone(), decode(value.as_str().unwrap_or_default())));
-                }
-                for (key, value) in object
-                    .get("stringData")
-                    .and_then(Value::as_object)
-                    .into_iter()
-                    .flatten()
-                {
-                    files.push((
-                        key.clone(),
-                        value.as_str().unwrap_or_default().as_bytes().to_vec(),
-                    ));
-                }
-            }
-            if let Some(items) = source.get("items").and_then(Value::as_array) {
-                files = items
-                    .iter()
-                    .filter_map(|item| {
-                        let key = item.get("key")?.as_str()?;
-                        let path = item.get("path").and_then(Value::as_str).unwrap_or(key);
-                        let content = files.iter().find(|(k, _)| k == key)?.1.clone();
-                        Some((path.to_string(), content))
-                    })
-                    .collect();
-            }
-            let mode = source.get("defaultMode").and_then(Value::as_u64).unwrap_or(0o644) as u32;
-            let dir = self.volume_dir().join(name);
-            write_files(&dir, &files, mode)
-                .map_err(|e| format!("MountVolume.SetUp failed for volume {name:?} : {e}"))?;
-        }
-        Ok(())
     }
 
     async fn step_container(&mut self, pod: &Value, index: usize) {
@@ -517,9 +423,10 @@ impl PodWorker {
                 true
             }
             (result, _) => {
-                let error = result
-                    .err()
-                    .unwrap_or_else(|| "the pulled image cannot be inspected".into());
+                let error = result.err().map_or_else(
+                    || "the pulled image cannot be inspected".to_owned(),
+                    |error| error.message(),
+                );
                 let container = &mut self.containers[index];
                 container.pulls_failed += 1;
                 let delay = FIRST_RESTART_DELAY * 2u32.saturating_pow(container.pulls_failed.min(4));
@@ -593,127 +500,29 @@ impl PodWorker {
         }
     }
 
-    fn environment(&self, pod: &Value, index: usize) -> Vec<(String, String)> {
-        let spec = &self.containers[index].spec;
-        let store = self.shared.store();
-        let namespace = &self.key.namespace;
+    /// The container's environment: literal values, each expanding `$(VAR)` references
+    /// to the ones before it (`unsupported` has refused every other source).
+    fn environment(&self, index: usize) -> Vec<(String, String)> {
         let mut env: Vec<(String, String)> = Vec::new();
-        let decode = |text: &str| {
-            decode_base64(text)
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                .unwrap_or_default()
-        };
-        for source in spec
-            .get("envFrom")
+        for variable in self.containers[index]
+            .spec
+            .get("env")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
         {
-            let prefix = source.get("prefix").and_then(Value::as_str).unwrap_or_default();
-            if let Some(name) = source.pointer("/configMapRef/name").and_then(Value::as_str)
-                && let Some(map) = store.get_by(IDS.configmaps, namespace, name)
-            {
-                for (k, v) in map.get("data").and_then(Value::as_object).into_iter().flatten() {
-                    env.push((format!("{prefix}{k}"), v.as_str().unwrap_or_default().to_string()));
-                }
-            }
-            if let Some(name) = source.pointer("/secretRef/name").and_then(Value::as_str)
-                && let Some(secret) = store.get_by(IDS.secrets, namespace, name)
-            {
-                for (k, v) in secret
-                    .get("data")
-                    .and_then(Value::as_object)
-                    .into_iter()
-                    .flatten()
-                {
-                    env.push((format!("{prefix}{k}"), decode(v.as_str().unwrap_or_default())));
-                }
-            }
-        }
-        for variable in spec.get("env").and_then(Value::as_array).into_iter().flatten() {
             let Some(name) = variable.get("name").and_then(Value::as_str) else {
                 continue;
             };
-            let value = if let Some(value) = variable.get("value").and_then(Value::as_str) {
-                expand(value, &env)
-            } else if let Some(from) = variable.get("valueFrom") {
-                if let Some(path) = from.pointer("/fieldRef/fieldPath").and_then(Value::as_str) {
-                    match path {
-                        "status.podIP" => self.pod_ip.clone(),
-                        "status.hostIP" => "127.0.0.1".into(),
-                        "spec.nodeName" => NODE_NAME.into(),
-                        _ => {
-                            let label = path
-                                .strip_prefix("metadata.labels['")
-                                .or_else(|| path.strip_prefix("metadata.annotations['"))
-                                .and_then(|rest| rest.strip_suffix("']"));
-                            match label {
-                                Some(key) => {
-                                    let map = if path.starts_with("metadata.labels") {
-                                        "labels"
-                                    } else {
-                                        "annotations"
-                                    };
-                                    get_path(pod, &format!("metadata.{map}"))
-                                        .and_then(|m| m.get(key))
-                                        .and_then(Value::as_str)
-                                        .unwrap_or_default()
-                                        .to_string()
-                                }
-                                None => get_path(pod, path)
-                                    .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
-                                    .unwrap_or_default(),
-                            }
-                        }
-                    }
-                } else if let Some(reference) = from.get("configMapKeyRef") {
-                    let map = reference.get("name").and_then(Value::as_str).unwrap_or_default();
-                    let key = reference.get("key").and_then(Value::as_str).unwrap_or_default();
-                    store
-                        .get_by(IDS.configmaps, namespace, map)
-                        .and_then(|m| {
-                            m.pointer(&format!("/data/{key}"))
-                                .and_then(Value::as_str)
-                                .map(str::to_string)
-                        })
-                        .unwrap_or_default()
-                } else if let Some(reference) = from.get("secretKeyRef") {
-                    let secret = reference.get("name").and_then(Value::as_str).unwrap_or_default();
-                    let key = reference.get("key").and_then(Value::as_str).unwrap_or_default();
-                    store
-                        .get_by(IDS.secrets, namespace, secret)
-                        .and_then(|s| {
-                            s.pointer(&format!("/data/{key}"))
-                                .and_then(Value::as_str)
-                                .map(decode)
-                        })
-                        .unwrap_or_default()
-                } else if let Some(reference) = from.get("resourceFieldRef") {
-                    let resource = reference
-                        .get("resource")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default();
-                    let (section, what) = resource.split_once('.').unwrap_or(("limits", resource));
-                    let raw = get_path(spec, &format!("resources.{section}"))
-                        .and_then(|m| m.get(what))
-                        .and_then(Value::as_str)
-                        .and_then(parse_quantity)
-                        .unwrap_or(0.0);
-                    let value = if what == "cpu" { raw.ceil() } else { raw };
-                    format!("{}", value as u64)
-                } else {
-                    String::new()
-                }
-            } else {
-                String::new()
-            };
+            let value = variable.get("value").and_then(Value::as_str).unwrap_or_default();
+            let value = expand(value, &env);
             env.push((name.to_string(), value));
         }
         env
     }
 
     async fn start(&mut self, pod: &Value, index: usize) {
-        let env = self.environment(pod, index);
+        let env = self.environment(index);
         let spec = self.containers[index].spec.clone();
         let name = self.containers[index].name.clone();
         let strings = |field: &str| -> Vec<String> {
@@ -758,57 +567,21 @@ impl PodWorker {
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
-        let mut tmpfs = Vec::new();
-        let mut binds = Vec::new();
-        for mount in spec
+        // Only emptyDir volumes reach here (`unsupported`), each a tmpfs.
+        let tmpfs: Vec<String> = spec
             .get("volumeMounts")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
-        {
-            let volume_name = mount.get("name").and_then(Value::as_str).unwrap_or_default();
-            let path = mount
-                .get("mountPath")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-            let read_only = mount.get("readOnly") == Some(&json!(true));
-            let Some(volume) = volumes
-                .iter()
-                .find(|v| v.get("name").and_then(Value::as_str) == Some(volume_name))
-            else {
-                continue;
-            };
-            if volume.get("emptyDir").is_some() {
-                tmpfs.push(path);
-            } else if volume.get("configMap").is_some() || volume.get("secret").is_some() {
-                let mut host = self.volume_dir().join(volume_name);
-                if let Some(sub) = mount.get("subPath").and_then(Value::as_str) {
-                    host = host.join(sub);
-                }
-                if host.exists() {
-                    binds.push((host, path, true));
-                }
-            } else if let Some(host) = volume.pointer("/hostPath/path").and_then(Value::as_str) {
-                binds.push((PathBuf::from(host), path, read_only));
-            }
-        }
-        let host_network = pod.pointer("/spec/hostNetwork") == Some(&json!(true));
-        let ports: Vec<(u16, String)> = spec
-            .get("ports")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|p| {
-                let port = p.get("containerPort")?.as_u64()? as u16;
-                let protocol = p
-                    .get("protocol")
-                    .and_then(Value::as_str)
-                    .unwrap_or("TCP")
-                    .to_string();
-                Some((port, protocol))
+            .filter(|mount| {
+                let name = mount.get("name").and_then(Value::as_str);
+                volumes
+                    .iter()
+                    .any(|v| v.get("name").and_then(Value::as_str) == name && v.get("emptyDir").is_some())
             })
+            .filter_map(|mount| mount.get("mountPath").and_then(Value::as_str).map(str::to_string))
             .collect();
+        let ports = ports::of_container(&spec);
         let run_number = self.containers[index].runs;
         let container_name = format!(
             "fk-{}-{}-{}-{}-{run_number}",
@@ -848,9 +621,7 @@ impl PodWorker {
             args,
             working_dir: spec.get("workingDir").and_then(Value::as_str).map(str::to_string),
             ports,
-            host_network,
             tmpfs,
-            binds,
         };
         let result = docker::docker(run.args()).await;
         let id = match result {
@@ -859,9 +630,9 @@ impl PodWorker {
                 // The name is reserved even when the start failed.
                 let _ = docker::docker(["rm", "-f", &run.name]).await;
                 let container = &mut self.containers[index];
-                container.waiting = Some(("RunContainerError".into(), error.clone()));
+                container.waiting = Some(("RunContainerError".into(), error.message()));
                 container.retry_at = Some(Instant::now() + Duration::from_secs(2));
-                self.container_event(pod, &name, true, "Failed", &format!("Error: {error}"));
+                self.container_event(pod, &name, true, "Failed", &format!("Error: {}", error.message()));
                 return;
             }
         };
@@ -871,16 +642,14 @@ impl PodWorker {
             return;
         }
         let inspected = docker::inspect(&id).await.unwrap_or(Value::Null);
-        if host_network {
-            self.pod_ip = "127.0.0.1".into();
-        } else if let Some(ip) = inspected
+        if let Some(ip) = inspected
             .pointer("/NetworkSettings/IPAddress")
             .and_then(Value::as_str)
             .filter(|ip| !ip.is_empty())
         {
             self.pod_ip = ip.to_string();
         }
-        let published = published_ports(&spec, &name, &inspected, host_network);
+        let published = published_ports(&spec, &name, &inspected);
         let container = &mut self.containers[index];
         container.current = Some(id);
         container.runs += 1;
@@ -997,21 +766,8 @@ impl PodWorker {
 
     fn check_for(&self, probe: &Value, index: usize) -> Check {
         let container = &self.containers[index];
-        let resolve_port = |port: Option<&Value>| -> Option<u16> {
-            match port? {
-                Value::Number(n) => n.as_u64().map(|p| p as u16),
-                Value::String(name) => container
-                    .spec
-                    .get("ports")?
-                    .as_array()?
-                    .iter()
-                    .find(|p| p.get("name").and_then(Value::as_str) == Some(name))?
-                    .get("containerPort")?
-                    .as_u64()
-                    .map(|p| p as u16),
-                _ => None,
-            }
-        };
+        let declared = ports::of_container(&container.spec);
+        let resolve_port = |port: Option<&Value>| ports::resolve(&declared, port?);
         let address = |port: u16| -> Option<SocketAddr> {
             container
                 .ports
@@ -1045,33 +801,8 @@ impl PodWorker {
                 )),
             };
         }
-        if let Some(tcp) = probe.get("tcpSocket") {
-            let Some(port) = resolve_port(tcp.get("port")) else {
-                return Check::Unsupported(format!(
-                    "the probe's port {} is not a container port",
-                    tcp["port"]
-                ));
-            };
-            return match address(port) {
-                Some(address) => Check::Tcp {
-                    address,
-                    shown_as: format!("{}:{port}", self.pod_ip),
-                },
-                None => Check::Unsupported(format!(
-                    "port {port} is not published, so fake-kube cannot probe it"
-                )),
-            };
-        }
-        if let Some(command) = probe.pointer("/exec/command").and_then(Value::as_array) {
-            return Check::Exec {
-                container_id: container.current.clone().unwrap_or_default(),
-                command: command
-                    .iter()
-                    .filter_map(|c| c.as_str().map(str::to_string))
-                    .collect(),
-            };
-        }
-        Check::Unsupported("fake-kube runs httpGet, tcpSocket and exec probes only".into())
+        // The project's probes are HTTP; a real kubelet would also run tcpSocket, exec and grpc.
+        Check::Unsupported("fake-kube runs httpGet probes only".into())
     }
 
     /// Runs whichever probes are due: startup first, then readiness and liveness.
@@ -1184,7 +915,6 @@ impl PodWorker {
             let _ = docker::docker(args).await;
         }
         self.shared.set_ports(&self.uid, Vec::new());
-        let _ = std::fs::remove_dir_all(self.volume_dir());
     }
 
     fn transition(&mut self, kind: &'static str, value: bool) -> String {
@@ -1367,64 +1097,73 @@ impl PodWorker {
 }
 
 /// The container's ports as published on loopback, read from `docker inspect`.
-fn published_ports(
-    spec: &Value,
-    container: &str,
-    inspected: &Value,
-    host_network: bool,
-) -> Vec<PublishedPort> {
-    spec.get("ports")
-        .and_then(Value::as_array)
+fn published_ports(spec: &Value, container: &str, inspected: &Value) -> Vec<PublishedPort> {
+    ports::of_container(spec)
         .into_iter()
-        .flatten()
         .filter_map(|port| {
-            let number = port.get("containerPort")?.as_u64()? as u16;
-            let protocol = port
-                .get("protocol")
-                .and_then(Value::as_str)
-                .unwrap_or("TCP")
-                .to_lowercase();
-            let address = if host_network {
-                SocketAddr::from(([127, 0, 0, 1], number))
-            } else {
-                let binding = inspected
-                    .pointer("/NetworkSettings/Ports")?
-                    .get(format!("{number}/{protocol}"))?
-                    .as_array()?
-                    .first()?;
-                let host_port: u16 = binding.get("HostPort")?.as_str()?.parse().ok()?;
-                SocketAddr::from(([127, 0, 0, 1], host_port))
-            };
+            let binding = inspected
+                .pointer("/NetworkSettings/Ports")?
+                .get(port.docker_key())?
+                .as_array()?
+                .first()?;
+            let host_port: u16 = binding.get("HostPort")?.as_str()?.parse().ok()?;
+            let address = SocketAddr::from(([127, 0, 0, 1], host_port));
             Some(PublishedPort {
                 container: container.to_string(),
-                name: port.get("name").and_then(Value::as_str).map(str::to_string),
-                container_port: number,
+                name: port.name,
+                container_port: port.number,
                 address,
             })
         })
         .collect()
 }
 
-/// Decodes base64 as Go does for `[]byte` fields: line breaks (kustomize wraps
-/// `binaryData`) are skipped.
-fn decode_base64(text: &str) -> Option<Vec<u8>> {
-    let compact: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
-    base64::engine::general_purpose::STANDARD.decode(compact).ok()
-}
-
-fn write_files(dir: &std::path::Path, files: &[(String, Vec<u8>)], mode: u32) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir_all(dir)?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
-    for (path, content) in files {
-        let target = dir.join(path);
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        std::fs::write(&target, content)?;
-        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode))?;
+/// What in `pod` this kubelet does not run, if anything: it mounts only emptyDir volumes,
+/// sets only literal environment values and runs pods on their own network, which is all
+/// the project's manifests ask for. A real kubelet would run the rest; this one refuses
+/// it by name rather than run the pod differently.
+fn unsupported(pod: &Value) -> Option<String> {
+    if let Some(volume) = pod
+        .pointer("/spec/volumes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|volume| volume.get("emptyDir").is_none())
+    {
+        let name = volume.get("name").and_then(Value::as_str).unwrap_or_default();
+        return Some(format!(
+            "fake-kube's kubelet mounts only emptyDir volumes, and volume {name:?} is not one"
+        ));
     }
-    Ok(())
+    if pod.pointer("/spec/hostNetwork") == Some(&json!(true)) {
+        return Some("fake-kube's kubelet does not run pods on the host's network".to_owned());
+    }
+    for container in pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let name = container.get("name").and_then(Value::as_str).unwrap_or_default();
+        if container.get("envFrom").is_some() {
+            return Some(format!(
+                "fake-kube's kubelet sets only literal environment values, and container {name:?} has envFrom"
+            ));
+        }
+        if let Some(variable) = container
+            .get("env")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .find(|variable| variable.get("valueFrom").is_some())
+        {
+            let variable = variable.get("name").and_then(Value::as_str).unwrap_or_default();
+            return Some(format!(
+                "fake-kube's kubelet sets only literal environment values, and {variable:?} of container {name:?} takes its value from elsewhere"
+            ));
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -1441,8 +1180,31 @@ mod tests {
     }
 
     #[test]
-    fn wrapped_base64_decodes() {
-        assert_eq!(decode_base64("aGVs\nbG8=\n"), Some(b"hello".to_vec()));
+    fn what_this_kubelet_does_not_run_is_named() {
+        let pod = |spec: Value| json!({"spec": spec});
+        let manifests = pod(json!({"volumes": [{"name": "tmp", "emptyDir": {}}],
+            "containers": [{"name": "score", "env": [{"name": "A", "value": "b"}]}]}));
+        assert_eq!(unsupported(&manifests), None);
+        let refused = [
+            pod(json!({"volumes": [{"name": "model", "configMap": {"name": "m"}}]})),
+            pod(json!({"hostNetwork": true})),
+            pod(json!({"containers": [{"name": "c", "envFrom": [{"secretRef": {"name": "s"}}]}]})),
+            pod(
+                json!({"containers": [{"name": "c", "env": [{"name": "IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}]}]}),
+            ),
+        ];
+        let messages: Vec<String> = refused.iter().filter_map(unsupported).collect();
+        assert_eq!(messages.len(), 4, "{messages:?}");
+        assert!(
+            messages[0].contains("volume \"model\" is not one"),
+            "{}",
+            messages[0]
+        );
+        assert!(
+            messages[3].contains("\"IP\" of container \"c\""),
+            "{}",
+            messages[3]
+        );
     }
 
     #[test]

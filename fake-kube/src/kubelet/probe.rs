@@ -1,5 +1,6 @@
 //! Probes: `httpGet` (a plain HTTP/1.1 GET, success on 200–399 as the kubelet counts
-//! it), `tcpSocket` and `exec`, run against the container's published loopback port.
+//! it), run against the container's published loopback port. The project's probes are
+//! all HTTP; other handlers are reported unsupported, not run differently.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -7,8 +8,6 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-use super::docker;
 
 /// What to probe, resolved against the running container.
 #[derive(Debug, Clone, PartialEq)]
@@ -18,15 +17,8 @@ pub(crate) enum Check {
         path: String,
         shown_as: String,
     },
-    Tcp {
-        address: SocketAddr,
-        shown_as: String,
-    },
-    Exec {
-        container_id: String,
-        command: Vec<String>,
-    },
-    /// A handler this fake cannot run (gRPC, HTTPS, a port that is not published).
+    /// A handler this fake does not run (tcpSocket, exec, gRPC, HTTPS, a port that is not
+    /// published).
     Unsupported(String),
 }
 
@@ -80,25 +72,6 @@ pub(crate) async fn run(check: &Check, timeout: Duration) -> Result<(), String> 
                 "Get \"{shown_as}\": context deadline exceeded (Client.Timeout exceeded while awaiting headers)"
             )),
         },
-        Check::Tcp { address, shown_as } => {
-            match tokio::time::timeout(timeout, TcpStream::connect(address)).await {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(error)) => Err(format!("dial tcp {shown_as}: connect: {error}")),
-                Err(_) => Err(format!("dial tcp {shown_as}: i/o timeout")),
-            }
-        }
-        Check::Exec {
-            container_id,
-            command,
-        } => {
-            let mut args = vec!["exec".to_string(), container_id.clone()];
-            args.extend(command.iter().cloned());
-            match tokio::time::timeout(timeout.max(Duration::from_secs(1)), docker::docker(args)).await {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(error)) => Err(error),
-                Err(_) => Err(format!("command {command:?} timed out")),
-            }
-        }
         Check::Unsupported(what) => Err(what.clone()),
     }
 }

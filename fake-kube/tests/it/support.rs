@@ -257,21 +257,16 @@ impl Kube {
 }
 
 /// An overlay of the project's manifests as the real `kubectl kustomize` renders it, with
-/// the project's image placeholder replaced; `config-map` is the tests' own, the dev
-/// overlay with a ConfigMap mounted.
+/// the project's image placeholder replaced.
 pub(crate) fn overlay(name: &str, image: &str) -> String {
     static RENDERED: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
     let mut rendered = RENDERED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let text = match rendered.iter().find(|(n, _)| n == name) {
         Some((_, text)) => text.clone(),
         None => {
-            let dir = if name == "config-map" {
-                Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/config-map-overlay")
-            } else {
-                Path::new(env!("CARGO_MANIFEST_DIR"))
-                    .join("../manifests/overlays")
-                    .join(name)
-            };
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../manifests/overlays")
+                .join(name);
             let run = run(
                 Command::new(KUBECTL).arg("kustomize").arg(&dir),
                 None,

@@ -186,6 +186,13 @@ fn reconcile_one(store: &mut Store, deployment: &Value, deadline_override: Optio
 
     let mut created_new = false;
     let copied = copied_annotations(deployment);
+    let rewrite = |store: &mut Store, next: Value| {
+        let rs_name = name_of(&next).to_owned();
+        store
+            .update(IDS.replicasets, &namespace, &rs_name, next, Part::Main, &writer())
+            .ok()
+            .map(|written| written.object)
+    };
     let new_rs: Option<Arc<Value>> = match existing_new {
         Some(rs) if revision_of(&rs) < max_revision || revision_of(&rs) == 0 => {
             // A rollback (or any return to an older template) gives the old ReplicaSet
@@ -203,32 +210,12 @@ fn reconcile_one(store: &mut Store, deployment: &Value, deadline_override: Optio
             }
             annotations.insert(REVISION.into(), json!((max_revision + 1).to_string()));
             annotations.extend(copied.clone());
-            store
-                .update(
-                    IDS.replicasets,
-                    &namespace,
-                    name_of(&rs),
-                    next,
-                    Part::Main,
-                    &writer(),
-                )
-                .ok()
-                .map(|w| w.object)
+            rewrite(store, next)
         }
         Some(rs) if lacks_any(&rs, &copied) => {
             let mut next = (*rs).clone();
             util::object_at(&mut next, "metadata.annotations").extend(copied.clone());
-            store
-                .update(
-                    IDS.replicasets,
-                    &namespace,
-                    name_of(&rs),
-                    next,
-                    Part::Main,
-                    &writer(),
-                )
-                .ok()
-                .map(|w| w.object)
+            rewrite(store, next)
         }
         Some(rs) => Some(rs),
         None if paused => None,

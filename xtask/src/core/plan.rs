@@ -657,8 +657,17 @@ impl<C> fmt::Display for Step<'_, C> {
 /// Runs a command that only reads (a git or docker query) and returns its stdout. It is
 /// echoed like every command, and runs even for `--dry-run`, so plans can show real values.
 pub(crate) fn query(cmd: Cmd<'_>) -> anyhow::Result<String> {
-    eprintln!("$ {cmd}");
-    Ok(cmd.quiet().read()?)
+    // Its stderr is shown and, on a failure, quoted: a query's error is often the reason
+    // a step gives up (a canary's pod gone), so it must say what the command said.
+    let mut stdout = run_teeing_stderr(cmd, "read what it said, above", Stdio::piped(), None)?;
+    // As xshell's `read`: without the final line break.
+    if stdout.ends_with('\n') {
+        stdout.pop();
+        if stdout.ends_with('\r') {
+            stdout.pop();
+        }
+    }
+    Ok(stdout)
 }
 
 /// Runs `cmd` with stderr both shown and remembered, so a failure can quote the lines

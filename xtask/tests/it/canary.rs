@@ -440,6 +440,8 @@ fn rehearsal_canary_promotes_a_release_that_agrees_and_aborts_one_that_answers_d
     let why = format!("{}{}", stdout(&lost), stderr(&lost));
     for expected in [
         "the analysis could not run",
+        // Why, as kubectl said it: the pod whose metrics it asked for is gone.
+        "Error from server (NotFound): pods \"score-app-canary-",
         "the canary failed its analysis: abort it: yes",
         "the canary was removed, and the stable track, untouched, serves revision",
     ] {

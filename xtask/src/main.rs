@@ -20,8 +20,8 @@ use xshell::Shell;
 use crate::core::paths::project_root;
 use crate::core::plan::stop_scoped_programs;
 use crate::tasks::{
-    bench, canary, ci, cluster, config, deploy, down, fixtures, fuzz, image, kustomize, logs, push, registry,
-    render, ship, smoke, status, tools,
+    advisories, bench, canary, ci, cluster, config, deploy, down, fixtures, fuzz, image, kustomize, logs,
+    push, registry, render, ship, smoke, status, tools,
 };
 
 #[derive(Parser, Debug)]
@@ -80,8 +80,10 @@ enum Task {
     Fixtures(fixtures::FixturesCmd),
     /// Fuzz the request parsers and model loading (not part of CI).
     Fuzz(fuzz::FuzzCmd),
-    /// Run everything CI checks: formatting, lints, tests.
+    /// Run everything CI checks: formatting, lints, advisories, tests.
     Ci(ci::CiCmd),
+    /// Check Cargo.lock against RustSec advisories, offline, from a database snapshot.
+    Advisories(advisories::AdvisoriesCmd),
     /// Load-test the service against baselines measured in the same run.
     Bench(bench::BenchCmd),
 }
@@ -132,6 +134,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Task::Fixtures(cmd) => cmd.run(&sh, dry_run),
         Task::Fuzz(cmd) => cmd.run(&sh, dry_run),
         Task::Ci(cmd) => cmd.run(&sh, dry_run),
+        Task::Advisories(cmd) => cmd.run(&sh, dry_run),
         Task::Bench(cmd) => cmd.run(&sh, dry_run),
     }
 }

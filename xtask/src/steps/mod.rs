@@ -2,9 +2,11 @@
 //! and finding images (the service's, and model images on top), the local registry,
 //! background programs, kubectl told its context, rendering and deploying manifests,
 //! kustomize, gcloud's cluster plans, the Docker engine check, the smoke test, and a
-//! canary release's manifests and analysis (`canary`, over the figures of `tracks`).
+//! canary release's manifests and analysis (`canary`, over the figures of `tracks`), and
+//! the RustSec advisories check against an offline snapshot.
 //! Steps import only from `core` and from each other, never from `targets` or `tasks`.
 
+pub(crate) mod advisories;
 pub(crate) mod canary;
 pub(crate) mod daemon;
 pub(crate) mod deploy;

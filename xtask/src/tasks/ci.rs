@@ -6,18 +6,22 @@ use xshell::{Shell, cmd};
 use crate::core::paths::cargo;
 use crate::core::plan::Plan;
 use crate::core::tools::{ensure_apt_package, ensure_python_tools};
+use crate::steps::advisories::{AdvisorySnapshot, add_advisories_check};
 use crate::steps::engine::add_engine_start;
 
 #[derive(Args, Debug)]
-pub(crate) struct CiCmd {}
+pub(crate) struct CiCmd {
+    #[command(flatten)]
+    advisory_snapshot: AdvisorySnapshot,
+}
 
 impl CiCmd {
     pub(crate) fn run(self, sh: &Shell, dry_run: bool) -> anyhow::Result<()> {
-        plan(sh).execute(dry_run)
+        plan(sh, &self.advisory_snapshot).execute(dry_run)
     }
 }
 
-fn plan(sh: &Shell) -> Plan<'_> {
+fn plan<'a>(sh: &'a Shell, advisory_snapshot: &AdvisorySnapshot) -> Plan<'a> {
     let mut plan = Plan::new();
     // The tests drive the Docker engine and a real registry process beside it.
     add_engine_start(sh, &mut plan);
@@ -44,12 +48,12 @@ fn plan(sh: &Shell) -> Plan<'_> {
         cmd!(sh, "{zizmor} --offline ci/github-actions.yml"),
         "fix the workflow's security findings above (zizmor explains each)",
     )
-    // Advisories are left out: they need the RustSec database from the network.
     .run(
         cmd!(sh, "{cargo_deny} check licenses bans sources"),
         "a dependency's license, source or version is refused: see deny.toml",
-    )
-    .run(
+    );
+    add_advisories_check(sh, &mut plan, &cargo_deny, advisory_snapshot);
+    plan.run(
         cmd!(
             sh,
             "{cargo} clippy --workspace --all-targets --locked -- -D warnings"

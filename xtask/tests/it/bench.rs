@@ -58,6 +58,10 @@ fn started_ports(stderr: &str) -> Vec<u16> {
 /// a run) for each of the service, the hyper floor and Flask.
 const GUNICORN_WARM_UP: u32 = 7;
 
+/// The first measured call of the alternation, while the service and the floor both run:
+/// after gunicorn's two calls and a warm-up for each of the two.
+const FIRST_ALTERNATING_RUN: u32 = 11;
+
 fn bench_with_wrk(name: &str, at: u32, then: &str) -> (Command, PathBuf) {
     let state = scratch_dir(name);
     let bin = fake_wrk(&state, at, then);
@@ -74,13 +78,10 @@ fn bench_with_wrk(name: &str, at: u32, then: &str) -> (Command, PathBuf) {
     (command, state)
 }
 
-fn assert_all_stopped(stderr: &str) {
+/// Asserts that the plan started `started` servers, and nothing listens on their ports.
+fn assert_all_stopped(stderr: &str, started: usize) {
     let ports = started_ports(stderr);
-    assert_eq!(
-        ports.len(),
-        4,
-        "the service, the hyper floor, Flask and gunicorn were started:\n{stderr}"
-    );
+    assert_eq!(ports.len(), started, "servers started:\n{stderr}");
     for port in ports {
         assert!(
             std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
@@ -92,19 +93,23 @@ fn assert_all_stopped(stderr: &str) {
 #[test]
 #[ignore = "needs Flask and gunicorn in target/venv and the release build (cargo xtask ci runs it)"]
 fn a_failing_bench_stops_every_server_it_started() {
-    // Calls 1-6 load the service, the hyper floor and Flask (a warm-up and a run each);
-    // the seventh, gunicorn's warm-up, fails.
+    // Calls 1-8 load the service, the hyper floor, Flask and gunicorn one at a time (a
+    // warm-up and a run each); then the service and the floor run side by side, and the
+    // first measured call of their alternation fails.
     let (mut command, _state) =
-        bench_with_wrk("bench-fails", GUNICORN_WARM_UP, "echo 'wrk: boom' >&2; exit 3");
+        bench_with_wrk("bench-fails", FIRST_ALTERNATING_RUN, "echo 'wrk: boom' >&2; exit 3");
     let output = command.output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(!output.status.success(), "{stderr}");
     assert!(stderr.contains("wrk: boom"), "{stderr}");
-    assert!(
-        stderr.contains("stop gunicorn, which this task started"),
-        "{stderr}"
-    );
-    assert_all_stopped(&stderr);
+    for server in ["score-service", "hyper_floor"] {
+        assert!(
+            stderr.contains(&format!("stop {server}, which this task started")),
+            "{stderr}"
+        );
+    }
+    // The four alone, then the service and the floor again, together.
+    assert_all_stopped(&stderr, 6);
 }
 
 #[test]
@@ -147,5 +152,5 @@ fn an_interrupted_bench_stops_every_server_it_started() {
         stderr.contains("stop gunicorn, which this task started"),
         "{stderr}"
     );
-    assert_all_stopped(&stderr);
+    assert_all_stopped(&stderr, 4);
 }

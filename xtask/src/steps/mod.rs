@@ -3,7 +3,8 @@
 //! background programs, kubectl told its context, rendering and deploying manifests,
 //! kustomize, gcloud's cluster plans, the Docker engine check, the smoke test, and a
 //! canary release's manifests and analysis (`canary`, over the figures of `tracks`), and
-//! the RustSec advisories check against an offline snapshot.
+//! the RustSec advisories check against an offline snapshot; the servers a benchmark
+//! starts and stops, and the load wrk drives and reports (`servers`, `wrk`).
 //! Steps import only from `core` and from each other, never from `targets` or `tasks`.
 
 pub(crate) mod advisories;
@@ -20,5 +21,7 @@ pub(crate) mod push;
 pub(crate) mod registry;
 pub(crate) mod render;
 pub(crate) mod sbom;
+pub(crate) mod servers;
 pub(crate) mod smoke;
 pub(crate) mod tracks;
+pub(crate) mod wrk;

@@ -1,0 +1,97 @@
+//! The benchmark's rows: one pool of distinct rows per model for the timing runs, and
+//! the wrk scripts and bodies of its HTTP loads, built from the same values.
+
+use std::path::Path;
+
+use anyhow::Context;
+
+/// Rows per request through HTTP: one, and a batch.
+pub(super) const REQUEST_ROWS: [usize; 2] = [1, 64];
+
+/// Distinct rows the timing runs take their batches from, the next batch each run: a
+/// batch scored again and again lets a branch predictor learn its paths through the trees
+/// (onnxruntime's walk then ran 2.2-2.7x faster on a replayed 64-row batch than on the
+/// pool, on an AMD Zen 4), and a server rarely sees the same rows twice.
+pub(super) const TIMED_POOL_ROWS: usize = 16_384;
+/// At most this many values in a pool: 16,384 images of 28x28 would take 100 MB.
+const TIMED_POOL_VALUES: usize = 1 << 22;
+
+/// Feature value `index` of the benchmark's rows, the same in every run: a SplitMix64
+/// hash of the index onto steps of 0.01 in [-2, 2], so that rows do not repeat (the
+/// earlier pattern repeated every 101 rows: a 1024-row batch held 101 distinct rows).
+fn feature(index: usize) -> f64 {
+    let mut z = (index as u64).wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    (z % 401) as f64 / 100.0 - 2.0
+}
+
+/// Writes the timing runs' rows, `width` features each, as little-endian f64 values
+/// (what `model_timing` and `ort_timing.py` read).
+pub(super) fn write_row_pool(path: &Path, width: usize) -> anyhow::Result<()> {
+    let rows = TIMED_POOL_ROWS.min(TIMED_POOL_VALUES / width.max(1));
+    let bytes: Vec<u8> = (0..rows * width)
+        .flat_map(|index| feature(index).to_le_bytes())
+        .collect();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(path, bytes).with_context(|| format!("write {}", path.display()))
+}
+
+/// Writes, under `dir`, the wrk scripts and bodies for a model `width` features wide:
+/// `score-{rows}.lua`, `infer-{rows}.lua` (input named "X", as skl2onnx names it) and
+/// `score-1.json`.
+pub(super) fn write_model_requests(dir: &Path, model: &str, width: usize) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for rows in REQUEST_ROWS {
+        let values: Vec<f64> = (0..rows * width).map(feature).collect();
+        let matrix: Vec<&[f64]> = values.chunks(width).collect();
+        let score = serde_json::json!({"X": matrix}).to_string();
+        let infer = serde_json::json!({"inputs": [{"name": "X", "shape": [rows, width], "datatype": "FP32", "data": values}]})
+            .to_string();
+        for (kind, body) in [("score", &score), ("infer", &infer)] {
+            // A level-1 long string: JSON never contains "]=]".
+            let script = format!(
+                "-- Written by cargo xtask bench --model for {model}.\nwrk.method = \"POST\"\nwrk.body = [=[{body}]=]\nwrk.headers[\"Content-Type\"] = \"application/json\"\n"
+            );
+            std::fs::write(dir.join(format!("{kind}-{rows}.lua")), script)?;
+        }
+        if rows == 1 {
+            std::fs::write(dir.join("score-1.json"), &score)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_timing_pool_holds_distinct_rows_in_range() {
+        let width = 20;
+        let path = std::env::temp_dir().join(format!("xtask-row-pool-{}.f64", std::process::id()));
+        write_row_pool(&path, width).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(bytes.len(), TIMED_POOL_ROWS * width * 8);
+        let values: Vec<f64> = bytes
+            .chunks_exact(8)
+            .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
+            .collect();
+        assert!(
+            values.iter().all(|v| (-2.0..=2.0).contains(v)),
+            "values in [-2, 2]"
+        );
+        let rows: std::collections::HashSet<Vec<u64>> = values
+            .chunks_exact(width)
+            .map(|row| row.iter().map(|v| v.to_bits()).collect())
+            .collect();
+        assert_eq!(rows.len(), TIMED_POOL_ROWS, "no row repeats");
+        // Every step of the range is used, not a few values over and over.
+        let steps: std::collections::HashSet<u64> = values.iter().map(|v| v.to_bits()).collect();
+        assert_eq!(steps.len(), 401);
+    }
+}

@@ -96,8 +96,11 @@ fn a_failing_bench_stops_every_server_it_started() {
     // Calls 1-8 load the service, the hyper floor, Flask and gunicorn one at a time (a
     // warm-up and a run each); then the service and the floor run side by side, and the
     // first measured call of their alternation fails.
-    let (mut command, _state) =
-        bench_with_wrk("bench-fails", FIRST_ALTERNATING_RUN, "echo 'wrk: boom' >&2; exit 3");
+    let (mut command, _state) = bench_with_wrk(
+        "bench-fails",
+        FIRST_ALTERNATING_RUN,
+        "echo 'wrk: boom' >&2; exit 3",
+    );
     let output = command.output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(!output.status.success(), "{stderr}");

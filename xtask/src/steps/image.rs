@@ -12,19 +12,16 @@ use sha2::{Digest, Sha256};
 use xshell::{Shell, cmd};
 
 use crate::core::git::Revision;
-use crate::core::paths::{cargo, state_dir, target_dir};
+use crate::core::paths::state_dir;
 use crate::core::plan::Plan;
 use crate::core::records;
+use crate::steps::release::{host_triple, release_build, release_dir};
 use crate::steps::sbom::{SBOM_NAME, add_sbom, sbom_file};
 
 /// The image's name inside whatever registry it goes to.
 pub(crate) const IMAGE_NAME: &str = "score-service";
 
 /// The Rust target the static binary is built for: this machine's architecture, glibc.
-pub(crate) fn host_triple() -> String {
-    format!("{}-unknown-linux-gnu", std::env::consts::ARCH)
-}
-
 /// An image to build: where it goes, and the revision it is built from.
 #[derive(Clone)]
 pub(crate) struct Image {
@@ -64,12 +61,8 @@ impl Image {
             return;
         }
         let triple = host_triple();
-        // Static glibc (static-pie): the binary runs on `scratch`. Given through --config
-        // for the target only, so build scripts and proc-macros stay dynamic.
-        let static_flags = format!(r#"target.{triple}.rustflags=["-C", "target-feature=+crt-static"]"#);
-        let cargo = cargo(sh);
         plan.run(
-            cmd!(sh, "{cargo} build --release --locked --package score-service --target {triple} --config {static_flags}"),
+            release_build(sh, &[]),
             "fix the build error above, then run this task again",
         );
         let sbom = sbom_file(sh, self.tag());
@@ -81,7 +74,7 @@ impl Image {
             self.revision.created(),
             sbom.clone(),
         );
-        let built = target_dir(sh).join(&triple).join("release/score-service");
+        let built = release_dir(sh).join("score-service");
         let context = build_context(sh, self.tag());
         let dist = context.join("dist");
         plan.check(

@@ -19,6 +19,7 @@ pub(crate) mod kustomize;
 pub(crate) mod model_image;
 pub(crate) mod push;
 pub(crate) mod registry;
+pub(crate) mod release;
 pub(crate) mod render;
 pub(crate) mod sbom;
 pub(crate) mod servers;

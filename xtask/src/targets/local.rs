@@ -9,10 +9,11 @@ use anyhow::bail;
 use xshell::{Shell, cmd};
 
 use crate::core::http;
-use crate::core::paths::{cargo, state_dir, target_dir};
+use crate::core::paths::state_dir;
 use crate::core::plan::Plan;
 use crate::steps::daemon::Daemon;
 use crate::steps::push::Release;
+use crate::steps::release::{release_build, release_dir};
 use crate::steps::smoke::{add_how_to_reach, add_smoke_test};
 use crate::targets::target::{ShipOptions, Target};
 
@@ -32,7 +33,7 @@ impl<'a> Local<'a> {
         Local {
             sh,
             daemon: Daemon::new(state_dir(sh).join("local"), "score-service"),
-            binary: target_dir(sh).join("release/score-service"),
+            binary: release_dir(sh).join("score-service"),
         }
     }
 
@@ -50,9 +51,8 @@ impl Target for Local<'_> {
     fn ship_plan(&self, options: &ShipOptions) -> anyhow::Result<Plan<'_, Release>> {
         let (sh, port, model) = (self.sh, options.port, options.model.as_ref());
         let mut plan = Plan::new();
-        let cargo = cargo(sh);
         plan.run(
-            cmd!(sh, "{cargo} build --release --locked --package score-service"),
+            release_build(sh, &[]),
             "fix the build error above, then run `cargo xtask ship` again",
         );
         if let Some(old) = self.daemon.running()? {

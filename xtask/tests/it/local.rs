@@ -12,10 +12,14 @@ fn dry_run_prints_the_plan_and_does_nothing() {
     let output = xtask(&state, &["--dry-run", "ship", "--port", &port.to_string()]);
     assert!(output.status.success());
     let log = state.join("local/score-service.log");
+    // The image's static build: one optimised build of tract serves every task.
+    let triple = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
     let expected = [
-        "$ cargo build --release --locked --package score-service".to_owned(),
         format!(
-            "$ target/release/score-service --host 127.0.0.1 --port {port} --metrics-port {port} --log-format text >{} 2>&1 &",
+            "$ cargo build --release --locked --package score-service --target {triple} --config \"target.{triple}.rustflags=[\\\"-C\\\", \\\"target-feature=+crt-static\\\"]\""
+        ),
+        format!(
+            "$ target/{triple}/release/score-service --host 127.0.0.1 --port {port} --metrics-port {port} --log-format text >{} 2>&1 &",
             log.display()
         ),
         format!("# wait up to 30s for http://127.0.0.1:{port}/readyz to answer 200"),

@@ -30,12 +30,12 @@ mod rows;
 
 use crate::core::http;
 use crate::core::model_file::ModelFile;
-use crate::core::paths::{cargo, target_dir};
 use crate::core::plan::{Plan, query};
 use crate::core::process::{Poll, poll_until};
 use crate::core::tools::{ensure_apt_package, ensure_python_tools};
 use crate::steps::engine::add_engine_check;
 use crate::steps::image::{IMAGE_NAME, Image};
+use crate::steps::release::{release_build, release_dir};
 use crate::steps::servers::{Contender, Probe, add_server, add_stop, free_port, peak_rss_kib};
 use crate::steps::smoke::REQUEST;
 use crate::steps::wrk::Wrk;
@@ -120,12 +120,8 @@ impl BenchCmd {
         plan: &mut Plan<'a, Bench>,
         venv: &Path,
     ) -> anyhow::Result<()> {
-        let cargo = cargo(sh);
         plan.run(
-            cmd!(
-                sh,
-                "{cargo} build --release --locked --package score-service --bins --example hyper_floor"
-            ),
+            release_build(sh, &["--bins", "--example", "hyper_floor"]),
             "fix the build error above, then run `cargo xtask bench` again",
         );
         let body_file = PathBuf::from(REPORT_DIR).join("tutorial.json");
@@ -165,12 +161,8 @@ impl BenchCmd {
         venv: &Path,
         models: Models,
     ) -> anyhow::Result<()> {
-        let cargo = cargo(sh);
         plan.run(
-            cmd!(
-                sh,
-                "{cargo} build --release --locked --package score-service --bins --examples"
-            ),
+            release_build(sh, &["--bins", "--examples"]),
             "fix the build error above, then run `cargo xtask bench` again",
         );
         let python = venv.join("python");
@@ -210,7 +202,7 @@ impl BenchCmd {
                 trees.chain(networks).collect()
             }
         };
-        let release = target_dir(sh).join("release");
+        let release = release_dir(sh);
         let timing = release.join("examples/model_timing");
         for (name, path, _, loaded) in &files {
             let model = name.clone();
@@ -428,8 +420,8 @@ impl BenchCmd {
 
 /// The service and the bare hyper floor, each on a free port.
 fn native_contenders<'a>(sh: &'a Shell, body_file: &Path) -> anyhow::Result<[Contender<'a>; 2]> {
-    let binary = target_dir(sh).join("release/score-service");
-    let floor_binary = target_dir(sh).join("release/examples/hyper_floor");
+    let binary = release_dir(sh).join("score-service");
+    let floor_binary = release_dir(sh).join("examples/hyper_floor");
     let [ours, floor] = [free_port()?, free_port()?];
     let (ours_arg, floor_arg) = (ours.to_string(), floor.to_string());
     Ok([

@@ -1,4 +1,5 @@
-//! The target: where `ship`, `smoke`, `down`, `status`, `logs`, `image` and `push` act.
+//! The target: where `ship`, `smoke`, `down`, `status` and `logs` act, and the targets
+//! that run images, where `image` and `push` publish.
 
 use std::fmt;
 
@@ -26,6 +27,28 @@ impl fmt::Display for TargetKind {
             TargetKind::Gke => "gke",
             TargetKind::Kube => "kube",
         })
+    }
+}
+
+/// The targets that run images: where `image` names them and `push` sends them.
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum PublishKind {
+    /// The local registry the docker target runs from.
+    #[default]
+    Docker,
+    /// GKE's Artifact Registry repository (the deploy.yaml settings).
+    Gke,
+    /// The registry of --registry (or the local one, for a kind cluster).
+    Kube,
+}
+
+impl From<PublishKind> for TargetKind {
+    fn from(kind: PublishKind) -> Self {
+        match kind {
+            PublishKind::Docker => TargetKind::Docker,
+            PublishKind::Gke => TargetKind::Gke,
+            PublishKind::Kube => TargetKind::Kube,
+        }
     }
 }
 

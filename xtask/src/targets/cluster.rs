@@ -31,7 +31,7 @@ use crate::steps::push::{self, Release};
 use crate::steps::registry::{self, LocalRegistry};
 use crate::steps::render::{MODEL_ANNOTATION, Renderer};
 use crate::steps::smoke::{REQUEST, smoke_test};
-use crate::targets::target::{ShipOptions, Target};
+use crate::targets::target::{Publish, ShipOptions, Target};
 
 /// What the plans do on a cluster, as RBAC names it: verb, resource, and what for.
 const PERMISSIONS: [(&str, &str, &str); 14] = [
@@ -611,7 +611,9 @@ impl<'s> Target for Cluster<'s> {
         );
         Ok(plan)
     }
+}
 
+impl Publish for Cluster<'_> {
     fn image_repository(&self) -> anyhow::Result<String> {
         self.repository()
     }

@@ -18,7 +18,7 @@ use crate::steps::image::{IMAGE_NAME, Image};
 use crate::steps::push::{self, Pushed, Release};
 use crate::steps::registry::{self, LocalRegistry};
 use crate::steps::smoke::{add_how_to_reach, add_smoke_test};
-use crate::targets::target::{ShipOptions, Target};
+use crate::targets::target::{Publish, ShipOptions, Target};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a stopping container may take: the service's drain deadline (20 s) plus margin.
@@ -328,7 +328,9 @@ impl Target for Docker<'_> {
         );
         Ok(plan)
     }
+}
 
+impl Publish for Docker<'_> {
     fn image_repository(&self) -> anyhow::Result<String> {
         Ok(format!("{}/{IMAGE_NAME}", self.registry.address()?))
     }

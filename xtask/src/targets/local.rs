@@ -163,8 +163,4 @@ impl Target for Local<'_> {
         );
         Ok(plan)
     }
-
-    fn image_repository(&self) -> anyhow::Result<String> {
-        bail!("the local target runs the binary directly and has no image: use --target docker, gke or kube")
-    }
 }

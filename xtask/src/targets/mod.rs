@@ -11,9 +11,9 @@ pub(crate) mod target;
 use xshell::Shell;
 
 use crate::core::settings::SettingsArgs;
-use crate::core::target::{ClusterKind, TargetKind};
+use crate::core::target::{ClusterKind, PublishKind, TargetKind};
 use crate::targets::cluster::Cluster;
-use crate::targets::target::Target;
+use crate::targets::target::{Publish, Target};
 
 /// The target `kind` names. Only the cluster targets resolve the deployment settings.
 pub(crate) fn choose<'a>(
@@ -26,6 +26,19 @@ pub(crate) fn choose<'a>(
         TargetKind::Docker => Box::new(docker::Docker::new(sh)),
         TargetKind::Gke => Box::new(Cluster::gke(sh, settings)?),
         TargetKind::Kube => Box::new(Cluster::kube(sh, settings)?),
+    })
+}
+
+/// Where images go for the target `kind` names (only targets that run images have one).
+pub(crate) fn choose_publisher<'a>(
+    kind: PublishKind,
+    sh: &'a Shell,
+    settings: &SettingsArgs,
+) -> anyhow::Result<Box<dyn Publish + 'a>> {
+    Ok(match kind {
+        PublishKind::Docker => Box::new(docker::Docker::new(sh)),
+        PublishKind::Gke => Box::new(Cluster::gke(sh, settings)?),
+        PublishKind::Kube => Box::new(Cluster::kube(sh, settings)?),
     })
 }
 

@@ -1,7 +1,9 @@
 //! What a target is: where the service goes, how it is taken off, where it answers, what
-//! runs there and its logs, and where its images are pushed. `ship`, `down`, `smoke`,
-//! `status`, `logs`, `image` and `push` talk to a `dyn Target` chosen once from
-//! `--target`; a new target implements this trait and adds a line to `targets::choose`.
+//! runs there and its logs. `ship`, `down`, `smoke`, `status` and `logs` talk to a
+//! `dyn Target` chosen once from `--target`; a new target implements this trait and adds a
+//! line to `targets::choose`. Where images go is a trait of its own, [`Publish`], which
+//! only the targets that run images implement (`image` and `push` talk to it): the local
+//! target runs the binary and has no image to publish.
 
 use std::time::Duration;
 
@@ -45,7 +47,10 @@ pub(crate) trait Target {
 
     /// Show the service's last `tail` log lines, and with `follow`, keep streaming them.
     fn logs_plan(&self, follow: bool, tail: u32) -> anyhow::Result<Plan<'_, Release>>;
+}
 
+/// Where a target's images go: the registry its engine or its cluster pulls from.
+pub(crate) trait Publish {
     /// Where images for this target are pushed: `REGISTRY/IMAGE`.
     fn image_repository(&self) -> anyhow::Result<String>;
 

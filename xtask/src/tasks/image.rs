@@ -5,17 +5,17 @@ use xshell::Shell;
 
 use crate::core::plan::Plan;
 use crate::core::settings::SettingsArgs;
-use crate::core::target::TargetKind;
+use crate::core::target::PublishKind;
 use crate::steps::engine::add_engine_check;
 use crate::steps::image::Image;
 use crate::steps::push::Release;
-use crate::targets::choose;
+use crate::targets::choose_publisher;
 
 #[derive(Args, Debug)]
 pub(crate) struct ImageCmd {
     /// Whose registry the image is named for.
-    #[arg(long, env = "XTASK_TARGET", value_enum, default_value_t = TargetKind::Docker)]
-    target: TargetKind,
+    #[arg(long, env = "XTASK_TARGET", value_enum, default_value_t = PublishKind::Docker)]
+    target: PublishKind,
 
     /// Compile inside Docker (the self-contained build; pulls the Rust image) instead of
     /// packaging a binary built on this machine.
@@ -28,7 +28,7 @@ pub(crate) struct ImageCmd {
 
 impl ImageCmd {
     pub(crate) fn run(self, sh: &Shell, dry_run: bool) -> anyhow::Result<()> {
-        let repository = choose(self.target, sh, &self.settings)?.image_repository()?;
+        let repository = choose_publisher(self.target, sh, &self.settings)?.image_repository()?;
         let image = Image::for_worktree(sh, repository)?;
         let mut plan: Plan<Release> = Plan::new();
         add_engine_check(sh, &mut plan);

@@ -6,17 +6,17 @@ use xshell::{Shell, cmd};
 
 use crate::core::plan::Plan;
 use crate::core::settings::SettingsArgs;
-use crate::core::target::TargetKind;
+use crate::core::target::PublishKind;
 use crate::steps::engine::add_engine_check;
 use crate::steps::image::Image;
 use crate::steps::push::{self, Release};
-use crate::targets::choose;
+use crate::targets::choose_publisher;
 
 #[derive(Args, Debug)]
 pub(crate) struct PushCmd {
     /// Whose registry to push to.
-    #[arg(long, env = "XTASK_TARGET", value_enum, default_value_t = TargetKind::Docker)]
-    target: TargetKind,
+    #[arg(long, env = "XTASK_TARGET", value_enum, default_value_t = PublishKind::Docker)]
+    target: PublishKind,
 
     #[command(flatten)]
     settings: SettingsArgs,
@@ -24,7 +24,7 @@ pub(crate) struct PushCmd {
 
 impl PushCmd {
     pub(crate) fn run(self, sh: &Shell, dry_run: bool) -> anyhow::Result<()> {
-        let target = choose(self.target, sh, &self.settings)?;
+        let target = choose_publisher(self.target, sh, &self.settings)?;
         let image = Image::for_worktree(sh, target.image_repository()?)?;
         let mut plan: Plan<Release> = Plan::new();
         add_engine_check(sh, &mut plan);
@@ -48,7 +48,7 @@ impl PushCmd {
             &mut plan,
             &image.repository,
             image.tag(),
-            push::record_path(sh, self.target),
+            push::record_path(sh, self.target.into()),
         );
         plan.execute(dry_run)
     }

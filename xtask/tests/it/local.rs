@@ -299,6 +299,23 @@ fn ship_serves_a_model_file() {
 }
 
 #[test]
+fn the_local_target_has_no_image_to_build_or_push() {
+    for task in ["image", "push"] {
+        let output = xtask(
+            &scratch_dir(&format!("{task}-local")),
+            &["--dry-run", task, "--target", "local"],
+        );
+        assert_eq!(output.status.code(), Some(2), "clap refuses the value");
+        assert!(
+            stderr(&output).contains("invalid value 'local' for '--target <TARGET>'")
+                && stderr(&output).contains("[possible values: docker, gke, kube]"),
+            "{}",
+            stderr(&output)
+        );
+    }
+}
+
+#[test]
 fn deployment_flags_belong_only_to_the_tasks_that_deploy() {
     let output = xtask(&scratch_dir("ci-cluster"), &["--dry-run", "ci", "--cluster", "x"]);
     assert_eq!(output.status.code(), Some(2), "clap refuses the flag");

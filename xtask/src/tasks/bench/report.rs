@@ -7,6 +7,7 @@ use anyhow::Context;
 use serde::Serialize;
 
 use crate::steps::smoke::REQUEST;
+use crate::steps::wrk::Figures;
 use crate::tasks::bench::figures::{
     ALTERNATIONS, Bench, ContainerFigures, FLOOR, Measurement, SERVICE, TIMED_ROWS,
 };
@@ -59,6 +60,20 @@ struct EchoReport<'a> {
     ratio_vs_gunicorn: f64,
 }
 
+/// A measurement's figures as table cells: requests/s, p50, p99, peak RSS, errors.
+fn figure_cells(m: &Measurement) -> String {
+    let Figures {
+        requests_per_second,
+        p50_ms,
+        p99_ms,
+        errors,
+    } = m.figures;
+    format!(
+        "{requests_per_second:.0} | {p50_ms:.3} | {p99_ms:.3} | {:.1} | {errors}",
+        m.peak_rss_mib
+    )
+}
+
 pub(super) fn echo_report(bench: &Bench, connections: u32, duration: u32) -> anyhow::Result<()> {
     let results = &bench.measurements;
     let find = |name: &str| {
@@ -80,16 +95,7 @@ pub(super) fn echo_report(bench: &Bench, connections: u32, duration: u32) -> any
         cores()
     );
     for m in results {
-        let _ = writeln!(
-            table,
-            "| {} | {:.0} | {:.3} | {:.3} | {:.1} | {} |",
-            m.server,
-            m.figures.requests_per_second,
-            m.figures.p50_ms,
-            m.figures.p99_ms,
-            m.peak_rss_mib,
-            m.figures.errors
-        );
+        let _ = writeln!(table, "| {} | {} |", m.server, figure_cells(m));
     }
     let _ = writeln!(
         table,
@@ -183,14 +189,10 @@ pub(super) fn model_report(bench: &Bench, connections: u32, duration: u32) -> an
             };
             let _ = writeln!(
                 table,
-                "| {} | {} | {:.0} | {:.3} | {:.3} | {:.1} | {} | {ratio} |",
+                "| {} | {} | {} | {ratio} |",
                 m.load,
                 m.server,
-                m.figures.requests_per_second,
-                m.figures.p50_ms,
-                m.figures.p99_ms,
-                m.peak_rss_mib,
-                m.figures.errors
+                figure_cells(m)
             );
         }
     }

@@ -1,6 +1,6 @@
 //! A fake Kubernetes cluster, faked at the wire protocol, so that the real `kubectl` is
 //! its client: an HTTPS API server (discovery, OpenAPI v3, get/list/watch, server-side
-//! apply with field ownership and conflicts, JSON/merge/strategic patches, Pod Security
+//! apply with field ownership and conflicts, JSON patches (what the plans send), Pod Security
 //! admission), the controllers that move Deployments, ReplicaSets, autoscalers and
 //! namespaces along, a kubelet that runs each pod's containers in the local Docker engine,
 //! and a load balancer per `LoadBalancer` Service on a loopback address.

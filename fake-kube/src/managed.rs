@@ -4,7 +4,7 @@
 //! The model follows structured-merge-diff at field granularity: an apply owns exactly
 //! the fields its configuration sets; a value that would change a field another manager
 //! owns is a conflict unless forced; a field the applier used to own and no longer sets
-//! is removed when nobody else owns it. An update (a PUT, a JSON or merge patch, a
+//! is removed when nobody else owns it. An update (a PUT, a JSON patch, a
 //! controller's write) takes ownership of the fields it changed from everyone else.
 
 use serde_json::{Value, json};

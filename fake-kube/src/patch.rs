@@ -1,6 +1,8 @@
-//! The four patch formats kubectl sends, applied to JSON objects: server-side apply's
-//! merge, strategic merge patch (as `kubectl set image`, `rollout restart` send), JSON
-//! merge patch (RFC 7386) and JSON patch (RFC 6902, as `rollout undo` sends).
+//! The patches the plans send, applied to JSON objects: server-side apply's merge (`kubectl
+//! apply --server-side`) and JSON patch (RFC 6902: `kubectl rollout undo` sends one, and
+//! a canary's promotion). Strategic merge and JSON merge patches are sent by no plan
+//! (`kubectl set image`, `rollout restart`, `scale`), so the API refuses them as a media
+//! type it does not take rather than apply them half-modelled.
 
 use serde_json::{Map, Value};
 
@@ -17,29 +19,16 @@ fn same_item(a: &Value, b: &Value, keys: &[&str]) -> bool {
 /// field by field, associative lists item by item (the applied order first, then live
 /// items the configuration does not mention), atomic lists and scalars are replaced.
 pub(crate) fn apply_merge(live: &mut Value, config: &Value) {
-    merge_value(live, config, "", false);
+    merge_value(live, config, "");
 }
 
-/// Strategic merge patch: as `apply_merge`, but `null` deletes a field and the `$patch`
-/// directive removes list items. Directives the fake does not model (`$setElementOrder`,
-/// `$retainKeys`, `$deleteFromPrimitiveList`) are ignored.
-pub(crate) fn strategic_merge(live: &mut Value, patch: &Value) {
-    merge_value(live, patch, "", true);
-}
-
-fn merge_value(target: &mut Value, patch: &Value, field: &str, strategic: bool) {
+fn merge_value(target: &mut Value, patch: &Value, field: &str) {
     match (target, patch) {
-        (Value::Object(target), Value::Object(patch)) => merge_map(target, patch, strategic),
+        (Value::Object(target), Value::Object(patch)) => merge_map(target, patch),
         (target @ Value::Array(_), Value::Array(items)) => {
             let keys = fields::list_keys(field, items);
             let Some(keys) = keys else {
-                *target = Value::Array(
-                    items
-                        .iter()
-                        .filter(|i| !is_delete_directive(i))
-                        .cloned()
-                        .collect(),
-                );
+                *target = Value::Array(items.clone());
                 return;
             };
             let Value::Array(live) = target else {
@@ -49,21 +38,15 @@ fn merge_value(target: &mut Value, patch: &Value, field: &str, strategic: bool) 
             let mut remaining: Vec<Value> = std::mem::take(live);
             for item in items {
                 let position = remaining.iter().position(|l| same_item(l, item, keys));
-                if strategic && is_delete_directive(item) {
-                    if let Some(position) = position {
-                        remaining.remove(position);
-                    }
-                    continue;
-                }
                 match position {
                     Some(position) => {
                         let mut existing = remaining.remove(position);
-                        merge_value(&mut existing, item, "", strategic);
+                        merge_value(&mut existing, item, "");
                         merged.push(existing);
                     }
                     None => {
                         let mut fresh = Value::Object(Map::new());
-                        merge_value(&mut fresh, item, "", strategic);
+                        merge_value(&mut fresh, item, "");
                         merged.push(fresh);
                     }
                 }
@@ -77,28 +60,17 @@ fn merge_value(target: &mut Value, patch: &Value, field: &str, strategic: bool) 
                 other => other.clone(),
             };
             if let Value::Object(map) = patch {
-                merge_map(fresh.as_object_mut().expect("made an object"), map, strategic);
+                merge_map(fresh.as_object_mut().expect("made an object"), map);
             }
             *target = fresh;
         }
     }
 }
 
-fn is_delete_directive(item: &Value) -> bool {
-    item.get("$patch").and_then(Value::as_str) == Some("delete")
-}
-
-fn merge_map(target: &mut Map<String, Value>, patch: &Map<String, Value>, strategic: bool) {
+fn merge_map(target: &mut Map<String, Value>, patch: &Map<String, Value>) {
     for (key, value) in patch {
-        if strategic && key.starts_with('$') {
-            continue;
-        }
-        if strategic && value.is_null() {
-            target.remove(key);
-            continue;
-        }
         match target.get_mut(key) {
-            Some(existing) => merge_value(existing, value, key, strategic),
+            Some(existing) => merge_value(existing, value, key),
             None => {
                 let mut fresh = match value {
                     Value::Object(_) => Value::Object(Map::new()),
@@ -106,7 +78,7 @@ fn merge_map(target: &mut Map<String, Value>, patch: &Map<String, Value>, strate
                     other => other.clone(),
                 };
                 if value.is_object() || value.is_array() {
-                    merge_value(&mut fresh, value, key, strategic);
+                    merge_value(&mut fresh, value, key);
                 }
                 target.insert(key.clone(), fresh);
             }
@@ -114,7 +86,8 @@ fn merge_map(target: &mut Map<String, Value>, patch: &Map<String, Value>, strate
     }
 }
 
-/// RFC 7386 JSON merge patch.
+/// RFC 7386 JSON merge patch: the tests' way to write a variant of an object.
+#[cfg(test)]
 pub(crate) fn merge_patch(target: &mut Value, patch: &Value) {
     let Value::Object(patch) = patch else {
         *target = patch.clone();
@@ -285,21 +258,6 @@ mod tests {
                 {"name": "b", "image": "3"},
                 {"name": "a", "image": "1", "args": ["y", "z"]},
             ]}})
-        );
-    }
-
-    #[test]
-    fn strategic_merge_deletes_with_null_and_patch_directive() {
-        let mut live = json!({"metadata": {"labels": {"a": "1", "b": "2"}},
-            "spec": {"containers": [{"name": "a", "image": "1"}, {"name": "b", "image": "2"}]}});
-        strategic_merge(
-            &mut live,
-            &json!({"metadata": {"labels": {"a": null}},
-                "spec": {"containers": [{"name": "b", "$patch": "delete"}, {"name": "a", "image": "9"}]}}),
-        );
-        assert_eq!(
-            live,
-            json!({"metadata": {"labels": {"b": "2"}}, "spec": {"containers": [{"name": "a", "image": "9"}]}})
         );
     }
 

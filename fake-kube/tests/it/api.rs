@@ -334,3 +334,53 @@ fn sorted_tables_carry_their_objects_so_kubectl_can_sort_them() {
     let later = sorted.find("the later one").unwrap_or_else(|| panic!("{sorted}"));
     assert!(earlier < later, "latest last:\n{sorted}");
 }
+
+#[test]
+#[ignore = "needs kubectl"]
+fn a_json_patch_applies_and_the_patches_no_plan_sends_are_refused_by_name() {
+    let kube = Kube::simulated();
+    kube.apply_ok(&dev_overlay(SIMULATED_IMAGE));
+    let deployment = ["-n", "mlops", "deployment", "score-app"];
+    // What a canary's promotion sends.
+    kube.kubectl_ok(
+        &[
+            &["patch"][..],
+            &deployment[..],
+            &[
+                "--type",
+                "json",
+                "--patch",
+                r#"[{"op": "add", "path": "/spec/minReadySeconds", "value": 3}]"#,
+            ][..],
+        ]
+        .concat(),
+    );
+    let ready_seconds = kube.kubectl_ok(&[
+        "get",
+        "deployment",
+        "score-app",
+        "-n",
+        "mlops",
+        "-o",
+        "jsonpath={.spec.minReadySeconds}",
+    ]);
+    assert_eq!(ready_seconds, "3");
+    for kind in ["strategic", "merge"] {
+        let refused = kube.kubectl(
+            &[
+                &["patch"][..],
+                &deployment[..],
+                &["--type", kind, "--patch", r#"{"spec": {"minReadySeconds": 5}}"#][..],
+            ]
+            .concat(),
+        );
+        assert_eq!(refused.code, Some(1), "{refused:#?}");
+        assert!(
+            refused
+                .stderr
+                .contains("this fake API takes application/json-patch+json and application/apply-patch+yaml"),
+            "{}",
+            refused.stderr
+        );
+    }
+}

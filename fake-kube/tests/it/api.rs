@@ -355,16 +355,8 @@ fn a_json_patch_applies_and_the_patches_no_plan_sends_are_refused_by_name() {
         ]
         .concat(),
     );
-    let ready_seconds = kube.kubectl_ok(&[
-        "get",
-        "deployment",
-        "score-app",
-        "-n",
-        "mlops",
-        "-o",
-        "jsonpath={.spec.minReadySeconds}",
-    ]);
-    assert_eq!(ready_seconds, "3");
+    let patched = kube.json(&[&["get"][..], &deployment[..]].concat());
+    assert_eq!(patched["spec"]["minReadySeconds"], 3);
     for kind in ["strategic", "merge"] {
         let refused = kube.kubectl(
             &[

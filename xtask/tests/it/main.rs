@@ -8,6 +8,7 @@ mod fake_gke;
 mod faults;
 mod gke;
 mod local;
+mod pipelines;
 mod rehearsal;
 mod support;
 mod tools;

@@ -1,7 +1,7 @@
 //! The middle layer: the steps tasks and targets compose into plans — building, pushing
 //! and finding images (the service's, and model images on top), the local registry,
 //! background programs, kubectl told its context, rendering and deploying manifests,
-//! kustomize, gcloud's cluster plans, the Docker engine check, the smoke test, and a
+//! kustomize, gcloud's cluster plans, the IAM roles they need (`iam`), the Docker engine check, the smoke test, and a
 //! canary release's manifests and analysis (`canary`, over the figures of `tracks`), and
 //! the RustSec advisories check against an offline snapshot; the servers a benchmark
 //! starts and stops, and the load wrk drives and reports (`servers`, `wrk`).
@@ -13,6 +13,7 @@ pub(crate) mod daemon;
 pub(crate) mod deploy;
 pub(crate) mod engine;
 pub(crate) mod gcloud;
+pub(crate) mod iam;
 pub(crate) mod image;
 pub(crate) mod kubectl;
 pub(crate) mod kustomize;

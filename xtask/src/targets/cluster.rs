@@ -12,14 +12,14 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde_json::Value;
-use xshell::Shell;
+use xshell::{Shell, cmd};
 
 use crate::core::git;
 use crate::core::model_file::ModelFile;
 use crate::core::paths::state_dir;
 use crate::core::plan::{Command, Plan, query};
 use crate::core::process::{Poll, WaitError, poll_until};
-use crate::core::settings::{Settings, SettingsArgs};
+use crate::core::settings::{Gke, Settings, SettingsArgs};
 use crate::core::target::TargetKind;
 use crate::steps::canary::{self, CANARY_SUFFIX, CanaryOptions, TRACK_LABEL};
 use crate::steps::deploy::{Rollout, add_deploy, add_pod_diagnosis, add_read_serving, image_pull_watch};
@@ -78,20 +78,25 @@ impl<'a> Cluster<'a> {
     /// settings name others.
     pub(crate) fn gke(sh: &'a Shell, args: &SettingsArgs) -> anyhow::Result<Self> {
         let (settings, gke) = Settings::resolve_with_gke(sh, args)?;
+        Ok(Self::of_gke(sh, settings, &gke))
+    }
+
+    /// A GKE cluster of settings already resolved.
+    pub(crate) fn of_gke(sh: &'a Shell, settings: Settings, gke: &Gke) -> Self {
         let context = settings.context.clone().unwrap_or_else(|| gke.context());
         let registry = settings.registry.clone().unwrap_or_else(|| gke.registry());
         let get_context = format!(
             "run `cargo xtask cluster-up`, which fetches it (`gcloud container clusters get-credentials {} --location {} --project {}`)",
             gke.cluster, gke.location, gke.project
         );
-        Ok(Self::new(
+        Self::new(
             sh,
             TargetKind::Gke,
             settings,
             context,
             Some(registry),
             get_context,
-        ))
+        )
     }
 
     /// Any cluster: the context named (or the current one) and the registry named.
@@ -330,6 +335,30 @@ impl<'a> Cluster<'a> {
     /// Adds, for `tools`: ask the cluster (`kubectl auth can-i`) whether you may do what
     /// the plans do there; each refusal goes into the plan's list of what is missing.
     pub(crate) fn add_access_checks(&self, plan: &mut Plan<'a, Vec<String>>) {
+        // Before cluster-up there is no context to ask: a pipeline checks its roles then.
+        let context = self.kubectl.context.clone();
+        let shown = format!("the kubeconfig has context {context}");
+        plan.when(
+            cmd!(
+                self.sh,
+                "kubectl config get-contexts {context} --output name --context {context}"
+            ),
+            shown.clone(),
+            move |_, probe| {
+                let found = probe.success && probe.stdout.trim() == context;
+                if !found {
+                    println!(
+                        "{:40} NOT CHECKED: no such context yet (`cargo xtask cluster-up` fetches it)",
+                        "cluster access"
+                    );
+                }
+                Ok(found)
+            },
+            |then| self.add_can_i_checks(then),
+        );
+    }
+
+    fn add_can_i_checks(&self, plan: &mut Plan<'a, Vec<String>>) {
         let namespace = &self.kubectl.namespace;
         for (verb, resource, why) in PERMISSIONS {
             let (plural, subresource) = match resource.split_once('/') {

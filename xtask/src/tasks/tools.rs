@@ -1,15 +1,17 @@
 //! `cargo xtask tools`: what GKE delivery needs, its versions, and how to get what is
-//! missing; whether gcloud can authenticate; and, given a cluster target, whether you may
-//! do there what the plans do (`kubectl auth can-i`).
+//! missing; whether gcloud can authenticate; given GKE, whether the IAM policies grant
+//! you and the nodes the roles cluster-up and ship need; and, given a cluster target whose
+//! context exists, whether you may do there what the plans do (`kubectl auth can-i`).
 
 use anyhow::bail;
 use clap::Args;
 use xshell::{Shell, cmd};
 
 use crate::core::plan::{Plan, query};
-use crate::core::settings::SettingsArgs;
+use crate::core::settings::{Settings, SettingsArgs};
 use crate::core::target::{TargetArg, TargetKind};
 use crate::core::tools::which;
+use crate::steps::iam::add_iam_checks;
 use crate::steps::kustomize;
 use crate::targets::cluster::Cluster;
 
@@ -64,10 +66,13 @@ impl ToolsCmd {
     /// step fails if anything is.
     pub(crate) fn run(self, sh: &Shell, dry_run: bool) -> anyhow::Result<()> {
         // Settings are resolved (and refused) before anything runs.
-        let cluster = match self.target.target {
-            TargetKind::Gke => Some(Cluster::gke(sh, &self.settings)?),
-            TargetKind::Kube => Some(Cluster::kube(sh, &self.settings)?),
-            TargetKind::Local | TargetKind::Docker => None,
+        let (cluster, gke) = match self.target.target {
+            TargetKind::Gke => {
+                let (settings, gke) = Settings::resolve_with_gke(sh, &self.settings)?;
+                (Some(Cluster::of_gke(sh, settings, &gke)), Some(gke))
+            }
+            TargetKind::Kube => (Some(Cluster::kube(sh, &self.settings)?), None),
+            TargetKind::Local | TargetKind::Docker => (None, None),
         };
         // Any other cluster needs nothing of Google's.
         let google = self.target.target != TargetKind::Kube;
@@ -114,6 +119,9 @@ impl ToolsCmd {
                     Ok(())
                 },
             );
+        }
+        if let Some(gke) = &gke {
+            add_iam_checks(sh, &mut plan, gke);
         }
         if let Some(cluster) = &cluster {
             cluster.add_access_checks(&mut plan);

@@ -1,8 +1,9 @@
 //! cluster-up and cluster-down end to end with the real gcloud, pointed at a fake of the
-//! Google Cloud APIs it calls (Service Usage, Kubernetes Engine, Artifact Registry),
-//! speaking their REST protocol on loopback.
+//! Google Cloud APIs it calls (Service Usage, Kubernetes Engine, Artifact Registry, and
+//! for `tools`, Resource Manager's and IAM's policies), speaking their REST protocol on
+//! loopback.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -22,6 +23,9 @@ const ZONE: &str = "us-west1-b";
 const REGION: &str = "us-west1";
 const CLUSTER: &str = "k8s-ml-cluster";
 const REPOSITORY: &str = "ml-images";
+const PROJECT_NUMBER: &str = "123456789012";
+/// The account the tests' gcloud says it acts as (its access token names no one).
+const DEPLOYER: &str = "deployer@my-proj-1.iam.gserviceaccount.com";
 
 #[derive(Default)]
 struct Cloud {
@@ -31,6 +35,9 @@ struct Cloud {
     clusters: BTreeSet<String>,
     repositories: BTreeSet<String>,
     enabled: BTreeSet<String>,
+    /// IAM policies by resource (`projects/P`, a repository's or a service account's
+    /// name); a project without one answers 403, as to a caller who may not read it.
+    policies: BTreeMap<String, Value>,
 }
 
 /// What the fake reports of the clusters it creates: the API server's address and CA.
@@ -104,6 +111,15 @@ impl FakeGoogleCloud {
 
     pub(crate) fn endpoint(&self) -> String {
         format!("http://{}/", self.addr)
+    }
+
+    /// Sets a resource's IAM policy; a repository's brings the repository into being.
+    fn set_policy(&self, resource: &str, policy: Value) {
+        let mut cloud = self.cloud.lock().unwrap();
+        if let Some((_, repository)) = resource.split_once("/repositories/") {
+            cloud.repositories.insert(repository.to_owned());
+        }
+        cloud.policies.insert(resource.to_owned(), policy);
     }
 
     pub(crate) fn requests(&self) -> Vec<String> {
@@ -187,6 +203,35 @@ async fn answer(cloud: &Mutex<Cloud>, addr: SocketAddr, request: Request<Incomin
             StatusCode::OK,
             json!({"name": format!("projects/{project}/services/{service}"), "state": "ENABLED"}),
         ),
+        // Resource Manager and IAM: a resource's policy, as `getIamPolicy` answers.
+        (&Method::GET, ["projects", project]) => json_response(
+            StatusCode::OK,
+            json!({"projectId": project, "projectNumber": PROJECT_NUMBER, "lifecycleState": "ACTIVE", "name": project}),
+        ),
+        (&Method::POST | &Method::GET, [.., last]) if last.ends_with(":getIamPolicy") => {
+            let mut resource = path
+                .trim_start_matches("/v1/")
+                .trim_end_matches(":getIamPolicy")
+                .to_owned();
+            // IAM names a service account under any project as under `-`, as gcloud asks.
+            if let ["projects", _, "serviceAccounts", account] = resource.split('/').collect::<Vec<_>>()[..] {
+                resource = format!("projects/-/serviceAccounts/{account}");
+            }
+            let repository = resource
+                .split_once("/repositories/")
+                .map(|(_, name)| name.to_owned());
+            if repository.is_some_and(|name| !cloud.repositories.contains(&name)) {
+                return not_found(&resource);
+            }
+            match cloud.policies.get(&resource) {
+                Some(policy) => json_response(StatusCode::OK, policy.clone()),
+                None if resource.matches('/').count() == 1 => json_response(
+                    StatusCode::FORBIDDEN,
+                    json!({"error": {"code": 403, "message": format!("The caller does not have permission"), "status": "PERMISSION_DENIED"}}),
+                ),
+                None => json_response(StatusCode::OK, json!({"etag": "ACAB"})),
+            }
+        }
         // Kubernetes Engine.
         (&Method::GET, ["projects", _, "locations", _, "clusters", name]) => {
             if cloud.clusters.contains(*name) {
@@ -289,6 +334,9 @@ impl Gcloud {
             .env("CLOUDSDK_API_ENDPOINT_OVERRIDES_CONTAINER", &endpoint)
             .env("CLOUDSDK_API_ENDPOINT_OVERRIDES_SERVICEUSAGE", &endpoint)
             .env("CLOUDSDK_API_ENDPOINT_OVERRIDES_ARTIFACTREGISTRY", &endpoint)
+            .env("CLOUDSDK_API_ENDPOINT_OVERRIDES_CLOUDRESOURCEMANAGER", &endpoint)
+            .env("CLOUDSDK_API_ENDPOINT_OVERRIDES_IAM", &endpoint)
+            .env("CLOUDSDK_CORE_ACCOUNT", DEPLOYER)
             .env("DOCKER_CONFIG", self.scratch.join("docker"))
             .env("KUBECONFIG", self.scratch.join("kubeconfig"))
             .output()
@@ -426,4 +474,109 @@ fn cluster_down_without_a_terminal_asks_for_yes_and_deletes_nothing() {
         Vec::<String>::new(),
         "no request reached the cloud"
     );
+}
+
+#[test]
+#[ignore = "needs gcloud with gke-gcloud-auth-plugin, and kubectl"]
+fn tools_reads_the_iam_policies_and_names_the_roles_that_are_missing() {
+    let gcloud = Gcloud::new("tools-iam");
+    let tools = ["tools", "--target", "gke", "--project", PROJECT];
+
+    // A caller who may not read the project's policy is told so; nothing is judged.
+    let denied = gcloud.xtask(&tools);
+    assert!(
+        stdout(&denied).contains(&format!(
+            "NOT CHECKED: {DEPLOYER} may not read project {PROJECT}'s IAM policy"
+        )),
+        "{}",
+        stdout(&denied)
+    );
+
+    let deployer = format!("serviceAccount:{DEPLOYER}");
+    let nodes = format!("serviceAccount:{PROJECT_NUMBER}-compute@developer.gserviceaccount.com");
+    let project_policy = |extra: &[(&str, &str)]| {
+        let mut bindings = vec![
+            json!({"role": "roles/container.admin", "members": [deployer]}),
+            json!({"role": "roles/artifactregistry.admin", "members": [deployer]}),
+            json!({"role": "roles/iam.serviceAccountUser", "members": ["group:platform@example.com"]}),
+            json!({"role": "roles/container.defaultNodeServiceAccount", "members": [nodes]}),
+        ];
+        bindings.extend(
+            extra
+                .iter()
+                .map(|(role, member)| json!({"role": role, "members": [member]})),
+        );
+        json!({"version": 1, "etag": "BwYFi0Ihx8s=", "bindings": bindings})
+    };
+    gcloud
+        .fake
+        .set_policy(&format!("projects/{PROJECT}"), project_policy(&[]));
+    let judged = gcloud.xtask(&tools);
+    let out = stdout(&judged);
+    let line = |why: &str| {
+        out.lines()
+            .find(|l| l.starts_with(why))
+            .unwrap_or_else(|| panic!("{why}: {out}"))
+            .to_owned()
+    };
+    assert!(line("cluster-up: create the cluster").ends_with("yes (roles/container.admin)"));
+    assert!(line("ship: push the image").ends_with("yes (roles/artifactregistry.admin)"));
+    assert!(
+        line("cluster-up: create nodes that run as")
+            .contains("PERHAPS: roles/iam.serviceAccountUser through group:platform@example.com")
+    );
+    assert!(line("cluster-up: enable the").contains(&format!(
+        "MISSING: grant {deployer} roles/serviceusage.serviceUsageAdmin (`gcloud projects add-iam-policy-binding {PROJECT} --member {deployer} --role roles/serviceusage.serviceUsageAdmin`)"
+    )));
+    assert!(
+        line("the nodes: pull the image")
+            .contains(&format!("MISSING: grant {nodes} roles/artifactregistry.reader"))
+    );
+    assert!(line("the nodes: write their logs").ends_with("yes (roles/container.defaultNodeServiceAccount)"));
+    // No cluster yet: its access is left for after cluster-up, not failed.
+    assert!(
+        out.contains("cluster access") && out.contains("NOT CHECKED: no such context yet"),
+        "{out}"
+    );
+    assert!(!judged.status.success());
+    assert!(stderr(&judged).contains(&format!(
+        "missing: roles/serviceusage.serviceUsageAdmin for {DEPLOYER}, roles/artifactregistry.reader for {PROJECT_NUMBER}-compute@developer.gserviceaccount.com;"
+    )), "{}", stderr(&judged));
+
+    // Grants below the project count too: on the nodes' account and on the repository.
+    gcloud.fake.set_policy(
+        &format!("projects/{PROJECT}"),
+        project_policy(&[("roles/serviceusage.serviceUsageAdmin", &deployer)]),
+    );
+    gcloud.fake.set_policy(
+        &format!("projects/-/serviceAccounts/{PROJECT_NUMBER}-compute@developer.gserviceaccount.com"),
+        json!({"etag": "BwYFi0Ihx8s=", "bindings": [{"role": "roles/iam.serviceAccountUser", "members": [deployer]}]}),
+    );
+    gcloud.fake.set_policy(
+        &format!("projects/{PROJECT}/locations/{REGION}/repositories/{REPOSITORY}"),
+        json!({"etag": "BwYFi0Ihx8s=", "bindings": [{"role": "roles/artifactregistry.reader", "members": [nodes]}]}),
+    );
+    let granted = gcloud.xtask(&tools);
+    assert!(granted.status.success(), "{}", stdout(&granted));
+    let out = stdout(&granted);
+    assert!(
+        out.lines().any(|l| l.starts_with("cluster-up: create nodes")
+            && l.ends_with("yes (roles/iam.serviceAccountUser)")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("the nodes: pull") && l.ends_with("yes (roles/artifactregistry.reader)")),
+        "{out}"
+    );
+    let requests = gcloud.fake.requests();
+    for read in [
+        format!("POST /v1/projects/{PROJECT}:getIamPolicy"),
+        format!("GET /v1/projects/{PROJECT}/locations/{REGION}/repositories/{REPOSITORY}:getIamPolicy"),
+        format!(
+            "POST /v1/projects/-/serviceAccounts/{PROJECT_NUMBER}-compute@developer.gserviceaccount.com:getIamPolicy"
+        ),
+    ] {
+        assert!(requests.contains(&read), "{read} not in {requests:#?}");
+    }
 }

@@ -342,7 +342,7 @@ fn cloud_build_passes_what_the_xtask_needs() {
         lines,
         [
             "cargo xtask ci --without-engine-tests",
-            "cargo xtask tools",
+            "cargo xtask tools --target gke",
             "cargo xtask cluster-up",
             "cargo xtask ship --target gke"
         ]
@@ -439,7 +439,7 @@ fn the_pipelines_do_their_work_through_cargo_xtask() {
     assert_eq!(
         runs("ship"),
         [
-            "cargo xtask tools",
+            "cargo xtask tools --target gke",
             "cargo xtask cluster-up",
             "cargo xtask ship --target gke"
         ]

@@ -254,7 +254,7 @@ pub(crate) fn add_iam_checks<'a>(sh: &'a Shell, plan: &mut Plan<'a, Vec<String>>
                     Holder::Caller => (email.as_str(), &caller_member),
                     Holder::Nodes => (nodes_account.as_str(), &nodes_member),
                 };
-                let shown = format!("{}", need.why);
+                let shown = need.why;
                 match judge(&applying, need.roles, member) {
                     Verdict::Held(role) => println!("{shown:72} yes ({role})"),
                     Verdict::Perhaps(how) => println!("{shown:72} PERHAPS: {how}; IAM alone can tell"),

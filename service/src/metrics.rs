@@ -1,5 +1,6 @@
 //! Prometheus metrics, exposed at `GET /metrics` in the OpenMetrics text format.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -93,6 +94,10 @@ struct BuildLabels {
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
+    /// Each route's count of 200s, taken from `requests` the first time the route
+    /// answers 200 (so the series appears only once it counts something): the common
+    /// answer then costs an atomic load and add, not the family's lock and hash.
+    ok: [OnceLock<Counter>; Route::ALL.len()],
     /// Each route's histogram, resolved once so the hot path takes no family lock.
     latency: Vec<(Route, Histogram)>,
     in_flight: Gauge,
@@ -184,6 +189,7 @@ impl Metrics {
         Metrics {
             registry,
             requests,
+            ok: Default::default(),
             latency,
             in_flight,
             pool,
@@ -198,12 +204,16 @@ impl Metrics {
     }
 
     pub fn record(&self, route: Route, status: u16, elapsed: Duration) {
-        self.requests
-            .get_or_create(&RequestLabels {
+        let count = |status| {
+            self.requests.get_or_create_owned(&RequestLabels {
                 route: route.label(),
                 status,
             })
-            .inc();
+        };
+        match status {
+            200 => self.ok[route as usize].get_or_init(|| count(200)).inc(),
+            _ => count(status).inc(),
+        };
         if let Some((_, histogram)) = self.latency.iter().find(|(r, _)| *r == route) {
             histogram.observe(elapsed.as_secs_f64());
         }
@@ -235,5 +245,35 @@ pub struct InFlight<'a> {
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.metrics.in_flight.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_route_counts_its_200s_in_its_own_series() {
+        // `ok` is indexed by the route's discriminant: ALL must list them in order.
+        for (index, route) in Route::ALL.iter().enumerate() {
+            assert_eq!(*route as usize, index, "{route:?}");
+        }
+        let metrics = Metrics::new("m");
+        metrics.record(Route::Score, 200, Duration::from_micros(30));
+        metrics.record(Route::Score, 200, Duration::from_micros(30));
+        metrics.record(Route::Score, 400, Duration::from_micros(30));
+        metrics.record(Route::Healthz, 200, Duration::from_micros(30));
+        let text = metrics.encode();
+        let count = |route: &str, status: u16| {
+            let series = format!("http_requests_total{{route=\"{route}\",status=\"{status}\"}} ");
+            text.lines()
+                .find_map(|line| line.strip_prefix(&series))
+                .map(str::to_owned)
+        };
+        assert_eq!(count("/score", 200).as_deref(), Some("2"), "{text}");
+        assert_eq!(count("/score", 400).as_deref(), Some("1"), "{text}");
+        assert_eq!(count("/healthz", 200).as_deref(), Some("1"), "{text}");
+        // A route that answered nothing has no series.
+        assert_eq!(count("/readyz", 200), None, "{text}");
     }
 }

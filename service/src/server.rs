@@ -17,14 +17,12 @@ use std::pin::{Pin, pin};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::Full;
+use atomic_waker::AtomicWaker;
+use hyper::Request;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
-use hyper::service::Service;
-use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -62,8 +60,9 @@ async fn serve(
     app: Arc<App>,
     shutdown: impl Future<Output = ()>,
 ) -> bool {
-    // Each connection holds a receiver; the sender learns when the last one is dropped.
-    let (drain_tx, drain_rx) = watch::channel(false);
+    // Each connection holds a receiver, never read: the sender learns from their count
+    // how many are open, and when the last one is dropped.
+    let (drain_tx, drain_rx) = watch::channel(());
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut builder = http1::Builder::new();
     builder
@@ -78,16 +77,19 @@ async fn serve(
     let builder = Arc::new(builder);
     let listeners = std::iter::once((public, Port::Public, app.limits().max_connections))
         .chain(operator.map(|listener| (listener, Port::Operator, OPERATOR_CONNECTIONS)));
+    let mut registries = Vec::new();
     let loops: Vec<_> = listeners
         .map(|(listener, port, limit)| {
+            let open = Arc::new(Registry::default());
+            registries.push(open.clone());
             let accepting = Acceptor {
                 listener,
                 port,
                 permits: Arc::new(Semaphore::new(limit.max(1))),
-                open: Arc::new(Registry::default()),
+                open,
                 app: app.clone(),
                 builder: builder.clone(),
-                drain: drain_rx.clone(),
+                counted: drain_rx.clone(),
             };
             tokio::spawn(accepting.run(stop_rx.clone()))
         })
@@ -103,7 +105,12 @@ async fn serve(
     drop(drain_rx);
     let open = drain_tx.receiver_count();
     tracing::info!(open_connections = open, deadline = ?app.limits().drain_deadline, "draining");
-    let _ = drain_tx.send(true);
+    // The accept loops have ended, so every connection there will be is in a registry.
+    for registry in &registries {
+        for slot in registry.lock().values() {
+            slot.ask_to_close();
+        }
+    }
     let drained = tokio::time::timeout(app.limits().drain_deadline, drain_tx.closed())
         .await
         .is_ok();
@@ -125,7 +132,8 @@ struct Acceptor {
     open: Arc<Registry>,
     app: Arc<App>,
     builder: Arc<http1::Builder>,
-    drain: watch::Receiver<bool>,
+    /// Cloned into each connection, so the drain can count them.
+    counted: watch::Receiver<()>,
 }
 
 impl Acceptor {
@@ -172,7 +180,7 @@ impl Acceptor {
                 self.port,
                 self.app.clone(),
                 self.builder.clone(),
-                self.drain.clone(),
+                self.counted.clone(),
                 slot,
             );
             let open = self.open.clone();
@@ -197,8 +205,28 @@ struct Registry {
 /// What the registry holds of a connection: what it is doing, and how to ask it to close.
 struct Slot {
     activity: Arc<Activity>,
-    reclaim: Notify,
+    /// Asked to close once the request in flight, if any, is answered: by the drain, or
+    /// reclaimed at the connection limit.
+    close: AtomicBool,
+    /// The connection's task, woken to see `close`. A flag and a waker the task
+    /// registers as it is polled cost it two uncontended atomics a poll, where a `Notify`
+    /// or a `watch` receiver shared with every connection took a lock each time.
+    waker: AtomicWaker,
     reclaimed: AtomicBool,
+}
+
+impl Slot {
+    fn ask_to_close(&self) {
+        self.close.store(true, Ordering::SeqCst);
+        self.waker.wake();
+    }
+
+    /// Whether the connection was asked to close, its task registered to be woken when
+    /// it is (registered first, so an ask between the two is not missed).
+    fn poll_asked_to_close(&self, cx: &Context<'_>) -> bool {
+        self.waker.register(cx.waker());
+        self.close.load(Ordering::SeqCst)
+    }
 }
 
 impl Registry {
@@ -209,7 +237,8 @@ impl Registry {
                 went_idle: Some(self.idle.clone()),
                 ..Activity::default()
             }),
-            reclaim: Notify::new(),
+            close: AtomicBool::new(false),
+            waker: AtomicWaker::new(),
             reclaimed: AtomicBool::new(false),
         });
         self.lock().insert(id, slot.clone());
@@ -233,7 +262,7 @@ impl Registry {
         match oldest {
             Some(slot) => {
                 slot.reclaimed.store(true, Ordering::Relaxed);
-                slot.reclaim.notify_one();
+                slot.ask_to_close();
                 true
             }
             None => false,
@@ -260,7 +289,7 @@ async fn serve_connection(
     port: Port,
     app: Arc<App>,
     builder: Arc<http1::Builder>,
-    mut drain: watch::Receiver<bool>,
+    _counted: watch::Receiver<()>,
     slot: Arc<Slot>,
 ) {
     let metrics = app.connection_metrics();
@@ -273,42 +302,59 @@ async fn serve_connection(
         inner: stream,
         activity: activity.clone(),
     });
-    let handler = Handler {
-        app: app.clone(),
-        port,
-        activity: activity.clone(),
+    // A closure, not a type of ours: hyper keeps the request's future in a box it makes
+    // once per connection, where a `Service` of ours would have to box each request's.
+    let handler = {
+        let (app, activity) = (app.clone(), activity.clone());
+        hyper::service::service_fn(move |request: Request<Incoming>| {
+            activity.serving();
+            let (app, activity) = (app.clone(), activity.clone());
+            async move {
+                let response = app.handle(request, port).await;
+                activity.answered();
+                Ok::<_, io::Error>(response)
+            }
+        })
     };
     let mut connection = builder.serve_connection(io, handler);
-    let mut drain_started = pin!(drain.wait_for(|draining| *draining));
-    let mut reclaimed = pin!(slot.reclaim.notified());
     let mut first_byte = pin!(tokio::time::sleep(app.limits().first_byte_timeout));
     let mut closing = false;
-    let mut header_deadline: Option<Pin<Box<tokio::time::Sleep>>> = None;
+    // The head being timed (by its number) and its deadline.
+    let mut header_deadline: Option<(u64, Pin<Box<tokio::time::Sleep>>)> = None;
     let ending = poll_fn(|cx| {
         // Draining, or reclaimed at the connection limit: finish the request in flight
         // (with `Connection: close`), if any, then stop.
-        // (Each future is polled only until it completes, and then no more.)
-        if !closing && (drain_started.as_mut().poll(cx).is_ready() || reclaimed.as_mut().poll(cx).is_ready())
-        {
+        if !closing && slot.poll_asked_to_close(cx) {
             closing = true;
             Pin::new(&mut connection).graceful_shutdown();
         }
-        if let Poll::Ready(result) = connection.poll_without_shutdown(cx) {
+        // Polled as a future (`poll_without_shutdown` would need the request's future to
+        // be Unpin, so boxed): it shuts the socket's write side only when it ends well,
+        // and an error leaves the stream to us for the 408 below.
+        if let Poll::Ready(result) = Pin::new(&mut connection).poll(cx) {
             return Poll::Ready(Ending::Finished(result));
         }
         if !activity.ever_read() && first_byte.as_mut().poll(cx).is_ready() {
             return Poll::Ready(Ending::FirstByteTimeout);
         }
-        // A request's first bytes arrived while we polled: its headers have until the
-        // header timeout from then.
-        match activity.head_started() {
-            Some(started) => {
-                let deadline = tokio::time::Instant::from_std(started + header_timeout);
-                let sleep =
-                    header_deadline.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-                if sleep.deadline() != deadline {
-                    sleep.as_mut().reset(deadline);
-                }
+        // A request's head is being read: it has until the header timeout from the poll
+        // that first saw its bytes (this one, or one before; the clock is read only then,
+        // not for every request, most of which arrive whole).
+        match activity.head_being_read() {
+            Some(head) => {
+                let sleep = match &mut header_deadline {
+                    Some((timed, sleep)) if *timed == head => sleep,
+                    Some((timed, sleep)) => {
+                        *timed = head;
+                        sleep.as_mut().reset(tokio::time::Instant::now() + header_timeout);
+                        sleep
+                    }
+                    None => {
+                        &mut header_deadline
+                            .insert((head, Box::pin(tokio::time::sleep(header_timeout))))
+                            .1
+                    }
+                };
                 if sleep.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(Ending::HeaderTimeout);
                 }
@@ -346,8 +392,8 @@ async fn serve_connection(
 #[derive(Default)]
 struct Activity {
     phase: AtomicU8,
-    /// When the head being read began, in nanoseconds after `EPOCH`.
-    head_started: AtomicU64,
+    /// How many request heads have started arriving: which one is being read.
+    heads: AtomicU64,
     /// Whether any byte has arrived on the connection.
     ever_read: AtomicBool,
     /// Whether the connection has been read from at all: until then, bytes it was sent
@@ -360,9 +406,6 @@ struct Activity {
 const IDLE: u8 = 0;
 const READING_HEAD: u8 = 1;
 const SERVING: u8 = 2;
-
-/// A fixed instant the head times are counted from, so they fit an atomic.
-static EPOCH: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
 
 impl Activity {
     fn ever_read(&self) -> bool {
@@ -391,8 +434,7 @@ impl Activity {
     fn bytes_arrived(&self) {
         self.ever_read.store(true, Ordering::Relaxed);
         if self.phase.load(Ordering::Relaxed) == IDLE {
-            let now = EPOCH.elapsed().as_nanos() as u64;
-            self.head_started.store(now, Ordering::Relaxed);
+            self.heads.fetch_add(1, Ordering::Relaxed);
             self.phase.store(READING_HEAD, Ordering::Relaxed);
         }
     }
@@ -406,10 +448,9 @@ impl Activity {
         self.signal_idle();
     }
 
-    /// When the head now being read began, if one is.
-    fn head_started(&self) -> Option<Instant> {
-        (self.phase.load(Ordering::Relaxed) == READING_HEAD)
-            .then(|| *EPOCH + Duration::from_nanos(self.head_started.load(Ordering::Relaxed)))
+    /// The number of the head now being read, if one is.
+    fn head_being_read(&self) -> Option<u64> {
+        (self.phase.load(Ordering::Relaxed) == READING_HEAD).then(|| self.heads.load(Ordering::Relaxed))
     }
 }
 
@@ -456,28 +497,4 @@ fn request_timeout(timeout: Duration) -> Vec<u8> {
         body.len()
     )
     .into_bytes()
-}
-
-/// The hyper service: hands each request to the shared [`App`], noting on the
-/// connection's activity that its head is complete.
-struct Handler {
-    app: Arc<App>,
-    port: Port,
-    activity: Arc<Activity>,
-}
-
-impl Service<Request<Incoming>> for Handler {
-    type Response = Response<Full<Bytes>>;
-    type Error = io::Error;
-    type Future = Pin<Box<dyn Future<Output = io::Result<Self::Response>> + Send>>;
-
-    fn call(&self, request: Request<Incoming>) -> Self::Future {
-        self.activity.serving();
-        let (app, activity, port) = (self.app.clone(), self.activity.clone(), self.port);
-        Box::pin(async move {
-            let response = app.handle(request, port).await;
-            activity.answered();
-            Ok(response)
-        })
-    }
 }

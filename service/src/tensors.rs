@@ -10,6 +10,7 @@
 
 use std::fmt;
 
+use smallvec::SmallVec;
 use tract_onnx::prelude::f16;
 
 use crate::model::{Array, Data, ElementType, for_each_data};
@@ -360,16 +361,44 @@ impl Element for String {
 }
 
 /// The shape found so far: each depth's length, known once its first array closes.
+/// Index paths and per-depth figures: held inline up to this depth (every model input
+/// we have met), so reading a tensor allocates only its values and its shape.
+pub type Depths<T> = SmallVec<[T; 4]>;
+
 struct Shape {
     /// Each depth's length, from the first array at that depth to close.
-    lengths: Vec<Option<usize>>,
+    lengths: Depths<Option<usize>>,
     /// The path to the first array whose length set each depth's, for errors.
-    first: Vec<Vec<usize>>,
+    first: Depths<Depths<usize>>,
     /// The depth of the scalars, once the first is seen.
     rank: Option<usize>,
 }
 
 fn read_as<T: Element>(raw: &str, max_rank: usize, root: &str, nulls: Nulls) -> Result<Array, ReadError> {
+    let mut values: Vec<T> = Vec::new();
+    let shape = walk(raw, max_rank, root, nulls, |value| values.push(value))?;
+    Ok(Array {
+        shape: shape.to_vec(),
+        data: T::into_data(values),
+    })
+}
+
+/// The shape of `raw`, a rectangular array of JSON numbers (each one an f64) nested at
+/// most `max_rank` deep, checked as [`read`] checks it, without keeping the values:
+/// what the echo model needs, which answers with the request's own text.
+pub fn shape_of_numbers(raw: &str, max_rank: usize, root: &str) -> Result<Depths<usize>, ReadError> {
+    walk::<f64>(raw, max_rank, root, Nulls::Refused, |_| ())
+}
+
+/// Walks `raw` as a rectangular array of `T` nested at most `max_rank` deep, handing
+/// each value to `each` in order; returns the shape.
+fn walk<T: Element>(
+    raw: &str,
+    max_rank: usize,
+    root: &str,
+    nulls: Nulls,
+    mut each: impl FnMut(T),
+) -> Result<Depths<usize>, ReadError> {
     let bytes = raw.as_bytes();
     let place = |path: &[usize]| Place {
         root: root.to_owned(),
@@ -381,14 +410,13 @@ fn read_as<T: Element>(raw: &str, max_rank: usize, root: &str, nulls: Nulls) -> 
             *pos += 1;
         }
     };
-    let mut values: Vec<T> = Vec::new();
     let mut shape = Shape {
-        lengths: Vec::new(),
-        first: Vec::new(),
+        lengths: Depths::new(),
+        first: Depths::new(),
         rank: None,
     };
     // The index path to the value under the cursor; its length is the depth.
-    let mut path: Vec<usize> = Vec::new();
+    let mut path: Depths<usize> = Depths::new();
     loop {
         skip_whitespace(&mut pos);
         let depth = path.len();
@@ -413,8 +441,8 @@ fn read_as<T: Element>(raw: &str, max_rank: usize, root: &str, nulls: Nulls) -> 
         match shape.rank {
             None => {
                 shape.rank = Some(depth);
-                shape.lengths = vec![None; depth];
-                shape.first = vec![Vec::new(); depth];
+                shape.lengths = smallvec::smallvec![None; depth];
+                shape.first = smallvec::smallvec![Depths::new(); depth];
             }
             Some(rank) if rank != depth => {
                 return Err(ReadError::WrongKind {
@@ -428,7 +456,7 @@ fn read_as<T: Element>(raw: &str, max_rank: usize, root: &str, nulls: Nulls) -> 
         let start = pos;
         if let (Kind::Null, Nulls::Missing, Some(missing)) = (kind, nulls, T::missing()) {
             pos += "null".len();
-            values.push(missing);
+            each(missing);
         } else if kind != T::KIND {
             return Err(ReadError::WrongKind {
                 place: place(&path),
@@ -440,7 +468,7 @@ fn read_as<T: Element>(raw: &str, max_rank: usize, root: &str, nulls: Nulls) -> 
             // The token is whole JSON tokens of ASCII delimiters, so this is on char bounds.
             let token = &raw[start..pos];
             match T::parse(token) {
-                Ok(value) => values.push(value),
+                Ok(value) => each(value),
                 Err(problem) => {
                     return Err(ReadError::Value {
                         place: place(&path),
@@ -454,10 +482,7 @@ fn read_as<T: Element>(raw: &str, max_rank: usize, root: &str, nulls: Nulls) -> 
         // Close every array that ends here, checking each length against its depth's.
         loop {
             let Some(index) = path.last_mut() else {
-                return Ok(Array {
-                    shape: shape.lengths.iter().map(|l| l.unwrap_or(0)).collect(),
-                    data: T::into_data(values),
-                });
+                return Ok(shape.lengths.iter().map(|l| l.unwrap_or(0)).collect());
             };
             skip_whitespace(&mut pos);
             let close = bytes.get(pos) == Some(&b']');

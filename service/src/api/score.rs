@@ -290,15 +290,14 @@ pub async fn score(scorer: &Arc<Scorer>, request: Request<Incoming>) -> Result<H
 /// The identity model: `X` as sent, once it is known to be rows of finite numbers.
 fn echo(scorer: &Scorer, parsed: &ScoreBody<'_>, size: usize) -> Result<HttpResponse, ApiError> {
     not_rows(parsed.x())?;
-    let array =
-        tensors::read(parsed.x(), ElementType::F64, 2, "X", Nulls::Refused).map_err(ApiError::bad_request)?;
-    if array.shape.is_empty() {
+    let shape = tensors::shape_of_numbers(parsed.x(), 2, "X").map_err(ApiError::bad_request)?;
+    if shape.is_empty() {
         return Err(ApiError::bad_request(RowError::Depth {
             depth: 0,
             row_shape: vec![-1],
         }));
     }
-    let rows = if array.shape.len() == 2 { array.shape[0] } else { 1 };
+    let rows = if shape.len() == 2 { shape[0] } else { 1 };
     scorer.check_rows(rows, "X")?;
     let mut out = Vec::with_capacity(size + 12);
     out.extend_from_slice(br#"{"score":"#);

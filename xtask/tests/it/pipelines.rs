@@ -39,10 +39,16 @@ const SHELL_BUILTINS: [&str; 16] = [
 ];
 
 /// The programs a shell script calls: the first word of each command, past variable
-/// assignments, in lines, `&&`/`||`/`;` lists and pipelines; `cargo xtask NAME` is
-/// reported as `xtask NAME`, since what it runs is in the table.
+/// assignments, in lines, `&&`/`||`/`;` lists, pipelines and `$(…)`; `cargo xtask NAME`
+/// is reported as `xtask NAME` (with its `--target`, if any), since what it runs is in
+/// the table.
 fn called_programs(script: &str) -> Vec<String> {
-    let joined = script.replace("\\\n", " ");
+    let joined = script
+        .replace("\\\n", " ")
+        .replace("2>&1", " ")
+        .replace(">&2", " ")
+        .replace("$(", ";")
+        .replace(')', " ");
     let mut called = Vec::new();
     for line in joined
         .lines()
@@ -50,14 +56,25 @@ fn called_programs(script: &str) -> Vec<String> {
         .filter(|line| !line.starts_with('#'))
     {
         for command in line.split(['|', ';', '&']).map(str::trim) {
-            let mut words = command.split_whitespace().skip_while(|word| word.contains('='));
+            let mut words = command
+                .split_whitespace()
+                .map(|word| word.trim_matches('"'))
+                .filter(|word| !word.is_empty())
+                .skip_while(|word| word.contains('='));
             let Some(program) = words.next() else { continue };
             if SHELL_BUILTINS.contains(&program) {
                 continue;
             }
             called.push(program.to_owned());
-            if program == "cargo" && words.next() == Some("xtask") {
-                called.extend(words.next().map(|task| format!("xtask {task}")));
+            let rest: Vec<&str> = words.collect();
+            if program == "cargo" && rest.first() == Some(&"xtask") {
+                let target = rest
+                    .iter()
+                    .position(|word| *word == "--target")
+                    .and_then(|at| rest.get(at + 1))
+                    .map(|target| format!(" --target {target}"))
+                    .unwrap_or_default();
+                called.extend(rest.get(1).map(|task| format!("xtask {task}{target}")));
             }
         }
     }
@@ -66,6 +83,9 @@ fn called_programs(script: &str) -> Vec<String> {
 
 struct Table {
     images: BTreeMap<String, BTreeSet<String>>,
+    runners: BTreeMap<String, BTreeSet<String>>,
+    /// What an action puts on the PATH: its programs, and its components' by name.
+    actions: BTreeMap<String, (BTreeSet<String>, BTreeMap<String, String>)>,
     /// The program an image runs when a step names no entrypoint.
     entrypoints: BTreeMap<String, String>,
     packages: BTreeMap<String, BTreeSet<String>>,
@@ -107,8 +127,30 @@ impl Table {
                 ))
             })
             .collect();
+        let actions = table["actions"]
+            .as_mapping()
+            .unwrap()
+            .iter()
+            .map(|(action, entry)| {
+                let components = entry["components"]
+                    .as_mapping()
+                    .map(|components| {
+                        components
+                            .iter()
+                            .map(|(k, v)| (k.as_str().unwrap().to_owned(), v.as_str().unwrap().to_owned()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                (
+                    action.as_str().unwrap().to_owned(),
+                    (strings(&entry["programs"]).into_iter().collect(), components),
+                )
+            })
+            .collect();
         Table {
             images,
+            runners: map(&table["runners"], Some("programs")),
+            actions,
             entrypoints,
             packages: map(&table["packages"], None),
             xtask: map(&table["xtask"], None),
@@ -153,6 +195,84 @@ impl Table {
             Err(missing)
         }
     }
+}
+
+impl Table {
+    /// What `cargo xtask TASK [--target T]` runs: the entry for the task with that
+    /// target, else the task's.
+    fn xtask_runs(&self, call: &str) -> Option<&BTreeSet<String>> {
+        self.xtask
+            .get(call)
+            .or_else(|| self.xtask.get(call.split(" --target").next().unwrap()))
+    }
+
+    /// Each program in `calls` that `programs` lacks, as "calls X" (naming the xtask
+    /// command a program is needed for), or the xtask command the table does not know.
+    fn lacking(&self, calls: Vec<String>, programs: &BTreeSet<String>) -> Vec<String> {
+        let mut gaps = Vec::new();
+        for call in calls {
+            let needed: Vec<String> = match call.strip_prefix("xtask ") {
+                Some(task) => match self.xtask_runs(task) {
+                    Some(runs) => runs
+                        .iter()
+                        .map(|program| format!("{program} (for `cargo xtask {task}`)"))
+                        .collect(),
+                    None => {
+                        gaps.push(format!("`cargo xtask {task}` is not in the table"));
+                        continue;
+                    }
+                },
+                None => vec![call],
+            };
+            for need in needed {
+                if !programs.contains(need.split(' ').next().unwrap()) {
+                    gaps.push(format!("calls {need}"));
+                }
+            }
+        }
+        gaps
+    }
+}
+
+/// What each job of a GitHub workflow runs that its runner and the actions before the step
+/// do not provide, as "job ID: …" lines.
+fn workflow_gaps(workflow: &str, table: &Table) -> Vec<String> {
+    let workflow: Value = serde_yaml::from_str(workflow).unwrap();
+    let mut gaps = Vec::new();
+    for (id, job) in workflow["jobs"].as_mapping().unwrap() {
+        let id = id.as_str().unwrap();
+        let runner = job["runs-on"].as_str().unwrap_or_default();
+        let Some(mut programs) = table.runners.get(runner).cloned() else {
+            gaps.push(format!("job {id}: runner {runner} is not in the table"));
+            continue;
+        };
+        for step in job["steps"].as_sequence().unwrap() {
+            if let Some(action) = step["uses"].as_str() {
+                let name = action.split('@').next().unwrap();
+                if let Some((provided, components)) = table.actions.get(name) {
+                    programs.extend(provided.iter().cloned());
+                    let asked = step["with"]["install_components"].as_str().unwrap_or_default();
+                    for component in asked.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+                        match components.get(component) {
+                            Some(program) => {
+                                programs.insert(program.clone());
+                            }
+                            None => gaps.push(format!(
+                                "job {id}: component {component} of {name} is not in the table"
+                            )),
+                        }
+                    }
+                }
+            }
+            if let Some(run) = step["run"].as_str() {
+                let lacking = table.lacking(called_programs(run), &programs);
+                gaps.extend(lacking.into_iter().map(|gap| {
+                    format!("job {id}: {gap}, which {runner} and the actions before it do not provide")
+                }));
+            }
+        }
+    }
+    gaps
 }
 
 /// What each step of a Cloud Build config calls that its image does not provide, as
@@ -211,25 +331,12 @@ fn cloud_build_gaps(config: &str, table: &Table) -> Vec<String> {
                 }
             },
         };
-        let mut needed: Vec<String> = Vec::new();
-        for call in calls {
-            match call.strip_prefix("xtask ") {
-                Some(task) => match table.xtask.get(task) {
-                    Some(runs) => needed.extend(
-                        runs.iter()
-                            .map(|program| format!("{program} (for `cargo xtask {task}`)")),
-                    ),
-                    None => gaps.push(format!("step {id}: `cargo xtask {task}` is not in the table")),
-                },
-                None => needed.push(call),
-            }
-        }
-        for need in needed {
-            let program = need.split(' ').next().unwrap();
-            if !programs.contains(program) {
-                gaps.push(format!("step {id}: calls {need}, which {image} does not have"));
-            }
-        }
+        let lacking = table.lacking(calls, &programs);
+        gaps.extend(
+            lacking
+                .into_iter()
+                .map(|gap| format!("step {id}: {gap}, which {image} does not have")),
+        );
         // `docker build --tag NAME --file FILE`: later steps may run NAME.
         if args.first().map(String::as_str) == Some("build") {
             let after = |flag: &str| {
@@ -248,6 +355,37 @@ fn cloud_build_gaps(config: &str, table: &Table) -> Vec<String> {
         }
     }
     gaps
+}
+
+#[test]
+fn every_program_a_workflow_step_calls_is_on_its_runner_or_put_there_by_an_action() {
+    let table = Table::load();
+    let workflow = std::fs::read_to_string(root().join("ci/github-actions.yml")).unwrap();
+    assert_eq!(workflow_gaps(&workflow, &table), Vec::<String>::new());
+    // A job that ships to GKE without setting up gcloud, and one that runs `go` before Go
+    // is set up, are caught.
+    let planted = r#"
+jobs:
+  ship:
+    runs-on: ubuntu-24.04
+    steps:
+      - run: cargo xtask cluster-up
+  kind:
+    runs-on: ubuntu-24.04
+    steps:
+      - run: nohup "$(go env GOPATH)/bin/cloud-provider-kind" > log 2>&1 &
+      - uses: helm/kind-action@ef37e7f390d99f746eb8b610417061a60e82a6cc
+      - run: kind get clusters
+"#;
+    let mut table = table;
+    table.runners.get_mut("ubuntu-24.04").unwrap().remove("go");
+    assert_eq!(
+        workflow_gaps(planted, &table),
+        [
+            "job ship: calls gcloud (for `cargo xtask cluster-up`), which ubuntu-24.04 and the actions before it do not provide",
+            "job kind: calls go, which ubuntu-24.04 and the actions before it do not provide",
+        ]
+    );
 }
 
 #[test]

@@ -49,8 +49,7 @@ const SERVICE: Layers = Layers {
 
 /// Every module of a crate (as `a/b` paths; the root is "") and what each imports.
 fn import_graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
-    let mut files = Vec::new();
-    collect_rs(src, &mut files);
+    let files = collect_rs(src);
     // The crate root is lib.rs, or main.rs in a crate without a library (beside a
     // library, main.rs is a crate of its own and reaches the library by its name).
     let has_lib = src.join("lib.rs").exists();
@@ -86,20 +85,8 @@ fn import_graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
     graph
 }
 
-fn collect_rs(dir: &Path, out: &mut Vec<PathBuf>) {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .expect("read a source directory")
-        .flatten()
-        .collect();
-    entries.sort_by_key(|entry| entry.path());
-    for entry in entries {
-        let path = entry.path();
-        if path.is_dir() {
-            collect_rs(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
-        }
-    }
+fn collect_rs(dir: &Path) -> Vec<PathBuf> {
+    crate::core::paths::rust_files(dir).expect("read a source directory")
 }
 
 /// The module paths a file names, from the crate root (`core::plan::Plan`), skipping
@@ -267,8 +254,7 @@ const SUPER: &str = concat!("super", "::");
 
 /// `super::` other than `use super::*;` (which test modules use for the code they test).
 fn super_paths(src: &Path) -> Vec<String> {
-    let mut files = Vec::new();
-    collect_rs(src, &mut files);
+    let files = collect_rs(src);
     let mut found = Vec::new();
     for file in files {
         let text = std::fs::read_to_string(&file).expect("read a source file");
@@ -480,8 +466,7 @@ fn calls(body: &str, name: &str) -> bool {
 }
 
 fn test_crate_text(dir: &str) -> String {
-    let mut files = Vec::new();
-    collect_rs(&crate::core::paths::project_root().join(dir), &mut files);
+    let files = collect_rs(&crate::core::paths::project_root().join(dir));
     files
         .iter()
         .map(|file| std::fs::read_to_string(file).expect("read a test file"))

@@ -43,3 +43,21 @@ pub(crate) fn tools_dir(sh: &Shell) -> PathBuf {
 pub(crate) fn cargo(sh: &Shell) -> String {
     sh.var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
 }
+
+/// The Rust files under `dir`, in sorted order: what tidy reads, and where `ci` finds the
+/// tests that say they need the engine.
+pub(crate) fn rust_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .map(|entry| entry.map(|entry| entry.path()))
+        .collect::<Result<_, _>>()?;
+    entries.sort();
+    let mut files = Vec::new();
+    for path in entries {
+        if path.is_dir() {
+            files.extend(rust_files(&path)?);
+        } else if path.extension().is_some_and(|extension| extension == "rs") {
+            files.push(path);
+        }
+    }
+    Ok(files)
+}

@@ -35,6 +35,18 @@ struct Need {
     below: Below,
 }
 
+/// The Artifact Registry roles that may read a repository, from the least; all but the
+/// first may also write to it.
+const READ_ARTIFACTS: [&str; 6] = [
+    "roles/artifactregistry.reader",
+    "roles/artifactregistry.writer",
+    "roles/artifactregistry.repoAdmin",
+    "roles/artifactregistry.admin",
+    "roles/editor",
+    "roles/owner",
+];
+const WRITE_ARTIFACTS: &[&str] = READ_ARTIFACTS.split_first().unwrap().1;
+
 /// Basic roles carry everything below; listed with each need so a project run on them
 /// is not reported as missing anything.
 const NEEDS: [Need; 8] = [
@@ -74,13 +86,7 @@ const NEEDS: [Need; 8] = [
     Need {
         holder: Holder::Caller,
         why: "ship: push the image",
-        roles: &[
-            "roles/artifactregistry.writer",
-            "roles/artifactregistry.repoAdmin",
-            "roles/artifactregistry.admin",
-            "roles/editor",
-            "roles/owner",
-        ],
+        roles: WRITE_ARTIFACTS,
         below: Below::Repository,
     },
     Need {
@@ -97,14 +103,7 @@ const NEEDS: [Need; 8] = [
     Need {
         holder: Holder::Nodes,
         why: "the nodes: pull the image",
-        roles: &[
-            "roles/artifactregistry.reader",
-            "roles/artifactregistry.writer",
-            "roles/artifactregistry.repoAdmin",
-            "roles/artifactregistry.admin",
-            "roles/editor",
-            "roles/owner",
-        ],
+        roles: &READ_ARTIFACTS,
         below: Below::Repository,
     },
     Need {

@@ -48,29 +48,36 @@ impl<'a> Kubectl<'a> {
         cmd!(self.sh, "kubectl").args(args).args(["--context", context])
     }
 
+    /// Asks the kubeconfig for the context ([`has_context`] reads the answer). `--context`
+    /// here too: gcloud's kubectl dispatcher asks the server of the context it is given —
+    /// else the current one — for its version, even for `config`.
+    pub(crate) fn context_probe(&self) -> Cmd<'a> {
+        let context = &self.context;
+        cmd!(
+            self.sh,
+            "kubectl config get-contexts {context} --output name --context {context}"
+        )
+    }
+
     /// Adds the check that the kubeconfig has the context, so a missing one stops the
     /// plan before anything changes, with what to do (`missing` says how to get it).
     pub(crate) fn add_context_check<C>(&self, plan: &mut Plan<'a, C>, missing: String) {
         let context = self.context.clone();
-        let sh = self.sh;
-        // `--context` here too: gcloud's kubectl dispatcher asks the server of the context
-        // it is given — else the current one — for its version, even for `config`.
-        plan.probe(
-            cmd!(
-                sh,
-                "kubectl config get-contexts {context} --output name --context {context}"
-            ),
-            move |_, probe: Probe| {
-                if probe.success && probe.stdout.trim() == context {
-                    return Ok(());
-                }
-                bail!(
-                    "your kubeconfig has no context {context:?} ({}): {missing}",
-                    probe.stderr.trim()
-                )
-            },
-        );
+        plan.probe(self.context_probe(), move |_, probe: Probe| {
+            if has_context(&probe, &context) {
+                return Ok(());
+            }
+            bail!(
+                "your kubeconfig has no context {context:?} ({}): {missing}",
+                probe.stderr.trim()
+            )
+        });
     }
+}
+
+/// Whether the answer to [`Kubectl::context_probe`] found `context`.
+pub(crate) fn has_context(probe: &Probe, context: &str) -> bool {
+    probe.success && probe.stdout.trim() == context
 }
 
 /// The current context of the kubeconfig (a read, so it runs for `--dry-run` too).

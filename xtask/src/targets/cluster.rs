@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde_json::Value;
-use xshell::{Shell, cmd};
+use xshell::Shell;
 
 use crate::core::git;
 use crate::core::model_file::ModelFile;
@@ -25,7 +25,7 @@ use crate::steps::canary::{self, CANARY_SUFFIX, CanaryOptions, TRACK_LABEL};
 use crate::steps::deploy::{Rollout, add_deploy, add_pod_diagnosis, add_read_serving, image_pull_watch};
 use crate::steps::engine::add_engine_check;
 use crate::steps::image::Image;
-use crate::steps::kubectl::{Kubectl, current_context};
+use crate::steps::kubectl::{Kubectl, current_context, has_context};
 use crate::steps::model_image::ModelImage;
 use crate::steps::push::{self, Release};
 use crate::steps::registry::{self, LocalRegistry};
@@ -337,15 +337,11 @@ impl<'a> Cluster<'a> {
     pub(crate) fn add_access_checks(&self, plan: &mut Plan<'a, Vec<String>>) {
         // Before cluster-up there is no context to ask: a pipeline checks its roles then.
         let context = self.kubectl.context.clone();
-        let shown = format!("the kubeconfig has context {context}");
         plan.when(
-            cmd!(
-                self.sh,
-                "kubectl config get-contexts {context} --output name --context {context}"
-            ),
-            shown.clone(),
+            self.kubectl.context_probe(),
+            format!("the kubeconfig has context {context}"),
             move |_, probe| {
-                let found = probe.success && probe.stdout.trim() == context;
+                let found = has_context(probe, &context);
                 if !found {
                     println!(
                         "{:40} NOT CHECKED: no such context yet (`cargo xtask cluster-up` fetches it)",

@@ -1,11 +1,13 @@
 //! `cargo xtask ci`: everything CI checks, in the order that fails fastest.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+use anyhow::Context as _;
 
 use clap::Args;
 use xshell::{Shell, cmd};
 
-use crate::core::paths::{cargo, project_root};
+use crate::core::paths::{cargo, project_root, rust_files};
 use crate::core::plan::Plan;
 use crate::core::tools::{ensure_apt_package, ensure_python_tools};
 use crate::steps::advisories::{AdvisorySnapshot, add_advisories_check};
@@ -30,7 +32,7 @@ const ENGINE_TEST_MARK: &str = "#[ignore = \"needs a Docker engine";
 impl CiCmd {
     pub(crate) fn run(self, sh: &Shell, dry_run: bool) -> anyhow::Result<()> {
         let left_out = if self.without_engine_tests {
-            engine_tests(&project_root())
+            engine_tests(&project_root())?
         } else {
             Vec::new()
         };
@@ -104,13 +106,13 @@ fn plan<'a>(sh: &'a Shell, advisory_snapshot: &AdvisorySnapshot, left_out: &[Str
 
 /// The tests of the workspace marked as needing the Docker engine, by function name
 /// (each is unique: libtest's `--skip` matches it within the test's path).
-fn engine_tests(root: &Path) -> Vec<String> {
+fn engine_tests(root: &Path) -> anyhow::Result<Vec<String>> {
     let mut names = Vec::new();
     for member in ["service", "xtask", "fake-kube"] {
-        let mut files = Vec::new();
-        rust_files(&root.join(member), &mut files);
+        let dir = root.join(member);
+        let files = rust_files(&dir).with_context(|| format!("read {}", dir.display()))?;
         for file in files {
-            let text = std::fs::read_to_string(&file).unwrap_or_default();
+            let text = std::fs::read_to_string(&file).with_context(|| format!("read {}", file.display()))?;
             let mut lines = text.lines().map(str::trim);
             while lines.any(|line| line.starts_with(ENGINE_TEST_MARK)) {
                 let function = lines.find_map(|line| {
@@ -126,20 +128,7 @@ fn engine_tests(root: &Path) -> Vec<String> {
         }
     }
     names.sort();
-    names
-}
-
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for path in entries.flatten().map(|entry| entry.path()) {
-        if path.is_dir() {
-            rust_files(&path, out);
-        } else if path.extension().is_some_and(|extension| extension == "rs") {
-            out.push(path);
-        }
-    }
+    Ok(names)
 }
 
 #[cfg(test)]
@@ -148,7 +137,7 @@ mod tests {
 
     #[test]
     fn the_engine_tests_are_found_by_their_mark_and_only_those() {
-        let found = engine_tests(&project_root());
+        let found = engine_tests(&project_root()).unwrap();
         for name in [
             "ship_smoke_down_on_docker",
             "push_records_the_digest_the_registry_serves",

@@ -96,10 +96,11 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     /// Each route's count of 200s, taken from `requests` the first time the route
     /// answers 200 (so the series appears only once it counts something): the common
-    /// answer then costs an atomic load and add, not the family's lock and hash.
+    /// answer then costs an atomic load and add, not the family's lock and hash. Indexed,
+    /// as `latency` is, by the route's discriminant.
     ok: [OnceLock<Counter>; Route::ALL.len()],
     /// Each route's histogram, resolved once so the hot path takes no family lock.
-    latency: Vec<(Route, Histogram)>,
+    latency: [Histogram; Route::ALL.len()],
     in_flight: Gauge,
     pool: PoolMetrics,
     connections: ConnectionMetrics,
@@ -123,13 +124,8 @@ impl Metrics {
             "Time from request headers to response, by route",
             latency_family.clone(),
         );
-        let latency = Route::ALL
-            .iter()
-            .map(|route| {
-                let histogram = latency_family.get_or_create_owned(&RouteLabels { route: route.label() });
-                (*route, histogram)
-            })
-            .collect();
+        let latency =
+            Route::ALL.map(|route| latency_family.get_or_create_owned(&RouteLabels { route: route.label() }));
         let in_flight = Gauge::default();
         registry.register(
             "http_requests_in_flight",
@@ -214,9 +210,7 @@ impl Metrics {
             200 => self.ok[route as usize].get_or_init(|| count(200)).inc(),
             _ => count(status).inc(),
         };
-        if let Some((_, histogram)) = self.latency.iter().find(|(r, _)| *r == route) {
-            histogram.observe(elapsed.as_secs_f64());
-        }
+        self.latency[route as usize].observe(elapsed.as_secs_f64());
     }
 
     /// The handles the server updates for its connections.

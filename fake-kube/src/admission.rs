@@ -1,67 +1,31 @@
-//! Pod Security admission: the `restricted` and `baseline` profiles, as a namespace's
-//! `pod-security.kubernetes.io/enforce` (refuse) and `…/warn` (warn) labels select them.
-//! Messages follow the apiserver's wording, check by check in its order, so what a test
-//! prints reads like what a real cluster says.
+//! Pod Security admission at the `restricted` level, as a namespace's
+//! `pod-security.kubernetes.io/enforce` (refuse) and `…/warn` (warn) labels select it: the
+//! level the plans' namespace asks for. `privileged` checks nothing; `baseline`, which no
+//! plan uses, is refused where the namespace is written (`values::namespace`) rather
+//! than silently not enforced. Messages follow the apiserver's wording, check by check
+//! in its order, so what a test prints reads like what a real cluster says.
 
 use serde_json::Value;
 
 use crate::util::get_path;
 
-/// A Pod Security level.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Level {
-    Baseline,
-    Restricted,
-}
-
-impl Level {
-    fn name(self) -> &'static str {
-        match self {
-            Level::Baseline => "baseline",
-            Level::Restricted => "restricted",
-        }
-    }
-}
-
-/// The level a namespace label (`enforce` or `warn`) asks for, if it asks for one this
-/// fake checks (`privileged` checks nothing).
-pub(crate) fn level(namespace: &Value, mode: &str) -> Option<Level> {
+/// Whether a namespace's label for `mode` (`enforce` or `warn`) asks for `restricted`.
+pub(crate) fn restricted(namespace: &Value, mode: &str) -> bool {
     let label = format!("pod-security.kubernetes.io/{mode}");
-    match get_path(namespace, "metadata.labels")?.get(&label)?.as_str()? {
-        "restricted" => Some(Level::Restricted),
-        "baseline" => Some(Level::Baseline),
-        _ => None,
-    }
+    get_path(namespace, "metadata.labels").and_then(|labels| labels.get(&label)?.as_str())
+        == Some("restricted")
 }
 
 /// `violates PodSecurity "restricted:latest": …`, or None when the pod spec passes.
-pub(crate) fn check(level: Level, pod_spec: &Value) -> Option<String> {
-    let violations = violations(level, pod_spec);
+pub(crate) fn check(pod_spec: &Value) -> Option<String> {
+    let violations = violations(pod_spec);
     (!violations.is_empty()).then(|| {
         format!(
-            "violates PodSecurity \"{}:latest\": {}",
-            level.name(),
+            "violates PodSecurity \"restricted:latest\": {}",
             violations.join(", ")
         )
     })
 }
-
-/// Capabilities the baseline profile lets a container add.
-const BASELINE_CAPABILITIES: &[&str] = &[
-    "AUDIT_WRITE",
-    "CHOWN",
-    "DAC_OVERRIDE",
-    "FOWNER",
-    "FSETID",
-    "KILL",
-    "MKNOD",
-    "NET_BIND_SERVICE",
-    "SETFCAP",
-    "SETGID",
-    "SETPCAP",
-    "SETUID",
-    "SYS_CHROOT",
-];
 
 /// Volume types the restricted profile allows.
 const RESTRICTED_VOLUMES: &[&str] = &[
@@ -85,7 +49,7 @@ fn containers_phrase(names: &[String]) -> String {
     }
 }
 
-fn violations(level: Level, spec: &Value) -> Vec<String> {
+fn violations(spec: &Value) -> Vec<String> {
     let containers: Vec<&Value> = ["initContainers", "containers", "ephemeralContainers"]
         .iter()
         .filter_map(|field| spec.get(*field)?.as_array())
@@ -100,25 +64,21 @@ fn violations(level: Level, spec: &Value) -> Vec<String> {
     let container_context =
         |c: &Value, field: &str| get_path(c, &format!("securityContext.{field}")).cloned();
     let pod_context = |field: &str| get_path(spec, &format!("securityContext.{field}")).cloned();
-    let restricted = level == Level::Restricted;
     let mut out = Vec::new();
 
-    if restricted {
-        let escalating: Vec<String> = containers
-            .iter()
-            .filter(|c| container_context(c, "allowPrivilegeEscalation") != Some(Value::Bool(false)))
-            .map(|c| name(c))
-            .collect();
-        if !escalating.is_empty() {
-            out.push(format!(
-                "allowPrivilegeEscalation != false ({} must set securityContext.allowPrivilegeEscalation=false)",
-                containers_phrase(&escalating)
-            ));
-        }
+    let escalating: Vec<String> = containers
+        .iter()
+        .filter(|c| container_context(c, "allowPrivilegeEscalation") != Some(Value::Bool(false)))
+        .map(|c| name(c))
+        .collect();
+    if !escalating.is_empty() {
+        out.push(format!(
+            "allowPrivilegeEscalation != false ({} must set securityContext.allowPrivilegeEscalation=false)",
+            containers_phrase(&escalating)
+        ));
     }
 
-    // Capabilities: restricted requires dropping ALL and adding at most NET_BIND_SERVICE;
-    // baseline only limits what may be added.
+    // Capabilities: drop ALL, and add at most NET_BIND_SERVICE.
     let mut capability_problems = Vec::new();
     let not_dropping: Vec<String> = containers
         .iter()
@@ -131,7 +91,7 @@ fn violations(level: Level, spec: &Value) -> Vec<String> {
         })
         .map(|c| name(c))
         .collect();
-    if restricted && !not_dropping.is_empty() {
+    if !not_dropping.is_empty() {
         capability_problems.push(format!(
             "{} must set securityContext.capabilities.drop=[\"ALL\"]",
             containers_phrase(&not_dropping)
@@ -143,13 +103,7 @@ fn violations(level: Level, spec: &Value) -> Vec<String> {
             .unwrap_or_default()
             .iter()
             .filter_map(|v| v.as_str().map(str::to_string))
-            .filter(|cap| {
-                if restricted {
-                    cap != "NET_BIND_SERVICE"
-                } else {
-                    !BASELINE_CAPABILITIES.contains(&cap.as_str())
-                }
-            })
+            .filter(|cap| cap != "NET_BIND_SERVICE")
             .collect();
         if !added.is_empty() {
             let quoted: Vec<String> = added.iter().map(|c| format!("{c:?}")).collect();
@@ -161,12 +115,10 @@ fn violations(level: Level, spec: &Value) -> Vec<String> {
         }
     }
     if !capability_problems.is_empty() {
-        let label = if restricted {
-            "unrestricted capabilities"
-        } else {
-            "non-default capabilities"
-        };
-        out.push(format!("{label} ({})", capability_problems.join("; ")));
+        out.push(format!(
+            "unrestricted capabilities ({})",
+            capability_problems.join("; ")
+        ));
     }
 
     let host_namespaces: Vec<String> = ["hostNetwork", "hostPID", "hostIPC"]
@@ -230,10 +182,6 @@ fn violations(level: Level, spec: &Value) -> Vec<String> {
             "privileged ({} must not set securityContext.privileged=true)",
             containers_phrase(&privileged)
         ));
-    }
-
-    if !restricted {
-        return out;
     }
 
     let restricted_volumes: Vec<String> = volumes
@@ -374,17 +322,16 @@ mod tests {
 
     #[test]
     fn a_compliant_pod_passes_restricted() {
-        assert_eq!(check(Level::Restricted, &compliant()), None);
+        assert_eq!(check(&compliant()), None);
     }
 
     #[test]
     fn a_bare_pod_fails_restricted_with_the_apiservers_message() {
         let bare = json!({"containers": [{"name": "nginx", "image": "nginx"}]});
         assert_eq!(
-            check(Level::Restricted, &bare).expect("violations"),
+            check(&bare).expect("violations"),
             "violates PodSecurity \"restricted:latest\": allowPrivilegeEscalation != false (container \"nginx\" must set securityContext.allowPrivilegeEscalation=false), unrestricted capabilities (container \"nginx\" must set securityContext.capabilities.drop=[\"ALL\"]), runAsNonRoot != true (pod or container \"nginx\" must set securityContext.runAsNonRoot=true), seccompProfile (pod or container \"nginx\" must set securityContext.seccompProfile.type to \"RuntimeDefault\" or \"Localhost\")"
         );
-        assert_eq!(check(Level::Baseline, &bare), None);
     }
 
     #[test]
@@ -422,11 +369,11 @@ mod tests {
         for (rule, mutate) in cases {
             let mut spec = compliant();
             mutate(&mut spec);
-            let message = check(Level::Restricted, &spec).unwrap_or_default();
+            let message = check(&spec).unwrap_or_default();
             assert!(message.contains(rule), "{rule}: {message}");
         }
         let mut bind = compliant();
         bind["containers"][0]["securityContext"]["capabilities"]["add"] = json!(["NET_BIND_SERVICE"]);
-        assert_eq!(check(Level::Restricted, &bind), None);
+        assert_eq!(check(&bind), None);
     }
 }

@@ -382,28 +382,8 @@ impl ResourceRequest<'_> {
                 )?;
                 Ok(json_response(200, &deleted, &[]))
             }
-            (&Method::DELETE, None, None) => {
-                let labels = LabelSelector::parse(self.query.get("labelSelector").unwrap_or_default())?;
-                let fields = FieldSelector::parse(self.query.get("fieldSelector").unwrap_or_default())?;
-                let mut store = self.shared.store();
-                let namespace = self.target.namespace.as_deref();
-                for object in store.list(self.target.resource, namespace) {
-                    if labels.matches(&object) && fields.matches(&object) {
-                        store.delete(
-                            self.target.resource,
-                            namespace_of(&object),
-                            name_of(&object),
-                            None,
-                            false,
-                        )?;
-                    }
-                }
-                Ok(json_response(
-                    200,
-                    &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}),
-                    &[],
-                ))
-            }
+            // No plan deletes a collection (`kubectl delete -l` deletes one by one), so
+            // `deletecollection` is neither served nor listed in discovery.
             _ => Err(ApiError::MethodNotAllowed),
         }
     }

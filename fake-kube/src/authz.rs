@@ -123,7 +123,7 @@ fn answer(denied: &[String], review: &mut Value) -> Result<(), ApiError> {
     let invalid = |message: &str| ApiError::Invalid {
         kind: "SelfSubjectAccessReview".to_owned(),
         name: String::new(),
-        message: message.to_owned(),
+        causes: vec![message.to_owned()],
     };
     if review["kind"] != "SelfSubjectAccessReview" || review["apiVersion"] != "authorization.k8s.io/v1" {
         return Err(ApiError::BadRequest(

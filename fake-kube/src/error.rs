@@ -40,11 +40,12 @@ pub(crate) enum ApiError {
     Expired(String),
     /// 415: a patch type the server does not know.
     UnsupportedMediaType(String),
-    /// 422, `Invalid`.
+    /// 422, `Invalid`: each cause `field: what is wrong` (or a bare message), as
+    /// kubectl prints them one per line.
     Invalid {
         kind: String,
         name: String,
-        message: String,
+        causes: Vec<String>,
     },
     /// 500, for the fake's own failures (a container runtime command failing, say).
     Internal(String),
@@ -136,11 +137,19 @@ impl ApiError {
             ),
             ApiError::Expired(message) => ("Expired", message.clone(), None),
             ApiError::UnsupportedMediaType(message) => ("UnsupportedMediaType", message.clone(), None),
-            ApiError::Invalid { kind, name, message } => (
-                "Invalid",
-                format!("{kind} \"{name}\" is invalid: {message}"),
-                Some(json!({"name": name, "kind": kind})),
-            ),
+            ApiError::Invalid { kind, name, causes } => {
+                let message = match causes.as_slice() {
+                    [only] => only.clone(),
+                    many => format!("[{}]", many.join(", ")),
+                };
+                (
+                    "Invalid",
+                    format!("{kind} \"{name}\" is invalid: {message}"),
+                    Some(
+                        json!({"name": name, "kind": kind, "causes": causes.iter().map(|c| cause(c)).collect::<Vec<_>>()}),
+                    ),
+                )
+            }
             ApiError::Internal(message) => ("InternalError", message.clone(), None),
             ApiError::ServiceUnavailable(message) => ("ServiceUnavailable", message.clone(), None),
             ApiError::TooManyRequests { retry_after } => (
@@ -185,6 +194,21 @@ impl std::fmt::Display for ApiError {
 
 impl std::error::Error for ApiError {}
 
+/// A `StatusCause` from `field: Invalid value: …` (the field named, the reason from what
+/// follows it), or a bare message.
+fn cause(text: &str) -> Value {
+    let reasons = [
+        ("Invalid value", "FieldValueInvalid"),
+        ("Unsupported value", "FieldValueNotSupported"),
+        ("Required value", "FieldValueRequired"),
+    ];
+    let found = text.split_once(": ").and_then(|(field, rest)| {
+        let (_, reason) = reasons.iter().find(|(prefix, _)| rest.starts_with(prefix))?;
+        Some(json!({"reason": reason, "message": rest, "field": field}))
+    });
+    found.unwrap_or_else(|| json!({"message": text}))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,5 +224,32 @@ mod tests {
         assert_eq!(status["message"], "deployments.apps \"web\" not found");
         assert_eq!(status["reason"], "NotFound");
         assert_eq!(status["code"], 404);
+    }
+
+    #[test]
+    fn invalid_lists_each_cause_by_field_as_kubectl_prints_them() {
+        let error = ApiError::Invalid {
+            kind: "Service".into(),
+            name: "1score".into(),
+            causes: vec![
+                "metadata.name: Invalid value: \"1score\": a DNS-1035 label".into(),
+                "spec.type: Unsupported value: \"Loadbalancer\"".into(),
+            ],
+        };
+        let status = error.status();
+        assert_eq!(status["code"], 422);
+        assert_eq!(
+            status["details"]["causes"],
+            json!([
+                {"reason": "FieldValueInvalid", "message": "Invalid value: \"1score\": a DNS-1035 label", "field": "metadata.name"},
+                {"reason": "FieldValueNotSupported", "message": "Unsupported value: \"Loadbalancer\"", "field": "spec.type"},
+            ])
+        );
+        assert!(
+            status["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("Service \"1score\" is invalid: [metadata.name")
+        );
     }
 }

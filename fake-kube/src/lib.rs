@@ -26,14 +26,18 @@
 //!   autoscaling/v2 horizontalpodautoscalers; policy/v1 poddisruptionbudgets;
 //!   networking.k8s.io/v1 networkpolicies; authorization.k8s.io/v1
 //!   selfsubjectaccessreviews. No nodes, endpoints, jobs, RBAC roles, CRDs; no exec,
-//!   attach or port-forward.
+//!   attach or port-forward; no collection DELETE (`deletecollection`).
+//! - Pod Security: `restricted` is enforced and warned about, `privileged` checks nothing,
+//!   and a namespace asking for `baseline` is refused (422) rather than not enforced.
+//! - Tables (`kubectl get` without `-o`): the API server's columns for events, NAME and
+//!   AGE for every other kind.
 //! - Authorization: everything is allowed but what `ClusterOptions::denied` names.
 //! - OpenAPI v3 documents carry only what `kubectl apply` reads (a PATCH operation per kind
 //!   declaring `fieldValidation`); `kubectl explain` and client-side validation do not work.
 //! - Strict field validation knows the top level of every kind and, field by field, the
 //!   Deployment/ReplicaSet spec, pod template, pod spec, containers, security contexts,
 //!   probes and resources; deeper unknown fields pass. Values are validated as the API
-//!   server does for what the plans write (`values.rs`): names per kind, ports, resource
+//!   server does for what the plans write (each kind's strategy in `strategy.rs`): names per kind, ports, resource
 //!   quantities and limits against requests, protocols, a Deployment's strategy and its
 //!   selector against the template, a Service's type; not every field of every kind.
 //! - Field ownership is tracked per leaf field and keyed list item, from a table of list
@@ -74,7 +78,9 @@ pub mod registry;
 mod resources;
 mod selector;
 mod server;
+mod storage;
 mod store;
+mod strategy;
 mod table;
 mod util;
 mod validate;

@@ -134,7 +134,7 @@ fn parent_and_last<'a>(document: &'a mut Value, pointer: &str) -> Result<(&'a mu
         .ok_or_else(|| ApiError::Invalid {
             kind: "patch".into(),
             name: pointer.into(),
-            message: format!("doc is missing path: {pointer:?}"),
+            causes: vec![format!("doc is missing path: {pointer:?}")],
         })?;
     }
     Ok((current, last))
@@ -144,7 +144,7 @@ fn missing(pointer: &str) -> ApiError {
     ApiError::Invalid {
         kind: "patch".into(),
         name: pointer.into(),
-        message: format!("doc is missing path: {pointer:?}"),
+        causes: vec![format!("doc is missing path: {pointer:?}")],
     }
 }
 
@@ -223,7 +223,7 @@ pub(crate) fn json_patch(document: &mut Value, operations: &Value) -> Result<(),
                     return Err(ApiError::Invalid {
                         kind: "patch".into(),
                         name: path.into(),
-                        message: format!("testing value {path} failed"),
+                        causes: vec![format!("testing value {path} failed")],
                     });
                 }
             }

@@ -38,12 +38,6 @@ impl ResourceType {
         }
     }
 
-    /// The server increments `metadata.generation` on spec changes for these; core
-    /// objects of the kinds served here carry none.
-    pub(crate) fn has_generation(&self) -> bool {
-        !self.group.is_empty()
-    }
-
     /// Whether `status` is a subresource, so writes to the main resource leave it alone.
     pub(crate) fn has_status(&self) -> bool {
         self.subresources.contains(&"status")
@@ -226,16 +220,7 @@ pub(crate) static IDS: std::sync::LazyLock<Ids> = std::sync::LazyLock::new(|| Id
     pdbs: id_of("policy", "poddisruptionbudgets"),
 });
 
-const VERBS: &[&str] = &[
-    "create",
-    "delete",
-    "deletecollection",
-    "get",
-    "list",
-    "patch",
-    "update",
-    "watch",
-];
+const VERBS: &[&str] = &["create", "delete", "get", "list", "patch", "update", "watch"];
 
 /// The version kubectl's gcloud dispatcher reads to choose a kubectl: minor 32 keeps the
 /// dispatcher's built-in v1.32 client.

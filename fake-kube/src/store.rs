@@ -1,69 +1,27 @@
-//! The object store: every object by resource, namespace and name; one global
-//! resourceVersion counter; the history of changes that watches replay; and the writes
-//! (create, apply, update, delete) with everything the apiserver does around them —
-//! defaulting, admission, field ownership, generation and no-op detection.
+//! The write path, the layer over storage (`storage.rs`): create, apply, update and
+//! delete with everything the API server does around them — the namespace check, Pod
+//! Security admission, defaulting and validation from each kind's strategy
+//! (`strategy.rs`), field ownership, generation and no-op detection. Reads go straight
+//! to storage.
 //!
 //! One `Store` sits behind a mutex. Writes are short and never wait on anything, so the
 //! controllers hold the lock for a whole reconcile pass, which makes each pass atomic.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::ops::Deref;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use tokio::sync::{broadcast, watch};
 
 use crate::admission;
-use crate::defaults;
 use crate::error::ApiError;
 use crate::fields::Scope;
 use crate::managed::{self, ApplyRequest};
 use crate::resources::{IDS, RESOURCES, ResourceId, ResourceType};
+use crate::storage::Storage;
+pub(crate) use crate::storage::{Change, EventType, ObjectKey};
+use crate::strategy::{Deletion, PodSpec, Strategy};
 use crate::util::{self, get_path, is_deleting, name_of, namespace_of, uid_of};
 use crate::validate;
-use crate::values;
-
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) struct ObjectKey {
-    pub(crate) resource: ResourceId,
-    pub(crate) namespace: String,
-    pub(crate) name: String,
-}
-
-impl ObjectKey {
-    pub(crate) fn new(resource: ResourceId, namespace: &str, name: &str) -> Self {
-        ObjectKey {
-            resource,
-            namespace: namespace.to_string(),
-            name: name.to_string(),
-        }
-    }
-
-    pub(crate) fn of(resource: ResourceId, object: &Value) -> Self {
-        ObjectKey::new(resource, namespace_of(object), name_of(object))
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum EventType {
-    Added,
-    Modified,
-    Deleted,
-}
-
-/// One change, as watches see it.
-#[derive(Debug)]
-pub(crate) struct Change {
-    pub(crate) revision: u64,
-    pub(crate) kind: EventType,
-    pub(crate) resource: ResourceId,
-    pub(crate) object: Arc<Value>,
-    /// The object before a modification, so a watch can tell an object entering or
-    /// leaving its selector (which it reports as ADDED or DELETED).
-    pub(crate) previous: Option<Arc<Value>>,
-}
-
-/// How many changes watches can replay; older resourceVersions get 410 Gone.
-const HISTORY: usize = 20_000;
 
 /// Who writes, and how.
 #[derive(Debug, Clone)]
@@ -113,24 +71,22 @@ impl Part {
 }
 
 pub(crate) struct Store {
-    objects: BTreeMap<ObjectKey, Arc<Value>>,
-    revision: u64,
-    history: VecDeque<Arc<Change>>,
-    changes: broadcast::Sender<Arc<Change>>,
-    /// The latest revision, for the controllers to wait on.
-    revision_tx: watch::Sender<u64>,
+    storage: Storage,
+}
+
+/// Reads need no strategy: they see storage as it is.
+impl Deref for Store {
+    type Target = Storage;
+
+    fn deref(&self) -> &Storage {
+        &self.storage
+    }
 }
 
 impl Store {
     pub(crate) fn new() -> Self {
-        let (changes, _) = broadcast::channel(4096);
-        let (revision_tx, _) = watch::channel(0);
         let mut store = Store {
-            objects: BTreeMap::new(),
-            revision: 0,
-            history: VecDeque::new(),
-            changes,
-            revision_tx,
+            storage: Storage::new(),
         };
         for namespace in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             let object = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}});
@@ -141,105 +97,10 @@ impl Store {
         store
     }
 
-    pub(crate) fn revision(&self) -> u64 {
-        self.revision
-    }
-
-    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Arc<Change>> {
-        self.changes.subscribe()
-    }
-
-    pub(crate) fn watch_revision(&self) -> watch::Receiver<u64> {
-        self.revision_tx.subscribe()
-    }
-
-    /// Changes after `revision`, or None when that is older than the history kept.
-    pub(crate) fn changes_since(&self, revision: u64) -> Option<Vec<Arc<Change>>> {
-        if let Some(oldest) = self.history.front()
-            && revision + 1 < oldest.revision
-            && self.history.len() >= HISTORY
-        {
-            return None;
-        }
-        Some(
-            self.history
-                .iter()
-                .filter(|c| c.revision > revision)
-                .cloned()
-                .collect(),
-        )
-    }
-
-    pub(crate) fn get(&self, key: &ObjectKey) -> Option<&Arc<Value>> {
-        self.objects.get(key)
-    }
-
-    pub(crate) fn get_by(&self, resource: ResourceId, namespace: &str, name: &str) -> Option<&Arc<Value>> {
-        self.objects.get(&ObjectKey::new(resource, namespace, name))
-    }
-
-    /// Objects of a resource, in one namespace or all, in key order (namespace, name), as
-    /// etcd returns them.
-    pub(crate) fn list(&self, resource: ResourceId, namespace: Option<&str>) -> Vec<Arc<Value>> {
-        let start = ObjectKey::new(resource, namespace.unwrap_or_default(), "");
-        self.objects
-            .range(start..)
-            .take_while(|(key, _)| key.resource == resource && namespace.is_none_or(|ns| key.namespace == ns))
-            .map(|(_, object)| object.clone())
-            .collect()
-    }
-
-    fn record(
-        &mut self,
-        kind: EventType,
-        resource: ResourceId,
-        object: Arc<Value>,
-        previous: Option<Arc<Value>>,
-    ) {
-        let change = Arc::new(Change {
-            revision: self.revision,
-            kind,
-            resource,
-            object,
-            previous,
-        });
-        if self.history.len() >= HISTORY {
-            self.history.pop_front();
-        }
-        self.history.push_back(change.clone());
-        // Nobody listening is fine.
-        let _ = self.changes.send(change);
-        self.revision_tx.send_replace(self.revision);
-    }
-
-    /// Stores an object as it is, with a new resourceVersion.
-    fn put(&mut self, key: ObjectKey, mut object: Value) -> Arc<Value> {
-        self.revision += 1;
-        if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
-            metadata.insert("resourceVersion".into(), json!(self.revision.to_string()));
-        }
-        let object = Arc::new(object);
-        let previous = self.objects.insert(key.clone(), object.clone());
-        let kind = if previous.is_some() {
-            EventType::Modified
-        } else {
-            EventType::Added
-        };
-        self.record(kind, key.resource, object.clone(), previous);
-        object
-    }
-
-    /// Removes an object for good; watches see it DELETED with a new resourceVersion.
+    /// Removes an object for good, as the kubelet does once a pod's containers are gone
+    /// and the namespace controller once a namespace is empty.
     pub(crate) fn remove(&mut self, key: &ObjectKey) -> Option<Arc<Value>> {
-        let previous = self.objects.remove(key)?;
-        self.revision += 1;
-        let mut last = (*previous).clone();
-        if let Some(metadata) = last.get_mut("metadata").and_then(Value::as_object_mut) {
-            metadata.insert("resourceVersion".into(), json!(self.revision.to_string()));
-        }
-        let last = Arc::new(last);
-        self.record(EventType::Deleted, key.resource, last.clone(), Some(previous));
-        Some(last)
+        self.storage.remove(key)
     }
 
     /// The namespace a namespaced write goes into must exist and not be terminating.
@@ -278,26 +139,19 @@ impl Store {
     /// Pod Security: refuses pods that break the namespace's `enforce` level, and returns
     /// the warnings its `warn` level raises for pods and pod templates.
     fn admit(
-        resource: &ResourceType,
+        strategy: &Strategy,
         namespace: Option<&Value>,
         object: &Value,
     ) -> Result<Vec<String>, ApiError> {
-        let Some(namespace) = namespace else {
+        let (Some(namespace), Some(holder)) = (namespace, strategy.pod_spec) else {
             return Ok(Vec::new());
         };
-        let pod_spec = if resource.is("", "pods") {
-            object.get("spec")
-        } else if resource.is("apps", "deployments") || resource.is("apps", "replicasets") {
-            get_path(object, "spec.template.spec")
-        } else {
-            None
-        };
-        let Some(pod_spec) = pod_spec else {
+        let Some(pod_spec) = get_path(object, holder.path()) else {
             return Ok(Vec::new());
         };
-        if resource.is("", "pods")
-            && let Some(level) = admission::level(namespace, "enforce")
-            && let Some(message) = admission::check(level, pod_spec)
+        if holder == PodSpec::Own
+            && admission::restricted(namespace, "enforce")
+            && let Some(message) = admission::check(pod_spec)
         {
             return Err(ApiError::Forbidden {
                 kind: "pods".into(),
@@ -305,8 +159,9 @@ impl Store {
                 message,
             });
         }
-        let warnings = admission::level(namespace, "warn")
-            .and_then(|level| admission::check(level, pod_spec))
+        let warnings = admission::restricted(namespace, "warn")
+            .then(|| admission::check(pod_spec))
+            .flatten()
             .map(|message| message.replacen("violates", "would violate", 1))
             .into_iter()
             .collect();
@@ -355,13 +210,11 @@ impl Store {
 
     /// The API server's validation of values, after defaulting: 422 `Invalid`, naming
     /// every field that is wrong.
-    fn validate(resource: &ResourceType, object: &Value) -> Result<(), ApiError> {
-        let causes = values::invalid_values(resource.kind, object);
-        let message = match causes.as_slice() {
-            [] => return Ok(()),
-            [only] => only.clone(),
-            many => format!("[{}]", many.join(", ")),
-        };
+    fn validate(resource: &ResourceType, strategy: &Strategy, object: &Value) -> Result<(), ApiError> {
+        let causes = strategy.invalid_values(object);
+        if causes.is_empty() {
+            return Ok(());
+        }
         let kind = if resource.group.is_empty() {
             resource.kind.to_owned()
         } else {
@@ -370,13 +223,13 @@ impl Store {
         Err(ApiError::Invalid {
             kind,
             name: name_of(object).to_owned(),
-            message,
+            causes,
         })
     }
 
     /// Generation and status bookkeeping shared by every write of an existing object.
-    fn finish_update(resource: &ResourceType, live: &Value, next: &mut Value) {
-        if resource.has_generation() && live.get("spec") != next.get("spec") {
+    fn finish_update(strategy: &Strategy, live: &Value, next: &mut Value) {
+        if strategy.generation && live.get("spec") != next.get("spec") {
             let generation = live
                 .pointer("/metadata/generation")
                 .and_then(Value::as_i64)
@@ -394,6 +247,7 @@ impl Store {
         writer: &Writer<'_>,
     ) -> Result<Written, ApiError> {
         let resource = &RESOURCES[resource_id];
+        let strategy = Strategy::of(resource_id);
         if !object.is_object() {
             return Err(ApiError::BadRequest("the body is not a JSON object".into()));
         }
@@ -414,7 +268,9 @@ impl Store {
                     return Err(ApiError::Invalid {
                         kind: resource.kind.to_string(),
                         name: String::new(),
-                        message: "metadata.name: Required value: name or generateName is required".into(),
+                        causes: vec![
+                            "metadata.name: Required value: name or generateName is required".into(),
+                        ],
                     });
                 }
             }
@@ -427,7 +283,7 @@ impl Store {
             if resource.namespaced { namespace } else { "" },
             &name,
         );
-        if self.objects.contains_key(&key) {
+        if self.storage.contains(&key) {
             return Err(ApiError::AlreadyExists {
                 kind: resource.plural.to_string(),
                 group: resource.group.to_string(),
@@ -447,12 +303,12 @@ impl Store {
         metadata.insert("creationTimestamp".into(), json!(now));
         metadata.remove("resourceVersion");
         metadata.remove("managedFields");
-        if resource.has_generation() {
+        if strategy.generation {
             metadata.insert("generation".into(), json!(1));
         }
-        let warnings = Self::admit(resource, namespace_object.as_deref(), &object)?;
-        defaults::apply(resource, &mut object);
-        Self::validate(resource, &object)?;
+        let warnings = Self::admit(strategy, namespace_object.as_deref(), &object)?;
+        strategy.fill_defaults(&mut object);
+        Self::validate(resource, strategy, &object)?;
         managed::record_update(
             None,
             &mut object,
@@ -467,7 +323,7 @@ impl Store {
         let object = if writer.dry_run {
             Arc::new(object)
         } else {
-            self.put(key, object)
+            self.storage.put(key, object)
         };
         Ok(Written {
             object,
@@ -487,6 +343,7 @@ impl Store {
         force: bool,
     ) -> Result<Written, ApiError> {
         let resource = &RESOURCES[resource_id];
+        let strategy = Strategy::of(resource_id);
         let api_version = resource.api_version();
         if config.get("kind").and_then(Value::as_str) != Some(resource.kind)
             || config.get("apiVersion").and_then(Value::as_str) != Some(api_version.as_str())
@@ -511,7 +368,7 @@ impl Store {
         let namespace_object = self.check_namespace(resource, namespace)?;
         let namespace = if resource.namespaced { namespace } else { "" };
         let key = ObjectKey::new(resource_id, namespace, name);
-        let live = self.objects.get(&key).cloned();
+        let live = self.storage.get(&key).cloned();
         if live.is_none() {
             Self::refuse_in_terminating(resource, namespace_object.as_deref(), name)?;
         }
@@ -537,19 +394,19 @@ impl Store {
         let mut merged = managed::apply(&base, config, &request)
             .map_err(|conflicts| managed::conflict_error(&conflicts, &api_version))?;
         match &live {
-            Some(live) => Self::finish_update(resource, live, &mut merged),
+            Some(live) => Self::finish_update(strategy, live, &mut merged),
             None => {
                 let metadata = util::object_at(&mut merged, "metadata");
                 metadata.insert("uid".into(), json!(util::new_uid()));
                 metadata.insert("creationTimestamp".into(), json!(now));
-                if resource.has_generation() {
+                if strategy.generation {
                     metadata.insert("generation".into(), json!(1));
                 }
             }
         }
-        let warnings = Self::admit(resource, namespace_object.as_deref(), &merged)?;
-        defaults::apply(resource, &mut merged);
-        Self::validate(resource, &merged)?;
+        let warnings = Self::admit(strategy, namespace_object.as_deref(), &merged)?;
+        strategy.fill_defaults(&mut merged);
+        Self::validate(resource, strategy, &merged)?;
         self.commit(key, live, merged, writer, warnings)
     }
 
@@ -566,7 +423,7 @@ impl Store {
         let object = match live {
             Some(live) if *live == next => live,
             _ if writer.dry_run => Arc::new(next),
-            _ => self.put(key, next),
+            _ => self.storage.put(key, next),
         };
         Ok(Written {
             object,
@@ -587,10 +444,11 @@ impl Store {
         writer: &Writer<'_>,
     ) -> Result<Written, ApiError> {
         let resource = &RESOURCES[resource_id];
+        let strategy = Strategy::of(resource_id);
         let namespace = if resource.namespaced { namespace } else { "" };
         let key = ObjectKey::new(resource_id, namespace, name);
         let live = self
-            .objects
+            .storage
             .get(&key)
             .cloned()
             .ok_or_else(|| ApiError::not_found(resource, name))?;
@@ -672,15 +530,15 @@ impl Store {
                     .unwrap_or(Value::Null),
             );
         }
-        Self::finish_update(resource, &live, &mut merged);
+        Self::finish_update(strategy, &live, &mut merged);
         let namespace_object = self.check_namespace(resource, namespace)?;
         let warnings = if part == Part::Main {
-            Self::admit(resource, namespace_object.as_deref(), &merged)?
+            Self::admit(strategy, namespace_object.as_deref(), &merged)?
         } else {
             Vec::new()
         };
-        defaults::apply(resource, &mut merged);
-        Self::validate(resource, &merged)?;
+        strategy.fill_defaults(&mut merged);
+        Self::validate(resource, strategy, &merged)?;
         let scope = match part {
             Part::Main => Scope::Main {
                 status_is_separate: resource.has_status(),
@@ -700,9 +558,8 @@ impl Store {
         self.commit(key, Some(live), merged, writer, warnings)
     }
 
-    /// Deletes an object: pods and namespaces are marked (the kubelet and the namespace
-    /// controller finish them), everything else goes at once. `grace_period` of zero
-    /// removes a pod at once too.
+    /// Deletes an object as its strategy says: at once, or marked for the kubelet (pods;
+    /// a `grace_period` of zero removes one at once) or the namespace controller to finish.
     pub(crate) fn delete(
         &mut self,
         resource_id: ResourceId,
@@ -712,40 +569,42 @@ impl Store {
         dry_run: bool,
     ) -> Result<Arc<Value>, ApiError> {
         let resource = &RESOURCES[resource_id];
+        let strategy = Strategy::of(resource_id);
         let namespace = if resource.namespaced { namespace } else { "" };
         let key = ObjectKey::new(resource_id, namespace, name);
         let live = self
-            .objects
+            .storage
             .get(&key)
             .cloned()
             .ok_or_else(|| ApiError::not_found(resource, name))?;
-        let graceful = resource_id == IDS.namespaces || (resource_id == IDS.pods && grace_period != Some(0));
         if dry_run {
             return Ok(live);
         }
-        if !graceful {
-            return Ok(self.remove(&key).expect("the object was just found"));
-        }
-        if is_deleting(&live) {
-            return Ok(live);
-        }
-        let mut marked = (*live).clone();
-        let now = util::now();
-        marked["metadata"]["deletionTimestamp"] = json!(now);
-        if resource_id == IDS.pods {
-            let grace = grace_period
-                .or_else(|| {
-                    marked
-                        .pointer("/spec/terminationGracePeriodSeconds")
-                        .and_then(Value::as_i64)
-                })
-                .unwrap_or(30);
-            marked["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
-        } else {
-            marked["metadata"]["deletionGracePeriodSeconds"] = json!(0);
-            util::object_at(&mut marked, "status").insert("phase".into(), json!("Terminating"));
-        }
-        Ok(self.put(key, marked))
+        let mut marked = match (strategy.deletion, grace_period) {
+            (Deletion::Immediate, _) | (Deletion::Graceful, Some(0)) => {
+                return Ok(self.remove(&key).expect("the object was just found"));
+            }
+            _ if is_deleting(&live) => return Ok(live),
+            (Deletion::Graceful, _) => {
+                let grace = grace_period
+                    .or_else(|| {
+                        live.pointer("/spec/terminationGracePeriodSeconds")
+                            .and_then(Value::as_i64)
+                    })
+                    .unwrap_or(30);
+                let mut marked = (*live).clone();
+                marked["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
+                marked
+            }
+            (Deletion::Finalized, _) => {
+                let mut marked = (*live).clone();
+                marked["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+                util::object_at(&mut marked, "status").insert("phase".into(), json!("Terminating"));
+                marked
+            }
+        };
+        marked["metadata"]["deletionTimestamp"] = json!(util::now());
+        Ok(self.storage.put(key, marked))
     }
 
     /// Records a core/v1 Event about an object, folding repeats into `count` as the
@@ -781,7 +640,7 @@ impl Store {
             let count = event.get("count").and_then(Value::as_i64).unwrap_or(1);
             event["count"] = json!(count + 1);
             event["lastTimestamp"] = json!(now);
-            self.put(ObjectKey::of(IDS.events, &event), event);
+            self.storage.put(ObjectKey::of(IDS.events, &event), event);
             return;
         }
         let event = json!({
@@ -812,7 +671,7 @@ impl Store {
             "reportingComponent": component,
             "reportingInstance": "",
         });
-        self.put(ObjectKey::of(IDS.events, &event), event);
+        self.storage.put(ObjectKey::of(IDS.events, &event), event);
     }
 }
 

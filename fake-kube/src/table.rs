@@ -1,13 +1,12 @@
 //! Server-side printing: the `Table` kubectl asks for when it prints objects without
-//! `-o` (`kubectl get pods`), with the columns the apiserver's printers give the kinds
-//! served here. Other kinds get NAME and AGE.
+//! `-o` (`kubectl get events`).
 
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use crate::resources::ResourceType;
-use crate::util::{self, get_path, i64_at, name_of, str_at};
+use crate::util::{self, name_of, str_at};
 
 pub(crate) const CONTENT_TYPE: &str = "application/json;as=Table;v=v1;g=meta.k8s.io";
 
@@ -49,62 +48,11 @@ fn age(object: &Value) -> String {
     str_at(object, "metadata.creationTimestamp").map_or_else(|| "<unknown>".into(), |t| human(util::age(t)))
 }
 
-fn count(object: &Value, path: &str) -> i64 {
-    i64_at(object, path).unwrap_or(0)
-}
-
-fn pod_status(pod: &Value) -> String {
-    if get_path(pod, "metadata.deletionTimestamp").is_some_and(|v| !v.is_null()) {
-        return "Terminating".into();
-    }
-    let statuses = get_path(pod, "status.containerStatuses").and_then(Value::as_array);
-    for status in statuses.into_iter().flatten() {
-        // A container between restarts is still "Running" to kubectl's eye.
-        if let Some(reason) = get_path(status, "state.waiting.reason").and_then(Value::as_str)
-            && (reason != "ContainerCreating" || str_at(pod, "status.phase") == Some("Pending"))
-        {
-            return reason.to_string();
-        }
-        if let Some(reason) = get_path(status, "state.terminated.reason").and_then(Value::as_str) {
-            return reason.to_string();
-        }
-    }
-    str_at(pod, "status.phase").unwrap_or("Pending").to_string()
-}
-
-/// The columns and the cells of one object, by kind.
+/// The columns and the cells of one object: the apiserver's for events, the one kind the
+/// plans print as a table (`kubectl get events --sort-by=…` in a failed rollout's
+/// diagnosis); NAME and AGE for the rest, which the plans read as JSON.
 fn columns(kind: &str) -> Vec<(&'static str, &'static str)> {
     match kind {
-        "Pod" => vec![
-            ("Name", "name"),
-            ("Ready", ""),
-            ("Status", ""),
-            ("Restarts", ""),
-            ("Age", ""),
-        ],
-        "Deployment" => vec![
-            ("Name", "name"),
-            ("Ready", ""),
-            ("Up-to-date", ""),
-            ("Available", ""),
-            ("Age", ""),
-        ],
-        "ReplicaSet" => vec![
-            ("Name", "name"),
-            ("Desired", ""),
-            ("Current", ""),
-            ("Ready", ""),
-            ("Age", ""),
-        ],
-        "Service" => vec![
-            ("Name", "name"),
-            ("Type", ""),
-            ("Cluster-IP", ""),
-            ("External-IP", ""),
-            ("Port(s)", ""),
-            ("Age", ""),
-        ],
-        "Namespace" => vec![("Name", "name"), ("Status", ""), ("Age", "")],
         "Event" => vec![
             ("Last Seen", ""),
             ("Type", ""),
@@ -112,106 +60,12 @@ fn columns(kind: &str) -> Vec<(&'static str, &'static str)> {
             ("Object", ""),
             ("Message", ""),
         ],
-        "HorizontalPodAutoscaler" => vec![
-            ("Name", "name"),
-            ("Reference", ""),
-            ("Targets", ""),
-            ("MinPods", ""),
-            ("MaxPods", ""),
-            ("Replicas", ""),
-            ("Age", ""),
-        ],
         _ => vec![("Name", "name"), ("Age", "")],
     }
 }
 
 fn cells(kind: &str, o: &Value) -> Vec<Value> {
-    let name = json!(name_of(o));
     match kind {
-        "Pod" => {
-            let statuses: Vec<Value> = get_path(o, "status.containerStatuses")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            let total = get_path(o, "spec.containers")
-                .and_then(Value::as_array)
-                .map_or(0, Vec::len);
-            let ready = statuses.iter().filter(|s| s["ready"] == true).count();
-            let restarts: i64 = statuses.iter().filter_map(|s| s["restartCount"].as_i64()).sum();
-            vec![
-                name,
-                json!(format!("{ready}/{total}")),
-                json!(pod_status(o)),
-                json!(restarts),
-                json!(age(o)),
-            ]
-        }
-        "Deployment" => vec![
-            name,
-            json!(format!(
-                "{}/{}",
-                count(o, "status.readyReplicas"),
-                count(o, "spec.replicas")
-            )),
-            json!(count(o, "status.updatedReplicas")),
-            json!(count(o, "status.availableReplicas")),
-            json!(age(o)),
-        ],
-        "ReplicaSet" => vec![
-            name,
-            json!(count(o, "spec.replicas")),
-            json!(count(o, "status.replicas")),
-            json!(count(o, "status.readyReplicas")),
-            json!(age(o)),
-        ],
-        "Service" => {
-            let kind = str_at(o, "spec.type").unwrap_or("ClusterIP");
-            let ingress: Vec<String> = get_path(o, "status.loadBalancer.ingress")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(|i| {
-                    i.get("ip")
-                        .or_else(|| i.get("hostname"))
-                        .and_then(Value::as_str)
-                        .map(str::to_string)
-                })
-                .collect();
-            let external = match (kind, ingress.is_empty()) {
-                ("LoadBalancer", true) => "<pending>".to_string(),
-                (_, true) => "<none>".to_string(),
-                _ => ingress.join(","),
-            };
-            let ports: Vec<String> = get_path(o, "spec.ports")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .map(|p| {
-                    let protocol = p["protocol"].as_str().unwrap_or("TCP");
-                    match p.get("nodePort").and_then(Value::as_i64) {
-                        Some(node) => format!("{}:{node}/{protocol}", p["port"]),
-                        None => format!("{}/{protocol}", p["port"]),
-                    }
-                })
-                .collect();
-            vec![
-                name,
-                json!(kind),
-                json!(str_at(o, "spec.clusterIP").unwrap_or("<none>")),
-                json!(external),
-                json!(if ports.is_empty() {
-                    "<none>".to_string()
-                } else {
-                    ports.join(",")
-                }),
-                json!(age(o)),
-            ]
-        }
-        "Namespace" => vec![
-            name,
-            json!(str_at(o, "status.phase").unwrap_or("Active")),
-            json!(age(o)),
-        ],
         "Event" => {
             let last = str_at(o, "lastTimestamp")
                 .or_else(|| str_at(o, "metadata.creationTimestamp"))
@@ -231,20 +85,7 @@ fn cells(kind: &str, o: &Value) -> Vec<Value> {
                 o.get("message").cloned().unwrap_or(json!("")),
             ]
         }
-        "HorizontalPodAutoscaler" => vec![
-            name,
-            json!(format!(
-                "{}/{}",
-                str_at(o, "spec.scaleTargetRef.kind").unwrap_or_default(),
-                str_at(o, "spec.scaleTargetRef.name").unwrap_or_default()
-            )),
-            json!("<unknown>"),
-            json!(count(o, "spec.minReplicas")),
-            json!(count(o, "spec.maxReplicas")),
-            json!(count(o, "status.currentReplicas")),
-            json!(age(o)),
-        ],
-        _ => vec![name, json!(age(o))],
+        _ => vec![json!(name_of(o)), json!(age(o))],
     }
 }
 
@@ -304,14 +145,5 @@ mod tests {
         for (seconds, expected) in cases {
             assert_eq!(human(Duration::from_secs(seconds)), expected);
         }
-    }
-
-    #[test]
-    fn a_crash_looping_pod_shows_its_waiting_reason() {
-        let pod = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c"}]},
-            "status": {"phase": "Running", "containerStatuses": [{"ready": false, "restartCount": 4,
-                "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}});
-        let row = cells("Pod", &pod);
-        assert_eq!(row[1..4], [json!("0/1"), json!("CrashLoopBackOff"), json!(4)]);
     }
 }

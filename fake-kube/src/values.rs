@@ -17,47 +17,91 @@ const QUANTITY: &str =
     "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'";
 const PORT_RANGE: &str = "must be between 1 and 65535, inclusive";
 
-/// What is wrong with `object`'s values, one message per field; empty when nothing is.
-pub(crate) fn invalid_values(kind: &str, object: &Value) -> Vec<String> {
-    let mut out = Vec::new();
-    let name = object
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    check_name(kind, name, &mut out);
-    let spec = object.get("spec");
-    match kind {
-        "Pod" => {
-            if let Some(pod) = spec {
-                check_pod_spec(pod, "spec", &mut out);
-            }
-        }
-        "Deployment" | "ReplicaSet" => {
-            if let Some(spec) = spec {
-                check_workload(kind, spec, &mut out);
-            }
-        }
-        "Service" => {
-            if let Some(spec) = spec {
-                check_service(spec, &mut out);
-            }
-        }
-        _ => {}
-    }
-    out
+/// The rule a kind's names follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Names {
+    /// Services: their names become DNS labels that must start with a letter.
+    Dns1035Label,
+    /// Namespaces.
+    Dns1123Label,
+    /// Everything else.
+    Dns1123Subdomain,
 }
 
-fn check_name(kind: &str, name: &str, out: &mut Vec<String>) {
+/// A kind's check of its values (after defaulting), one message per wrong field.
+pub(crate) type Check = fn(&Value, &mut Vec<String>);
+
+/// Kinds whose values no plan relies on being checked.
+pub(crate) fn unchecked(_: &Value, _: &mut Vec<String>) {}
+
+pub(crate) fn pod(object: &Value, out: &mut Vec<String>) {
+    if let Some(spec) = object.get("spec") {
+        check_pod_spec(spec, "spec", out);
+    }
+}
+
+pub(crate) fn deployment(object: &Value, out: &mut Vec<String>) {
+    let Some(spec) = object.get("spec") else {
+        return;
+    };
+    if let Some(strategy) = spec.pointer("/strategy/type").and_then(Value::as_str) {
+        check_enum(
+            "spec.strategy.type",
+            strategy,
+            &["Recreate", "RollingUpdate"],
+            out,
+        );
+    }
+    check_workload(spec, out);
+}
+
+pub(crate) fn replicaset(object: &Value, out: &mut Vec<String>) {
+    if let Some(spec) = object.get("spec") {
+        check_workload(spec, out);
+    }
+}
+
+pub(crate) fn service(object: &Value, out: &mut Vec<String>) {
+    if let Some(spec) = object.get("spec") {
+        check_service(spec, out);
+    }
+}
+
+/// A namespace's Pod Security labels name a level; this fake enforces `restricted`
+/// (what the plans ask for) and `privileged` (nothing), and refuses `baseline` by name
+/// rather than accept a level it would not enforce.
+pub(crate) fn namespace(object: &Value, out: &mut Vec<String>) {
+    let labels = object.pointer("/metadata/labels").and_then(Value::as_object);
+    for mode in ["enforce", "warn", "audit"] {
+        let label = format!("pod-security.kubernetes.io/{mode}");
+        let Some(level) = labels.and_then(|labels| labels.get(&label)?.as_str()) else {
+            continue;
+        };
+        let at = format!("metadata.labels[{label}]");
+        match level {
+            "privileged" | "restricted" => {}
+            "baseline" => out.push(format!(
+                "{at}: Unsupported value: \"baseline\": this fake API server enforces only \"restricted\" and \"privileged\""
+            )),
+            other => out.push(format!(
+                "{at}: Invalid value: {}: must be one of privileged, baseline, restricted",
+                quoted(other)
+            )),
+        }
+    }
+}
+
+pub(crate) fn check_name(rule: Names, name: &str, out: &mut Vec<String>) {
     if name.is_empty() {
         return;
     }
-    let (ok, why) = match kind {
-        "Service" => (
+    let (ok, why) = match rule {
+        Names::Dns1035Label => (
             is_label(name) && name.starts_with(|c: char| c.is_ascii_lowercase()),
             LABEL_1035,
         ),
-        "Namespace" => (is_label(name), LABEL_1123),
-        _ => (name.len() <= 253 && name.split('.').all(is_label), SUBDOMAIN),
+        Names::Dns1123Label => (is_label(name), LABEL_1123),
+        Names::Dns1123Subdomain => (name.len() <= 253 && name.split('.').all(is_label), SUBDOMAIN),
     };
     if !ok {
         out.push(format!("metadata.name: Invalid value: {}: {why}", quoted(name)));
@@ -77,17 +121,9 @@ fn quoted(text: &str) -> String {
     Value::String(text.to_owned()).to_string()
 }
 
-fn check_workload(kind: &str, spec: &Value, out: &mut Vec<String>) {
-    if kind == "Deployment"
-        && let Some(strategy) = spec.pointer("/strategy/type").and_then(Value::as_str)
-    {
-        check_enum(
-            "spec.strategy.type",
-            strategy,
-            &["Recreate", "RollingUpdate"],
-            out,
-        );
-    }
+/// What a Deployment and a ReplicaSet share: a selector matching the template's labels,
+/// and the pod template.
+fn check_workload(spec: &Value, out: &mut Vec<String>) {
     let labels = spec
         .pointer("/template/metadata/labels")
         .and_then(Value::as_object);
@@ -270,6 +306,12 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::resources::IDS;
+    use crate::strategy::Strategy;
+
+    fn invalid(resource: crate::resources::ResourceId, object: &Value) -> Vec<String> {
+        Strategy::of(resource).invalid_values(object)
+    }
 
     fn deployment(name: &str, spec_changes: Value) -> Value {
         let mut deployment = json!({"metadata": {"name": name}, "spec": {
@@ -289,42 +331,69 @@ mod tests {
     #[test]
     fn what_the_manifests_hold_is_valid() {
         assert_eq!(
-            invalid_values("Deployment", &deployment("score-app", json!({}))),
+            invalid(IDS.deployments, &deployment("score-app", json!({}))),
             Vec::<String>::new()
         );
         let service = json!({"metadata": {"name": "score-app"}, "spec": {"type": "LoadBalancer",
             "ports": [{"port": 80, "targetPort": "http", "protocol": "TCP"}]}});
-        assert_eq!(invalid_values("Service", &service), Vec::<String>::new());
+        assert_eq!(invalid(IDS.services, &service), Vec::<String>::new());
         let no_selector = json!({"metadata": {"name": "score-app-5d8f9c7b6d"}, "spec": {}});
         assert_eq!(
-            invalid_values("ReplicaSet", &no_selector),
+            invalid(IDS.replicasets, &no_selector),
             ["spec.selector: Required value"]
         );
     }
 
     #[test]
+    fn pod_security_levels_are_the_enforced_ones() {
+        let labelled = |level: &str| {
+            let mut out = Vec::new();
+            let object = json!({"metadata": {"labels": {"pod-security.kubernetes.io/enforce": level}}});
+            namespace(&object, &mut out);
+            out
+        };
+        assert!(labelled("restricted").is_empty() && labelled("privileged").is_empty());
+        assert!(
+            labelled("baseline")[0].contains("enforces only"),
+            "{:?}",
+            labelled("baseline")
+        );
+        assert!(
+            labelled("strict")[0].contains("must be one of"),
+            "{:?}",
+            labelled("strict")
+        );
+    }
+
+    #[test]
     fn names_are_checked_per_kind() {
-        let named = |kind: &str, name: &str| invalid_values(kind, &json!({"metadata": {"name": name}}));
+        let named = |rule: Names, name: &str| {
+            let mut out = Vec::new();
+            check_name(rule, name, &mut out);
+            out
+        };
         assert_eq!(
-            named("Service", "1score"),
+            named(Names::Dns1035Label, "1score"),
             [format!("metadata.name: Invalid value: \"1score\": {LABEL_1035}")]
         );
         assert!(
-            named("ConfigMap", "1score").is_empty(),
+            named(Names::Dns1123Subdomain, "1score").is_empty(),
             "a subdomain may start with a digit"
         );
         assert_eq!(
-            named("Deployment", "Score_App"),
+            named(Names::Dns1123Subdomain, "Score_App"),
             [format!(
                 "metadata.name: Invalid value: \"Score_App\": {SUBDOMAIN}"
             )]
         );
-        assert!(named("Namespace", "ml.ops").len() == 1 && named("Namespace", "mlops").is_empty());
+        assert!(
+            named(Names::Dns1123Label, "ml.ops").len() == 1 && named(Names::Dns1123Label, "mlops").is_empty()
+        );
     }
 
     #[test]
     fn what_gke_refuses_is_refused_with_its_message() {
-        let refused = |changes: Value| invalid_values("Deployment", &deployment("score-app", changes));
+        let refused = |changes: Value| invalid(IDS.deployments, &deployment("score-app", changes));
         let container = |changes: Value| {
             let mut container = json!({"name": "score", "image": "i"});
             crate::patch::merge_patch(&mut container, &changes);
@@ -365,10 +434,10 @@ mod tests {
         let service = json!({"metadata": {"name": "s"}, "spec": {"type": "Loadbalancer",
             "ports": [{"port": 0, "targetPort": "http_port", "protocol": "tcp"}]}});
         assert_eq!(
-            invalid_values("Service", &service).len(),
+            invalid(IDS.services, &service).len(),
             4,
             "{:?}",
-            invalid_values("Service", &service)
+            invalid(IDS.services, &service)
         );
     }
 }

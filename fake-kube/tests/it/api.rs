@@ -376,3 +376,35 @@ fn a_json_patch_applies_and_the_patches_no_plan_sends_are_refused_by_name() {
         );
     }
 }
+
+#[test]
+#[ignore = "needs kubectl"]
+fn what_no_plan_uses_is_refused_by_name_not_accepted_and_ignored() {
+    let kube = Kube::simulated();
+    kube.apply_ok(&dev_overlay(SIMULATED_IMAGE));
+    let collection = kube.kubectl(&["delete", "--raw", "/api/v1/namespaces/mlops/pods"]);
+    assert!(!collection.ok(), "{collection:#?}");
+    assert!(
+        kube.cluster
+            .requests()
+            .iter()
+            .any(|l| l.starts_with("DELETE /api/v1/namespaces/mlops/pods ") && l.contains("-> 405")),
+        "{}",
+        kube.request_log()
+    );
+    let discovery = kube.kubectl_ok(&["api-resources", "--verbs=deletecollection", "-o", "name"]);
+    assert_eq!(discovery.trim(), "", "discovery lists no deletecollection");
+
+    let baseline = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: lenient\n  labels:\n    pod-security.kubernetes.io/enforce: baseline\n";
+    let refused = kube.apply(baseline);
+    assert!(!refused.ok(), "{refused:#?}");
+    assert!(
+        refused.stderr.contains("Namespace \"lenient\" is invalid")
+            && refused
+                .stderr
+                .contains("enforces only \"restricted\" and \"privileged\""),
+        "{}",
+        refused.stderr
+    );
+    kube.apply_ok(&baseline.replace("baseline", "privileged"));
+}

@@ -309,12 +309,22 @@ fn free_port() -> u16 {
 
 /// The test image (`tests/testapp/app.rs`, static, `FROM scratch`, user 65532) pushed to
 /// a loopback registry, as `localhost:PORT/fake-kube-testapp@sha256:…`. Built once per
-/// test process.
+/// test process, in a directory of its own: a runner that gives every test its own
+/// process (nextest) builds several at once.
 pub(crate) fn test_image() -> &'static str {
     static REGISTRY: Mutex<Option<LocalRegistry>> = Mutex::new(None);
     static IMAGE: OnceLock<String> = OnceLock::new();
     IMAGE.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fake-kube-testapp");
+        let parent = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        // Earlier processes' directories, once those processes are gone.
+        for entry in std::fs::read_dir(parent).into_iter().flatten().flatten() {
+            let name = entry.file_name();
+            let pid = name.to_str().and_then(|n| n.strip_prefix("fake-kube-testapp-"));
+            if pid.is_some_and(|pid| !Path::new("/proc").join(pid).exists()) {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+        let dir = parent.join(format!("fake-kube-testapp-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create the image directory");
         let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testapp/app.rs");
@@ -340,14 +350,25 @@ pub(crate) fn test_image() -> &'static str {
             "FROM scratch\nCOPY app /app\nUSER 65532:65532\nEXPOSE 5000\nENTRYPOINT [\"/app\"]\n",
         )
         .expect("write the Dockerfile");
-        // Images earlier runs pulled (by digest, from registries long gone) are of no
-        // further use; an image a container still uses is refused, which is fine.
+        // Images earlier runs pulled (by digest, so untagged, from registries long gone)
+        // are of no further use; an image a container still uses is refused, which is
+        // fine. Tagged ones are another process's, between its build and its push.
         let stale = run(
-            Command::new("docker").args(["images", "-q", "--filter", "reference=*/fake-kube-testapp"]),
+            Command::new("docker").args([
+                "images",
+                "--filter",
+                "reference=*/fake-kube-testapp",
+                "--format",
+                "{{.ID}} {{.Tag}}",
+            ]),
             None,
             Duration::from_secs(30),
         );
-        for id in stale.stdout.split_whitespace() {
+        let untagged = stale
+            .stdout
+            .lines()
+            .filter_map(|line| line.strip_suffix(" <none>"));
+        for id in untagged {
             let _ = run(
                 Command::new("docker").args(["rmi", id]),
                 None,

@@ -35,7 +35,8 @@ pub(crate) fn list_keys(field: &str, items: &[Value]) -> Option<&'static [&'stat
         | "env"
         | "volumes"
         | "imagePullSecrets"
-        | "resourceClaims" => &["name"],
+        | "resourceClaims"
+        | "listeners" => &["name"],
         "volumeMounts" => &["mountPath"],
         "volumeDevices" => &["devicePath"],
         "conditions" => &["type"],

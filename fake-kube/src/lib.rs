@@ -3,7 +3,8 @@
 //! apply with field ownership and conflicts, JSON patches (what the plans send), Pod Security
 //! admission), the controllers that move Deployments, ReplicaSets, autoscalers and
 //! namespaces along, a kubelet that runs each pod's containers in the local Docker engine,
-//! and a load balancer per `LoadBalancer` Service on a loopback address.
+//! a load balancer per `LoadBalancer` Service on a loopback address, and a gateway per
+//! Gateway API `Gateway` that splits requests by its routes' weights.
 //!
 //! ```no_run
 //! # async fn example() -> anyhow::Result<()> {
@@ -24,7 +25,8 @@
 //!   request to a pod's port with no rewriting of links), services, events,
 //!   serviceaccounts; apps/v1 deployments and replicasets (and `scale`);
 //!   autoscaling/v2 horizontalpodautoscalers; policy/v1 poddisruptionbudgets;
-//!   networking.k8s.io/v1 networkpolicies; authorization.k8s.io/v1
+//!   networking.k8s.io/v1 networkpolicies; gateway.networking.k8s.io/v1 gateways and
+//!   httproutes (served built in, without CRDs or GatewayClasses); authorization.k8s.io/v1
 //!   selfsubjectaccessreviews. No nodes, endpoints, jobs, RBAC roles, CRDs; no exec,
 //!   attach or port-forward; no collection DELETE (`deletecollection`).
 //! - Pod Security: `restricted` is enforced and warned about, `privileged` checks nothing,
@@ -59,6 +61,10 @@
 //!   `httpGet` only (others are reported unsupported, and fail).
 //! - LoadBalancer services listen on a loopback address of their own at the service's
 //!   ports; node ports and cluster IPs are allocated but nothing listens on them.
+//! - Gateways take any class, serve HTTP listeners only, on a loopback address of their
+//!   own, and route HTTPRoutes of their own namespace by path (`Exact`, `PathPrefix`) and
+//!   weight to Services; header, query and method matches, filters, and TLS are refused
+//!   by name.
 
 mod admission;
 mod api;
@@ -68,6 +74,7 @@ mod controller;
 mod defaults;
 mod error;
 mod fields;
+mod gateway;
 mod kubelet;
 mod loadbalancer;
 mod managed;
@@ -189,6 +196,7 @@ impl FakeCluster {
         tasks.spawn(controller::run(shared.clone()));
         tasks.spawn(kubelet::run(shared.clone()));
         tasks.spawn(loadbalancer::run(shared.clone()));
+        tasks.spawn(gateway::run(shared.clone()));
         Ok(FakeCluster {
             shared,
             url,

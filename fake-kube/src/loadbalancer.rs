@@ -31,7 +31,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// also steps around other processes' listeners.
 static NEXT_ADDRESS: AtomicU32 = AtomicU32::new(1);
 
-fn next_loopback() -> Ipv4Addr {
+pub(crate) fn next_loopback() -> Ipv4Addr {
     // 127.0.0.2 .. 127.255.255.254, skipping .0 and .255 in the last octet.
     let n = NEXT_ADDRESS.fetch_add(1, Ordering::Relaxed) % (250 * 250 * 250);
     Ipv4Addr::new(
@@ -203,7 +203,7 @@ async fn open(shared: &Arc<Shared>, service: &Arc<Value>) -> Option<Balancer> {
 }
 
 /// Where each ready endpoint of the service's port answers.
-fn endpoints(shared: &Shared, namespace: &str, name: &str, port: u16) -> Vec<SocketAddr> {
+pub(crate) fn endpoints(shared: &Shared, namespace: &str, name: &str, port: u16) -> Vec<SocketAddr> {
     let store = shared.store();
     let Some(service) = store.get_by(IDS.services, namespace, name).cloned() else {
         return Vec::new();

@@ -4,6 +4,7 @@
 //! read a pod's metrics or ask it a question. PORT is a container port's number or name;
 //! without it, the pod's first declared port.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -77,17 +78,36 @@ pub(crate) async fn forward(
         Some(query) => format!("{path}?{query}"),
         None => path,
     };
-    let mut request = Request::builder()
+    let request = Request::builder()
         .method(method)
         .uri(&uri)
-        .header(hyper::header::HOST, address.to_string())
         .body(Full::new(body))
         .map_err(|err| ApiError::BadRequest(format!("cannot proxy {uri:?}: {err}")))?;
+    let (parts, body) = exchange(address, request, content_type)
+        .await
+        .map_err(|err| ApiError::ServiceUnavailable(format!("error trying to reach service: {err}")))?;
+    let mut response = Response::new(Body::full(body));
+    *response.status_mut() = parts.status;
+    if let Some(content_type) = parts.headers.get(CONTENT_TYPE) {
+        response.headers_mut().insert(CONTENT_TYPE, content_type.clone());
+    }
+    Ok(response)
+}
+
+/// Sends one request to `address` on a connection of its own and reads the whole answer,
+/// within the proxy's deadline: the pod proxy's and the gateway's way to a pod.
+pub(crate) async fn exchange(
+    address: SocketAddr,
+    mut request: Request<Full<Bytes>>,
+    content_type: Option<HeaderValue>,
+) -> Result<(hyper::http::response::Parts, Bytes), String> {
+    request.headers_mut().insert(
+        hyper::header::HOST,
+        HeaderValue::from_str(&address.to_string()).map_err(|e| e.to_string())?,
+    );
     if let Some(content_type) = content_type {
         request.headers_mut().insert(CONTENT_TYPE, content_type);
     }
-    let unreachable =
-        |err: String| ApiError::ServiceUnavailable(format!("error trying to reach service: {err}"));
     let exchange = async {
         let stream = TcpStream::connect(address).await.map_err(|err| err.to_string())?;
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
@@ -102,16 +122,9 @@ pub(crate) async fn forward(
         let body = body.collect().await.map_err(|err| err.to_string())?.to_bytes();
         Ok::<_, String>((parts, body))
     };
-    let (parts, body) = tokio::time::timeout(PROXY_TIMEOUT, exchange)
+    tokio::time::timeout(PROXY_TIMEOUT, exchange)
         .await
-        .map_err(|_| unreachable("the pod did not answer in time".into()))?
-        .map_err(unreachable)?;
-    let mut response = Response::new(Body::full(body));
-    *response.status_mut() = parts.status;
-    if let Some(content_type) = parts.headers.get(CONTENT_TYPE) {
-        response.headers_mut().insert(CONTENT_TYPE, content_type.clone());
-    }
-    Ok(response)
+        .map_err(|_| "the pod did not answer in time".to_owned())?
 }
 
 /// The container port `port` names (a number or a port's name), or the first declared.

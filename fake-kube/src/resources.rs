@@ -176,6 +176,30 @@ pub(crate) static RESOURCES: &[ResourceType] = &[
         &[],
         &[],
     ),
+    // The Gateway API, as GKE's clusters serve it: a Gateway (an Envoy-style proxy on an
+    // address of its own) and the HTTPRoutes that split its requests between Services.
+    resource(
+        "gateway.networking.k8s.io",
+        "v1",
+        "gateways",
+        "gateway",
+        "Gateway",
+        true,
+        &["gtw"],
+        &[],
+        &["status"],
+    ),
+    resource(
+        "gateway.networking.k8s.io",
+        "v1",
+        "httproutes",
+        "httproute",
+        "HTTPRoute",
+        true,
+        &[],
+        &[],
+        &["status"],
+    ),
 ];
 
 /// Index into [`RESOURCES`]; the store keys objects by it.
@@ -206,6 +230,8 @@ pub(crate) struct Ids {
     pub(crate) replicasets: ResourceId,
     pub(crate) hpas: ResourceId,
     pub(crate) pdbs: ResourceId,
+    pub(crate) gateways: ResourceId,
+    pub(crate) httproutes: ResourceId,
 }
 
 pub(crate) static IDS: std::sync::LazyLock<Ids> = std::sync::LazyLock::new(|| Ids {
@@ -218,6 +244,8 @@ pub(crate) static IDS: std::sync::LazyLock<Ids> = std::sync::LazyLock::new(|| Id
     replicasets: id_of("apps", "replicasets"),
     hpas: id_of("autoscaling", "horizontalpodautoscalers"),
     pdbs: id_of("policy", "poddisruptionbudgets"),
+    gateways: id_of("gateway.networking.k8s.io", "gateways"),
+    httproutes: id_of("gateway.networking.k8s.io", "httproutes"),
 });
 
 const VERBS: &[&str] = &["create", "delete", "get", "list", "patch", "update", "watch"];

@@ -68,7 +68,7 @@ const fn plain(group: &'static str, plural: &'static str) -> Strategy {
     }
 }
 
-static STRATEGIES: [Strategy; 10] = [
+static STRATEGIES: [Strategy; 12] = [
     Strategy {
         names: Names::Dns1123Label,
         defaults: defaults::namespace,
@@ -109,6 +109,14 @@ static STRATEGIES: [Strategy; 10] = [
     },
     plain("policy", "poddisruptionbudgets"),
     plain("networking.k8s.io", "networkpolicies"),
+    Strategy {
+        check: values::gateway,
+        ..plain("gateway.networking.k8s.io", "gateways")
+    },
+    Strategy {
+        check: values::http_route,
+        ..plain("gateway.networking.k8s.io", "httproutes")
+    },
 ];
 
 /// Each resource's strategy, by resource id.

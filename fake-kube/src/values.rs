@@ -91,6 +91,109 @@ pub(crate) fn namespace(object: &Value, out: &mut Vec<String>) {
     }
 }
 
+/// A Gateway: a class, and listeners this fake can serve (HTTP on a valid port).
+pub(crate) fn gateway(object: &Value, out: &mut Vec<String>) {
+    let spec = object.get("spec");
+    if spec.and_then(|s| s.get("gatewayClassName")).is_none() {
+        out.push("spec.gatewayClassName: Required value".to_owned());
+    }
+    let listeners = items(spec, "listeners");
+    if listeners.is_empty() {
+        out.push("spec.listeners: Required value".to_owned());
+    }
+    for (index, listener) in listeners.iter().enumerate() {
+        let at = format!("spec.listeners[{index}]");
+        if listener.get("name").and_then(Value::as_str).is_none() {
+            out.push(format!("{at}.name: Required value"));
+        }
+        match listener.get("port") {
+            Some(port) => check_port(&format!("{at}.port"), port, out),
+            None => out.push(format!("{at}.port: Required value")),
+        }
+        match listener.get("protocol").and_then(Value::as_str) {
+            Some("HTTP") => {}
+            Some(other) => out.push(format!(
+                "{at}.protocol: Unsupported value: {}: this fake API server's gateway serves \"HTTP\" listeners only",
+                quoted(other)
+            )),
+            None => out.push(format!("{at}.protocol: Required value")),
+        }
+    }
+}
+
+/// An HTTPRoute: parents named, rules whose matches this fake can serve (paths), and
+/// backends that are Services with a port and a weight in the API's range.
+pub(crate) fn http_route(object: &Value, out: &mut Vec<String>) {
+    let spec = object.get("spec");
+    for (index, parent) in items(spec, "parentRefs").iter().enumerate() {
+        if parent.get("name").and_then(Value::as_str).is_none() {
+            out.push(format!("spec.parentRefs[{index}].name: Required value"));
+        }
+    }
+    for (r, rule) in items(spec, "rules").iter().enumerate() {
+        for field in rule.as_object().into_iter().flatten().map(|(k, _)| k) {
+            if !["name", "matches", "backendRefs"].contains(&field.as_str()) {
+                out.push(format!(
+                    "spec.rules[{r}].{field}: Unsupported value: this fake API server's gateway applies matches and backendRefs only"
+                ));
+            }
+        }
+        for (m, matched) in items(Some(rule), "matches").iter().enumerate() {
+            let at = format!("spec.rules[{r}].matches[{m}]");
+            if let Some(other) = matched
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, _)| k)
+                .find(|k| *k != "path")
+            {
+                out.push(format!(
+                    "{at}.{other}: Unsupported value: this fake API server's gateway matches on \"path\" only"
+                ));
+            }
+            if let Some(kind) = matched.pointer("/path/type").and_then(Value::as_str) {
+                check_enum(&format!("{at}.path.type"), kind, &["Exact", "PathPrefix"], out);
+            }
+        }
+        for (b, backend) in items(Some(rule), "backendRefs").iter().enumerate() {
+            let at = format!("spec.rules[{r}].backendRefs[{b}]");
+            if backend.get("name").and_then(Value::as_str).is_none() {
+                out.push(format!("{at}.name: Required value"));
+            }
+            let kind = backend.get("kind").and_then(Value::as_str).unwrap_or("Service");
+            let group = backend.get("group").and_then(Value::as_str).unwrap_or("");
+            if kind != "Service" || !group.is_empty() {
+                out.push(format!(
+                    "{at}.kind: Unsupported value: {}: this fake API server's gateway routes to core Services only",
+                    quoted(kind)
+                ));
+            } else if backend.get("port").is_none() {
+                out.push(format!(
+                    "{at}: Invalid value: \"object\": Must have port for Service reference"
+                ));
+            }
+            if let Some(port) = backend.get("port") {
+                check_port(&format!("{at}.port"), port, out);
+            }
+            if let Some(weight) = backend.get("weight")
+                && weight.as_u64().is_none_or(|w| w > 1_000_000)
+            {
+                out.push(format!(
+                    "{at}.weight: Invalid value: {weight}: {at}.weight in body should be less than or equal to 1000000"
+                ));
+            }
+        }
+    }
+}
+
+/// The items of the list `field` of `value`, if there is one.
+fn items<'a>(value: Option<&'a Value>, field: &str) -> &'a [Value] {
+    value
+        .and_then(|v| v.get(field))
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice)
+}
+
 pub(crate) fn check_name(rule: Names, name: &str, out: &mut Vec<String>) {
     if name.is_empty() {
         return;
@@ -341,6 +444,36 @@ mod tests {
         assert_eq!(
             invalid(IDS.replicasets, &no_selector),
             ["spec.selector: Required value"]
+        );
+    }
+
+    #[test]
+    fn routes_and_gateways_are_checked_as_the_gateway_api_checks_them() {
+        let route = |backend: Value| {
+            let mut out = Vec::new();
+            http_route(
+                &json!({"spec": {"parentRefs": [{"name": "g"}], "rules": [{"backendRefs": [backend]}]}}),
+                &mut out,
+            );
+            out
+        };
+        assert!(route(json!({"name": "s", "port": 80, "weight": 90})).is_empty());
+        assert_eq!(
+            route(json!({"name": "s", "weight": 90})),
+            ["spec.rules[0].backendRefs[0]: Invalid value: \"object\": Must have port for Service reference"]
+        );
+        assert_eq!(
+            route(json!({"name": "s", "port": 80, "weight": 1_000_001})).len(),
+            1
+        );
+        let mut out = Vec::new();
+        gateway(
+            &json!({"spec": {"gatewayClassName": "c", "listeners": [{"name": "https", "port": 443, "protocol": "HTTPS"}]}}),
+            &mut out,
+        );
+        assert!(
+            out.len() == 1 && out[0].contains("\"HTTP\" listeners only"),
+            "{out:?}"
         );
     }
 

@@ -251,3 +251,93 @@ fn a_crash_loop_fails_the_rollout_and_undo_brings_back_the_ready_revision() {
     );
     println!("{}", kube.request_log());
 }
+
+/// Two Deployments, each behind a ClusterIP Service of its own, and a Gateway whose
+/// HTTPRoute splits requests between them by `weights`.
+fn split_manifest(image: &str, port: u16, weights: (u32, u32)) -> String {
+    let track = |name: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\n  namespace: edge\nspec:\n  replicas: 1\n  selector:\n    matchLabels: {{app: {name}}}\n  template:\n    metadata:\n      labels: {{app: {name}}}\n    spec:\n      containers:\n        - name: web\n          image: {image}\n          ports: [{{containerPort: 5000, name: http}}]\n          readinessProbe: {{httpGet: {{path: /readyz, port: http}}, periodSeconds: 1}}\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: edge\nspec:\n  selector: {{app: {name}}}\n  ports: [{{port: 80, targetPort: http}}]\n---\n"
+        )
+    };
+    format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: edge\n---\n{}{}apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata:\n  name: edge\n  namespace: edge\nspec:\n  gatewayClassName: gke-l7-regional-external-managed\n  listeners: [{{name: http, protocol: HTTP, port: {port}}}]\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata:\n  name: web\n  namespace: edge\nspec:\n  parentRefs: [{{name: edge}}]\n  rules:\n    - backendRefs:\n        - {{name: stable, port: 80, weight: {}}}\n        - {{name: canary, port: 80, weight: {}}}\n",
+        track("stable"),
+        track("canary"),
+        weights.0,
+        weights.1
+    )
+}
+
+/// Who answered each of `count` requests through the gateway: (stable, canary).
+fn answers(address: &str, port: u16, count: usize) -> (usize, usize) {
+    let (mut stable, mut canary) = (0, 0);
+    for _ in 0..count {
+        let answer = http_get(address, port, "/").expect("the gateway answers");
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        if answer.contains("hello from canary-") {
+            canary += 1;
+        } else if answer.contains("hello from stable-") {
+            stable += 1;
+        } else {
+            panic!("an answer from neither track: {answer}");
+        }
+    }
+    (stable, canary)
+}
+
+#[test]
+#[ignore = "needs a Docker engine and docker-registry"]
+fn a_gateway_splits_requests_by_the_routes_weights() {
+    let image = test_image();
+    let kube = Kube::start(ClusterOptions::new(TOKEN));
+    let port = crate::support::unused_port();
+    kube.apply_ok(&split_manifest(image, port, (80, 20)));
+    let address = kube.wait_for(
+        "the gateway's address",
+        &[
+            "get",
+            "gateway",
+            "edge",
+            "-n",
+            "edge",
+            "-o",
+            "jsonpath={.status.addresses[0].value}",
+        ],
+        Duration::from_secs(30),
+        |address| !address.is_empty(),
+    );
+    for deployment in ["stable", "canary"] {
+        kube.kubectl_ok(&[
+            "rollout",
+            "status",
+            "deployment",
+            deployment,
+            "-n",
+            "edge",
+            "--timeout=90s",
+        ]);
+    }
+    let resolved = kube.kubectl_ok(&[
+        "get",
+        "httproute",
+        "web",
+        "-n",
+        "edge",
+        "-o",
+        "jsonpath={.status.parents[0].conditions[?(@.type==\"ResolvedRefs\")].status}",
+    ]);
+    assert_eq!(resolved, "True");
+
+    // 400 requests at 20%: 80 expected, standard deviation 8; 40-120 is five of them.
+    let (stable, canary) = answers(&address, port, 400);
+    assert!((40..=120).contains(&canary), "stable {stable}, canary {canary}");
+
+    kube.apply_ok(&split_manifest(image, port, (0, 100)));
+    let (stable, canary) = answers(&address, port, 20);
+    assert_eq!((stable, canary), (0, 20), "weight 0 takes nothing");
+
+    kube.apply_ok(&split_manifest(image, port, (0, 0)));
+    let answer = http_get(&address, port, "/").expect("the gateway answers");
+    assert!(answer.starts_with("HTTP/1.1 500"), "every weight zero: {answer}");
+}

@@ -69,12 +69,18 @@ pub(crate) struct SettingsArgs {
     /// Overlay of manifests/overlays/ to deploy.
     #[arg(long)]
     overlay: Option<String>,
+    /// How requests reach the app and split between a canary and the stable track [default: pods].
+    #[arg(long, value_enum)]
+    traffic: Option<Traffic>,
+    /// GatewayClass of the app's Gateway, with --traffic gateway [default: gke-l7-global-external-managed].
+    #[arg(long)]
+    gateway_class: Option<String>,
 }
 
 impl SettingsArgs {
     /// Every setting's name (as in deploy.yaml and XTASK_<NAME>) with its flag's value as
     /// text: the one list of the settings there is.
-    fn by_key(&self) -> [(&'static str, Option<String>); 15] {
+    fn by_key(&self) -> [(&'static str, Option<String>); 17] {
         [
             ("project", self.project.clone()),
             ("location", self.location.clone()),
@@ -91,6 +97,8 @@ impl SettingsArgs {
             ("replicas", self.replicas.map(|n| n.to_string())),
             ("service_port", self.service_port.map(|n| n.to_string())),
             ("overlay", self.overlay.clone()),
+            ("traffic", self.traffic.map(|t| t.to_string())),
+            ("gateway_class", self.gateway_class.clone()),
         ]
     }
 }
@@ -113,6 +121,31 @@ impl fmt::Display for Mode {
     }
 }
 
+/// How requests reach the app, and so how a canary gets its share of them.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub(crate) enum Traffic {
+    /// A LoadBalancer Service over every ready pod: a canary's share is its share of
+    /// ready pods.
+    #[default]
+    Pods,
+    /// A Gateway API Gateway whose HTTPRoute weights the two tracks' Services: a canary
+    /// gets exactly its percentage, per request (the cluster needs a Gateway controller,
+    /// as GKE has with --gateway-api=standard, which `cluster-up` turns on).
+    Gateway,
+}
+
+impl fmt::Display for Traffic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Traffic::Pods => "pods",
+            Traffic::Gateway => "gateway",
+        })
+    }
+}
+
+/// GKE's global external Application Load Balancer: needs no proxy-only subnet.
+pub(crate) const DEFAULT_GATEWAY_CLASS: &str = "gke-l7-global-external-managed";
+
 /// What every cluster target deploys, resolved and validated.
 #[derive(Clone, Debug)]
 pub(crate) struct Settings {
@@ -126,6 +159,9 @@ pub(crate) struct Settings {
     pub(crate) replicas: Option<u32>,
     pub(crate) service_port: u16,
     pub(crate) overlay: String,
+    pub(crate) traffic: Traffic,
+    /// The Gateway's class, with `Traffic::Gateway`.
+    pub(crate) gateway_class: String,
 }
 
 /// Where GKE and Artifact Registry keep the service, resolved and validated.
@@ -304,6 +340,10 @@ impl Given {
         let replicas = self.take_optional("replicas", |v| number_in(v, 1, 1000));
         let service_port = self.take("service_port", |v| number_in(v, 1, 65535));
         let overlay = self.take("overlay", text(valid_overlay));
+        let traffic = self.take_optional("traffic", |v| {
+            Traffic::from_str(v, false).map_err(|_| "must be pods or gateway".into())
+        });
+        let gateway_class = self.take_optional("gateway_class", text(valid_subdomain));
         Some(Settings {
             registry: registry.ok()?,
             context: context.ok()?,
@@ -313,6 +353,10 @@ impl Given {
             replicas: replicas.ok()?,
             service_port: service_port?,
             overlay: overlay?,
+            traffic: traffic.ok()?.unwrap_or_default(),
+            gateway_class: gateway_class
+                .ok()?
+                .unwrap_or_else(|| DEFAULT_GATEWAY_CLASS.to_owned()),
         })
     }
 
@@ -414,8 +458,18 @@ fn valid_label(text: &str) -> Result<(), String> {
     })
 }
 
+/// An RFC 1123 subdomain: what Kubernetes requires of most object names (a GatewayClass's).
+fn valid_subdomain(text: &str) -> Result<(), String> {
+    let ok = text.len() <= 253 && text.split('.').all(|label| valid_label(label).is_ok());
+    ok.then_some(()).ok_or_else(|| {
+        "must be an RFC 1123 subdomain: dot-separated labels of lower-case letters, digits or '-'".into()
+    })
+}
+
 /// The canary Deployment's name: the app's, and this (the app's name is checked so it fits).
 pub(crate) const CANARY_SUFFIX: &str = "-canary";
+/// The stable track's Service, with `traffic: gateway`: the app's name and this.
+pub(crate) const STABLE_SUFFIX: &str = "-stable";
 
 /// The app names the Service, whose name must be an RFC 1035 label (starting with a
 /// letter), and the canary's Deployment `APP-canary`, which must fit 63 characters.

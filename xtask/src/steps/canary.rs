@@ -1,7 +1,9 @@
 //! A canary release on a cluster: the new release runs beside the stable one as a second
-//! Deployment, `APP-canary`, behind the same Service (its pods carry the app's label, and
-//! `track: canary`), its share of traffic its share of ready pods. The stable Deployment
-//! is not touched until promotion.
+//! Deployment, `APP-canary` (its pods carry the app's label, and `track: canary`). With
+//! `traffic: pods` it is behind the same Service, its share of traffic its share of ready
+//! pods; with `traffic: gateway` the Gateway's HTTPRoute gives it exactly its percentage,
+//! per request, once its pods are ready, and takes it back before it is removed. The
+//! stable Deployment is not touched until promotion.
 //!
 //! The analysis knows it serves a model: over the window it reads both tracks' own
 //! `/metrics` through the API server's pod proxy (no port-forward, no Prometheus) and
@@ -17,8 +19,10 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
+use xshell::Cmd;
 
 use crate::core::plan::{Plan, query};
+use crate::core::settings::{STABLE_SUFFIX, Traffic};
 use crate::steps::deploy::describe_serving;
 use crate::steps::kubectl::Kubectl;
 use crate::steps::push::Release;
@@ -288,6 +292,7 @@ pub(crate) fn add_read_stable<'a>(
     kubectl: &Kubectl<'a>,
     app: &str,
     percent: u8,
+    traffic: Traffic,
 ) {
     plan.read(
         kubectl.namespaced(["get", "deployment", app, "--output", "json"]),
@@ -296,10 +301,16 @@ pub(crate) fn add_read_stable<'a>(
             let deployment: Value = serde_json::from_str(&json).context("kubectl printed no JSON")?;
             let stable = deployment["spec"]["replicas"].as_u64().unwrap_or(1).max(1);
             let (replicas, share) = canary_replicas(stable, percent);
+            let split = match traffic {
+                Traffic::Pods => format!(
+                    "{:.0}% of requests (asked {percent}%: traffic follows ready pods)",
+                    share * 100.0
+                ),
+                Traffic::Gateway => format!("the route sends it {percent}% of requests"),
+            };
             eprintln!(
-                "# the stable track serves {}; the canary gets {replicas} pod(s) beside its {stable}: {:.0}% of requests (asked {percent}%: traffic follows ready pods)",
-                describe_serving(&deployment),
-                share * 100.0
+                "# the stable track serves {}; the canary gets {replicas} pod(s) beside its {stable}: {split}",
+                describe_serving(&deployment)
             );
             release.canary_replicas = Some(replicas);
             Ok(())
@@ -307,8 +318,51 @@ pub(crate) fn add_read_stable<'a>(
     );
 }
 
-/// Adds: delete the canary Deployment (and so its pods), waiting until they are gone.
-pub(crate) fn add_remove_canary<'a>(plan: &mut Plan<'a, Release>, kubectl: &Kubectl<'a>, app: &str) {
+/// The JSON patch that gives the canary `percent` of the app's HTTPRoute's requests and
+/// the stable track the rest. Its `test` operations refuse a route whose first rule does
+/// not weight the two tracks' Services, stable first, as the manifests write it.
+pub(crate) fn route_weights(app: &str, percent: u8) -> String {
+    let backend = |index: usize| format!("/spec/rules/0/backendRefs/{index}");
+    json!([
+        {"op": "test", "path": format!("{}/name", backend(0)), "value": format!("{app}{STABLE_SUFFIX}")},
+        {"op": "test", "path": format!("{}/name", backend(1)), "value": format!("{app}{CANARY_SUFFIX}")},
+        {"op": "replace", "path": format!("{}/weight", backend(0)), "value": 100 - u32::from(percent)},
+        {"op": "replace", "path": format!("{}/weight", backend(1)), "value": percent},
+    ])
+    .to_string()
+}
+
+/// With `traffic: gateway`: the command that gives the canary `percent` of requests.
+pub(crate) fn shift_traffic<'a>(kubectl: &Kubectl<'a>, app: &str, percent: u8) -> Cmd<'a> {
+    let route = format!("httproute/{app}");
+    kubectl.namespaced([
+        "patch",
+        &route,
+        "--type",
+        "json",
+        "--patch",
+        &route_weights(app, percent),
+    ])
+}
+
+/// Where to look when the route does not take a weight.
+pub(crate) fn shift_failed(app: &str) -> String {
+    format!(
+        "see `kubectl get httproute/{app} --output yaml`: its first rule must weight {app}{STABLE_SUFFIX} and {app}{CANARY_SUFFIX}, as manifests/components/gateway/route.yaml does"
+    )
+}
+
+/// Adds: take the canary's share of requests back (with `traffic: gateway`), then delete
+/// the canary Deployment (and so its pods), waiting until they are gone.
+pub(crate) fn add_remove_canary<'a>(
+    plan: &mut Plan<'a, Release>,
+    kubectl: &Kubectl<'a>,
+    app: &str,
+    traffic: Traffic,
+) {
+    if traffic == Traffic::Gateway {
+        plan.run(shift_traffic(kubectl, app, 0), shift_failed(app));
+    }
     let canary = format!("deployment/{app}{CANARY_SUFFIX}");
     plan.run(
         kubectl.namespaced([
@@ -322,9 +376,20 @@ pub(crate) fn add_remove_canary<'a>(plan: &mut Plan<'a, Release>, kubectl: &Kube
     );
 }
 
-/// What became of the canary, from which clean-up steps `failed`: removed, or not.
+/// What became of the canary, from which clean-up steps `failed`: removed, or not, and
+/// whether the route still sends it requests.
 pub(crate) fn removal(failed: &[String], app: &str) -> String {
-    match failed
+    let route = failed
+        .iter()
+        .find(|step| step.contains(&format!(" patch httproute/{app} ")))
+        .map(|step| {
+            format!(
+                "the route could NOT be moved back to the stable track ({step}): it may still send the canary requests; `kubectl patch httproute/{app} --type json --patch '{}'` moves them; ",
+                route_weights(app, 0)
+            )
+        })
+        .unwrap_or_default();
+    let deployment = match failed
         .iter()
         .find(|step| step.contains(&format!(" delete deployment/{app}{CANARY_SUFFIX} ")))
     {
@@ -332,7 +397,8 @@ pub(crate) fn removal(failed: &[String], app: &str) -> String {
             "the canary could NOT be removed ({step}): delete it by hand, `kubectl delete deployment/{app}{CANARY_SUFFIX}`, so it stops taking traffic"
         ),
         None => "the canary was removed".to_owned(),
-    }
+    };
+    format!("{route}{deployment}")
 }
 
 #[cfg(test)]
@@ -415,6 +481,27 @@ mod tests {
         assert!(
             disagreements[0].contains("the canary did not answer the check rows: 400"),
             "{disagreements:?}"
+        );
+    }
+
+    #[test]
+    fn the_route_patch_moves_both_weights_and_tests_the_backends_first() {
+        let patch: Value = serde_json::from_str(&route_weights("score-app", 10)).unwrap();
+        assert_eq!(patch[0]["op"], "test");
+        assert_eq!(patch[0]["value"], "score-app-stable");
+        assert_eq!(patch[1]["value"], "score-app-canary");
+        assert_eq!(
+            (patch[2]["value"].as_u64(), patch[3]["value"].as_u64()),
+            (Some(90), Some(10))
+        );
+        let failed = [format!(
+            "kubectl --context c patch httproute/score-app --type json --patch {} (exit status: 1)",
+            route_weights("score-app", 0)
+        )];
+        let said = removal(&failed, "score-app");
+        assert!(
+            said.starts_with("the route could NOT be moved back") && said.ends_with("the canary was removed"),
+            "{said}"
         );
     }
 

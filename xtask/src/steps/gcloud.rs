@@ -82,10 +82,10 @@ pub(crate) fn up_plan<'a>(sh: &'a Shell, settings: &Gke) -> Plan<'a> {
         move |then| match mode {
             Mode::Standard => {
                 let pool = format!("{p}.svc.id.goog");
-                // Dataplane V2 enforces the NetworkPolicy the manifests carry (Autopilot
-                // clusters always run it).
+                // Dataplane V2 enforces the NetworkPolicy the manifests carry, and the
+                // Gateway API serves `traffic: gateway` (Autopilot clusters run both).
                 then.run(
-                    cmd!(sh, "gcloud container clusters create {c} --location {l} --project {p} --machine-type {machine_type} --num-nodes {nodes} --release-channel regular --workload-pool {pool} --enable-shielded-nodes --enable-dataplane-v2"),
+                    cmd!(sh, "gcloud container clusters create {c} --location {l} --project {p} --machine-type {machine_type} --num-nodes {nodes} --release-channel regular --workload-pool {pool} --enable-shielded-nodes --enable-dataplane-v2 --gateway-api=standard"),
                     "read gcloud's error above: quota and permission problems are named there",
                 );
             }

@@ -19,7 +19,7 @@ use crate::core::model_file::ModelFile;
 use crate::core::paths::state_dir;
 use crate::core::plan::{Command, Plan, query};
 use crate::core::process::{Poll, WaitError, poll_until};
-use crate::core::settings::{Gke, Settings, SettingsArgs};
+use crate::core::settings::{Gke, Settings, SettingsArgs, Traffic};
 use crate::core::target::TargetKind;
 use crate::steps::canary::{self, CANARY_SUFFIX, CanaryOptions, TRACK_LABEL};
 use crate::steps::deploy::{Rollout, add_deploy, add_pod_diagnosis, add_read_serving, image_pull_watch};
@@ -57,6 +57,20 @@ const PERMISSIONS: [(&str, &str, &str); 14] = [
         "read each track's /metrics in a canary analysis",
     ),
     ("create", "pods/proxy", "send a canary's check rows to each track"),
+];
+
+/// What the plans do there besides, with `traffic: gateway`.
+const GATEWAY_PERMISSIONS: [(&str, &str, &str); 2] = [
+    (
+        "patch",
+        "gateways.gateway.networking.k8s.io",
+        "apply the manifests",
+    ),
+    (
+        "patch",
+        "httproutes.gateway.networking.k8s.io",
+        "apply the manifests and shift a canary's share of requests",
+    ),
 ];
 
 pub(crate) struct Cluster<'a> {
@@ -231,8 +245,8 @@ impl<'a> Cluster<'a> {
         canary: &CanaryOptions,
         model: Option<String>,
     ) -> anyhow::Result<()> {
-        let (kubectl, app) = (&self.kubectl, self.settings.app.as_str());
-        canary::add_read_stable(plan, kubectl, app, canary.percent);
+        let (kubectl, app, traffic) = (&self.kubectl, self.settings.app.as_str(), self.settings.traffic);
+        canary::add_read_stable(plan, kubectl, app, canary.percent, traffic);
         let (source, manifest) = (
             self.state.join("canary-source.yaml"),
             self.state.join("canary.yaml"),
@@ -277,7 +291,7 @@ impl<'a> Cluster<'a> {
             Some(image_pull_watch(kubectl, &selector)),
             |failed| {
                 add_pod_diagnosis(failed, kubectl, &selector);
-                canary::add_remove_canary(failed, kubectl, app);
+                canary::add_remove_canary(failed, kubectl, app, traffic);
                 add_read_serving(failed, kubectl, app);
             },
             {
@@ -292,6 +306,23 @@ impl<'a> Cluster<'a> {
                 }
             },
         );
+        if traffic == Traffic::Gateway {
+            plan.run_or_else(
+                canary::shift_traffic(kubectl, app, canary.percent),
+                None,
+                |failed| canary::add_remove_canary(failed, kubectl, app, traffic),
+                {
+                    let app = app.to_owned();
+                    move |_: &Release, failed: &[String]| {
+                        format!(
+                            "the route did not take the canary's weight ({}); {}, and the stable track is untouched",
+                            canary::shift_failed(&app),
+                            canary::removal(failed, &app)
+                        )
+                    }
+                },
+            );
+        }
         canary::add_analysis(plan, kubectl, app, model, canary);
         plan.when_checked(
             "read the canary's verdict".to_owned(),
@@ -299,7 +330,7 @@ impl<'a> Cluster<'a> {
             |release: &mut Release| Ok(release.verdict.as_ref().is_some_and(|v| v.passed())),
             |promote| {
                 self.add_deploy(promote, renderer, &commit, rollout);
-                canary::add_remove_canary(promote, kubectl, app);
+                canary::add_remove_canary(promote, kubectl, app, traffic);
             },
         );
         plan.when_checked(
@@ -311,7 +342,7 @@ impl<'a> Cluster<'a> {
                 abort.each(
                     |steps| {
                         add_pod_diagnosis(steps, kubectl, &selector);
-                        canary::add_remove_canary(steps, kubectl, app);
+                        canary::add_remove_canary(steps, kubectl, app, traffic);
                         add_read_serving(steps, kubectl, app);
                     },
                     "report the verdict, what became of the canary, and what the stable track serves",
@@ -356,7 +387,11 @@ impl<'a> Cluster<'a> {
 
     fn add_can_i_checks(&self, plan: &mut Plan<'a, Vec<String>>) {
         let namespace = &self.kubectl.namespace;
-        for (verb, resource, why) in PERMISSIONS {
+        let gateway: &[_] = match self.settings.traffic {
+            Traffic::Pods => &[],
+            Traffic::Gateway => &GATEWAY_PERMISSIONS,
+        };
+        for &(verb, resource, why) in PERMISSIONS.iter().chain(gateway) {
             let (plural, subresource) = match resource.split_once('/') {
                 Some((plural, sub)) => (plural, Some(format!("--subresource={sub}"))),
                 None => (resource, None),
@@ -444,7 +479,7 @@ impl<'a> Cluster<'a> {
             kubectl.namespaced(["rollout", "status", &deployment, &wait]),
             format!("the stable track did not take the canary's image: see `cargo xtask status`; `kubectl rollout undo {deployment}` goes back"),
         );
-        canary::add_remove_canary(&mut plan, kubectl, &app);
+        canary::add_remove_canary(&mut plan, kubectl, &app, self.settings.traffic);
         self.add_report_serving(&mut plan, "promoted");
         Ok(plan)
     }
@@ -454,7 +489,12 @@ impl<'a> Cluster<'a> {
         let mut plan = Plan::new();
         self.kubectl
             .add_context_check(&mut plan, self.get_context.clone());
-        canary::add_remove_canary(&mut plan, &self.kubectl, &self.settings.app);
+        canary::add_remove_canary(
+            &mut plan,
+            &self.kubectl,
+            &self.settings.app,
+            self.settings.traffic,
+        );
         self.add_report_serving(&mut plan, "aborted");
         Ok(plan)
     }
@@ -516,10 +556,15 @@ impl<'s> Target for Cluster<'s> {
         self.kubectl
             .add_context_check(&mut plan, self.get_context.clone());
         let selector = format!("app={}", self.settings.app);
+        let mut kinds =
+            "deployments,services,horizontalpodautoscalers,poddisruptionbudgets,networkpolicies".to_owned();
+        if self.settings.traffic == Traffic::Gateway {
+            kinds.push_str(",gateways.gateway.networking.k8s.io,httproutes.gateway.networking.k8s.io");
+        }
         plan.run(
             self.kubectl.namespaced([
                 "delete",
-                "deployments,services,horizontalpodautoscalers,poddisruptionbudgets,networkpolicies",
+                &kinds,
                 "--selector",
                 &selector,
                 "--ignore-not-found",
@@ -538,15 +583,19 @@ impl<'s> Target for Cluster<'s> {
         timeout: Duration,
         model: Option<String>,
     ) -> anyhow::Result<()> {
-        let (app, port) = (self.settings.app.clone(), self.settings.service_port);
+        let (app, port, traffic) = (
+            self.settings.app.clone(),
+            self.settings.service_port,
+            self.settings.traffic,
+        );
         let kubectl = self.kubectl.clone();
         plan.check(
             format!(
-                "wait up to {timeout:?} for service {app} (context {}, namespace {}) to get an external address, then smoke test http://ADDRESS:{port}",
-                kubectl.context, kubectl.namespace
+                "wait up to {timeout:?} for {} {app} (context {}, namespace {}) to get an external address, then smoke test http://ADDRESS:{port}",
+                entry(traffic).0, kubectl.context, kubectl.namespace
             ),
             move |_| {
-                let host = wait_for_address(&kubectl, &app, timeout)?;
+                let host = wait_for_address(&kubectl, &app, traffic, timeout)?;
                 let url = format!("http://{host}:{port}");
                 smoke_test(&url, timeout, model.as_deref())?;
                 println!("The service answers at {url}");
@@ -580,16 +629,27 @@ impl<'s> Target for Cluster<'s> {
         );
         let canary_name = format!("{app}{CANARY_SUFFIX}", app = self.settings.app);
         let stable_name = self.settings.app.clone();
+        // With a gateway, the route's weights say each track's share; read with them.
+        let mut tracks = vec![
+            format!("deployment/{stable_name}"),
+            format!("deployment/{canary_name}"),
+        ];
+        if self.settings.traffic == Traffic::Gateway {
+            tracks.push(format!("httproute/{stable_name}"));
+        }
         plan.read(
-            kubectl.namespaced([
-                "get",
-                "deployments",
-                &stable_name,
-                &canary_name,
-                "--ignore-not-found",
-                "--output",
-                "json",
-            ]),
+            kubectl.namespaced(
+                [
+                    &["get".to_owned()][..],
+                    &tracks,
+                    &[
+                        "--ignore-not-found".to_owned(),
+                        "--output".to_owned(),
+                        "json".to_owned(),
+                    ],
+                ]
+                .concat(),
+            ),
             "see `kubectl get deployments`",
             move |_, json| {
                 let list: Value = serde_json::from_str(&json).context("kubectl printed no JSON")?;
@@ -598,12 +658,13 @@ impl<'s> Target for Cluster<'s> {
             },
         );
         let port = self.settings.service_port;
+        let (kind, host) = entry(self.settings.traffic);
         plan.read(
-            kubectl.namespaced(["get", "service", &self.settings.app, "--output", "json"]),
-            "the Deployment runs but its Service is missing: ship again",
+            kubectl.namespaced(["get", kind, &self.settings.app, "--output", "json"]),
+            format!("the Deployment runs but its {kind} is missing: ship again"),
             move |_, json| {
-                let service: Value = serde_json::from_str(&json).context("kubectl printed no JSON")?;
-                match load_balancer_host(&service) {
+                let entry: Value = serde_json::from_str(&json).context("kubectl printed no JSON")?;
+                match host(&entry) {
                     Some(host) => println!("{:10}http://{host}:{port}", "address"),
                     None => println!("{:10}(no external address yet)", "address"),
                 }
@@ -660,10 +721,33 @@ pub(crate) fn load_balancer_host(service: &Value) -> Option<String> {
     let address = ["ip", "hostname"]
         .iter()
         .find_map(|key| ingress[key].as_str().filter(|s| !s.is_empty()))?;
-    Some(match address.parse::<std::net::Ipv6Addr>() {
+    Some(url_host(address))
+}
+
+/// The one reader of a Gateway's address: the first of `status.addresses` (an IP address
+/// or a hostname), as a URL writes it.
+pub(crate) fn gateway_host(gateway: &Value) -> Option<String> {
+    let address = gateway["status"]["addresses"][0]["value"]
+        .as_str()
+        .filter(|s| !s.is_empty())?;
+    Some(url_host(address))
+}
+
+/// An address as a URL's host: an IPv6 address in brackets.
+fn url_host(address: &str) -> String {
+    match address.parse::<std::net::Ipv6Addr>() {
         Ok(_) => format!("[{address}]"),
         Err(_) => address.to_owned(),
-    })
+    }
+}
+
+/// Where requests enter, by how traffic reaches the app: the kind of object that has the
+/// address, and its reader.
+fn entry(traffic: Traffic) -> (&'static str, fn(&Value) -> Option<String>) {
+    match traffic {
+        Traffic::Pods => ("service", load_balancer_host),
+        Traffic::Gateway => ("gateway", gateway_host),
+    }
 }
 
 /// What `status` prints of a Deployment.
@@ -716,8 +800,9 @@ fn describe_deployment(kind: TargetKind, context: &str, namespace: &str, deploym
     out
 }
 
-/// The canary track, when there is one: its image, model, ready pods, and the share of
-/// traffic its ready pods get beside the stable track's.
+/// The canary track, when there is one: its image, model, ready pods, and its share of
+/// traffic: the route's weight for it when `list` holds the app's HTTPRoute, else its
+/// ready pods' share beside the stable track's.
 fn describe_tracks(list: &Value, canary_name: &str) -> String {
     let items: Vec<&Value> = match list.get("items") {
         Some(items) => items.as_array().into_iter().flatten().collect(),
@@ -725,23 +810,60 @@ fn describe_tracks(list: &Value, canary_name: &str) -> String {
         None => Vec::new(),
     };
     let ready = |d: &Value| d["status"]["readyReplicas"].as_u64().unwrap_or(0);
-    let Some(canary) = items.iter().find(|d| d["metadata"]["name"] == canary_name) else {
+    let deployments: Vec<&Value> = items
+        .iter()
+        .copied()
+        .filter(|o| o["kind"] == "Deployment")
+        .collect();
+    let Some(canary) = deployments.iter().find(|d| d["metadata"]["name"] == canary_name) else {
         return format!("{:10}none\n", "canary");
     };
-    let stable_ready: u64 = items
+    let stable_ready: u64 = deployments
         .iter()
         .filter(|d| d["metadata"]["name"] != canary_name)
         .map(|d| ready(d))
         .sum();
-    let total = stable_ready + ready(canary);
-    let share = if total > 0 {
-        ready(canary) as f64 * 100.0 / total as f64
-    } else {
-        0.0
+    let weights: Option<Vec<(String, u64)>> = items.iter().find(|o| o["kind"] == "HTTPRoute").map(|route| {
+        route["spec"]["rules"][0]["backendRefs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|b| {
+                (
+                    b["name"].as_str().unwrap_or_default().to_owned(),
+                    b["weight"].as_u64().unwrap_or(1),
+                )
+            })
+            .collect()
+    });
+    let share = match weights {
+        Some(weights) => {
+            let total: u64 = weights.iter().map(|(_, w)| w).sum();
+            let canary_weight: u64 = weights
+                .iter()
+                .filter(|(name, _)| name == canary_name)
+                .map(|(_, w)| w)
+                .sum();
+            let percent = if total > 0 {
+                canary_weight as f64 * 100.0 / total as f64
+            } else {
+                0.0
+            };
+            format!("the route sends it {percent:.0}% of requests")
+        }
+        None => {
+            let total = stable_ready + ready(canary);
+            let percent = if total > 0 {
+                ready(canary) as f64 * 100.0 / total as f64
+            } else {
+                0.0
+            };
+            format!("{percent:.0}% of requests beside the stable track's {stable_ready}")
+        }
     };
     let template = &canary["spec"]["template"];
     format!(
-        "{:10}{} (image {}, model {}), {} of {} pods ready: {share:.0}% of requests beside the stable track's {stable_ready}\n",
+        "{:10}{} (image {}, model {}), {} of {} pods ready: {share}\n",
         "canary",
         canary_name,
         template["spec"]["containers"][0]["image"].as_str().unwrap_or("?"),
@@ -753,23 +875,35 @@ fn describe_tracks(list: &Value, canary_name: &str) -> String {
     )
 }
 
-/// Polls the Service until its load balancer reports an address; returns it as a URL's
-/// host.
-fn wait_for_address(kubectl: &Kubectl<'_>, app: &str, timeout: Duration) -> anyhow::Result<String> {
+/// Polls the Service (or, with `traffic: gateway`, the Gateway) until it reports an
+/// address; returns it as a URL's host.
+fn wait_for_address(
+    kubectl: &Kubectl<'_>,
+    app: &str,
+    traffic: Traffic,
+    timeout: Duration,
+) -> anyhow::Result<String> {
+    let (kind, host) = entry(traffic);
     let waited = poll_until(timeout, Duration::from_secs(2), || {
-        let service = query(kubectl.namespaced(["get", "service", app, "--output", "json"]))
+        let object = query(kubectl.namespaced(["get", kind, app, "--output", "json"]))
             .and_then(|json| serde_json::from_str::<Value>(&json).context("kubectl printed no JSON"));
-        match service.map(|service| load_balancer_host(&service)) {
+        match object.map(|object| host(&object)) {
             Ok(Some(host)) => Poll::Ready(host),
             Ok(None) => Poll::Pending("no external address yet".into()),
             Err(err) => Poll::Failed(err),
         }
     });
+    let why = match traffic {
+        Traffic::Pods => "a cluster without a load-balancer controller, like plain kind, never gives one",
+        Traffic::Gateway => {
+            "a cluster without a Gateway controller never gives one: GKE's needs --gateway-api=standard, which `cargo xtask cluster-up` sets"
+        }
+    };
     match waited {
         Ok(address) => Ok(address),
         Err(WaitError::Failed(err)) => Err(err),
         Err(WaitError::TimedOut { .. }) => bail!(
-            "service {app} got no external address within {timeout:?}: see `kubectl describe service {app} --context {} --namespace {}` (a cluster without a load-balancer controller, like plain kind, never gives one)",
+            "{kind} {app} got no external address within {timeout:?}: see `kubectl describe {kind} {app} --context {} --namespace {}` ({why})",
             kubectl.context,
             kubectl.namespace
         ),

@@ -477,3 +477,145 @@ fn rehearsal_canary_promotes_a_release_that_agrees_and_aborts_one_that_answers_d
     xtask(&scratch, &kubeconfig, &[&["down"][..], &target].concat());
     kube.shutdown();
 }
+
+/// The route's weights, stable's and canary's.
+fn route_weights(kubeconfig: &Path) -> (u64, u64) {
+    let route = kubectl_json(kubeconfig, &["get", "httproute", "score-app"]);
+    let backends = &route["spec"]["rules"][0]["backendRefs"];
+    assert_eq!(backends[0]["name"], "score-app-stable", "{route}");
+    assert_eq!(backends[1]["name"], "score-app-canary", "{route}");
+    (
+        backends[0]["weight"].as_u64().unwrap(),
+        backends[1]["weight"].as_u64().unwrap(),
+    )
+}
+
+/// The requests a verdict's table says `track` answered.
+fn requests_of(verdict: &str, track: &str) -> f64 {
+    let row = format!("| {track} | ");
+    let line = verdict
+        .lines()
+        .find(|line| line.starts_with(&row))
+        .unwrap_or_else(|| panic!("no {track} row in:\n{verdict}"));
+    line[row.len()..].split(' ').next().unwrap().parse().unwrap()
+}
+
+#[test]
+#[ignore = "needs a Docker engine, docker-registry and kubectl"]
+fn rehearsal_canary_through_a_gateway_gets_its_weight_of_requests_then_is_promoted_or_aborted() {
+    let kube = FakeCluster::start_blocking(ClusterOptions {
+        kubelet: Kubelet::Docker,
+        ..ClusterOptions::new("canary-token")
+    })
+    .unwrap();
+    let scratch = scratch_dir("rehearsal-gateway");
+    for dir in ["docker", "kube-cache", "state"] {
+        std::fs::create_dir_all(scratch.join(dir)).unwrap();
+    }
+    let kubeconfig = scratch.join("kubeconfig");
+    std::fs::write(&kubeconfig, kube.kubeconfig("canary", "canary-token")).unwrap();
+    let registry = LocalRegistry::start(&scratch);
+    let target = [
+        "--target",
+        "kube",
+        "--context",
+        "canary",
+        "--registry",
+        &registry.address,
+        "--traffic",
+        "gateway",
+    ];
+    let ship = |model: &Path, extra: &[&str]| {
+        let args = [
+            &["ship", "--replicas", "2", "--model", model.to_str().unwrap()][..],
+            &target,
+            extra,
+        ]
+        .concat();
+        xtask(&scratch, &kubeconfig, &args)
+    };
+
+    // The stable track behind a Gateway: the smoke test went through it, and the app's
+    // Service is no load balancer of its own.
+    let stable = ship(&models().join("linear_regression.onnx"), &[]);
+    assert!(stable.status.success());
+    let gateway = kubectl_json(&kubeconfig, &["get", "gateway", "score-app"]);
+    let address = format!(
+        "{}:5000",
+        gateway["status"]["addresses"][0]["value"].as_str().unwrap()
+    );
+    assert!(
+        stdout(&stable).contains(&format!("The service answers at http://{address}")),
+        "{}",
+        stdout(&stable)
+    );
+    let service = kubectl_json(&kubeconfig, &["get", "service", "score-app"]);
+    assert_eq!(service["spec"]["type"], "ClusterIP");
+    assert_eq!(route_weights(&kubeconfig), (100, 0));
+    let (stop, answered, failed) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    let traffic = std::thread::spawn({
+        let (stop, answered, failed) = (stop.clone(), answered.clone(), failed.clone());
+        move || send_traffic(address, stop, answered, failed)
+    });
+    // One canary pod beside two stable ones: a third of the pods, a fifth of requests.
+    let canary = ["--canary", "20", "--canary-duration", "6s"];
+
+    let before = stable_image(&kubeconfig);
+    let same = scratch.join("linear_regression_v2.onnx");
+    std::fs::copy(models().join("linear_regression.onnx"), &same).unwrap();
+    let promoted = ship(&same, &canary);
+    assert!(promoted.status.success());
+    let (out, err) = (stdout(&promoted), stderr(&promoted));
+    assert!(out.contains("verdict: PASS"), "{out}");
+    assert!(
+        err.contains("the canary gets 1 pod(s) beside its 2: the route sends it 20% of requests")
+            && err.contains("patch httproute/score-app --type json"),
+        "{err}"
+    );
+    // 20% by weight, not the 33% the pods' share would give.
+    let share = requests_of(&out, "canary") / (requests_of(&out, "canary") + requests_of(&out, "stable"));
+    assert!(
+        (0.1..0.28).contains(&share),
+        "the canary's share of requests: {share}\n{out}"
+    );
+    assert_ne!(stable_image(&kubeconfig), before, "promoted");
+    assert_eq!(
+        route_weights(&kubeconfig),
+        (100, 0),
+        "every request back on the stable track"
+    );
+    assert_eq!(deployments(&kubeconfig), ["score-app"], "the canary is gone");
+
+    // One that answers differently: aborted, the route moved back before the canary went.
+    let after = stable_image(&kubeconfig);
+    let wrong = ship(&models().join("linear_svr.onnx"), &canary);
+    assert!(!wrong.status.success());
+    let why = format!("{}{}", stdout(&wrong), stderr(&wrong));
+    for expected in [
+        "verdict: FAIL",
+        "the canary failed its analysis: abort it: yes",
+        "the canary was removed, and the stable track, untouched, serves revision",
+    ] {
+        assert!(why.contains(expected), "{expected:?} missing from:\n{why}");
+    }
+    assert_eq!(stable_image(&kubeconfig), after, "the stable track is untouched");
+    assert_eq!(route_weights(&kubeconfig), (100, 0));
+    assert_eq!(deployments(&kubeconfig), ["score-app"]);
+
+    let status = xtask(&scratch, &kubeconfig, &[&["status"][..], &target].concat());
+    assert!(stdout(&status).contains("canary    none"), "{}", stdout(&status));
+
+    stop.store(true, Ordering::Relaxed);
+    traffic.join().unwrap();
+    let (answered, failed) = (answered.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    eprintln!("traffic through the gateway: {answered} answered 200, {failed} not");
+    assert!(answered > 200, "{answered} requests answered");
+    assert_eq!(failed, 0, "no request failed through promotion and abort");
+    let down = xtask(&scratch, &kubeconfig, &[&["down"][..], &target].concat());
+    assert!(down.status.success());
+    kube.shutdown();
+}

@@ -551,6 +551,12 @@ fn rehearsal_canary_through_a_gateway_gets_its_weight_of_requests_then_is_promot
     );
     let service = kubectl_json(&kubeconfig, &["get", "service", "score-app"]);
     assert_eq!(service["spec"]["type"], "ClusterIP");
+    let tools = xtask(&scratch, &kubeconfig, &[&["tools"][..], &target].concat());
+    assert!(
+        stdout(&tools).contains("may patch httproutes.gateway.networking.k8s.io in mlops yes"),
+        "{}",
+        stdout(&tools)
+    );
     assert_eq!(route_weights(&kubeconfig), (100, 0));
     let (stop, answered, failed) = (
         Arc::new(AtomicBool::new(false)),

@@ -1,9 +1,13 @@
-//! The one optimised build of the service that every task runs: the image's.
+//! The service's builds: the one optimised build, the image's, and the quick one a local
+//! run starts from by default.
 //!
-//! Local runs, benchmarks and images use the same build, glibc linked statically
-//! (static-pie) so that it also runs on `scratch`, rather than a dynamic release build
-//! beside a static one: tract is compiled with optimisations once, not twice (each such
-//! build takes about six minutes on 2 cores), and what a bench measures is what ships.
+//! `ship --target local --release`, benchmarks and images use the same optimised build,
+//! glibc linked statically (static-pie) so that it also runs on `scratch`, rather than a
+//! dynamic release build beside a static one: tract is compiled with optimisations once,
+//! not twice (4-6 minutes cold on 2 cores), and what a bench measures is what ships. A
+//! plain `ship` builds cargo's dev profile (about 1.5 minutes cold on 2 cores, and the
+//! dependencies `cargo test` builds too): the first answer comes in under 3 minutes, at
+//! about a fifth of the optimised build's requests per second.
 
 use std::path::PathBuf;
 
@@ -19,6 +23,17 @@ pub(crate) fn host_triple() -> String {
 /// Where the release build's binaries and examples land.
 pub(crate) fn release_dir(sh: &Shell) -> PathBuf {
     target_dir(sh).join(host_triple()).join("release")
+}
+
+/// Where the dev profile's binaries land.
+pub(crate) fn debug_dir(sh: &Shell) -> PathBuf {
+    target_dir(sh).join("debug")
+}
+
+/// `cargo build` of the service in the dev profile: quick to build, slow to run.
+pub(crate) fn debug_build(sh: &Shell) -> Cmd<'_> {
+    let cargo = cargo(sh);
+    cmd!(sh, "{cargo} build --locked --package score-service")
 }
 
 /// `cargo build` of the service's release build; `targets` adds what else to build

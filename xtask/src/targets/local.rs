@@ -1,8 +1,8 @@
-//! The `local` target: the release binary running in the background on this machine,
+//! The `local` target: the service running in the background on this machine (the quick
+//! debug build, or the optimised one with `--release`),
 //! recorded under `<state>/local/` so `smoke` and `down` — and the next `ship`, which
 //! replaces it — can find it.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::bail;
@@ -13,7 +13,7 @@ use crate::core::paths::state_dir;
 use crate::core::plan::Plan;
 use crate::steps::daemon::Daemon;
 use crate::steps::push::Release;
-use crate::steps::release::{release_build, release_dir};
+use crate::steps::release::{debug_build, debug_dir, release_build, release_dir};
 use crate::steps::smoke::{add_how_to_reach, add_smoke_test};
 use crate::targets::target::{ShipOptions, Target};
 
@@ -25,7 +25,6 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 pub(crate) struct Local<'a> {
     sh: &'a Shell,
     daemon: Daemon,
-    binary: PathBuf,
 }
 
 impl<'a> Local<'a> {
@@ -33,7 +32,6 @@ impl<'a> Local<'a> {
         Local {
             sh,
             daemon: Daemon::new(state_dir(sh).join("local"), "score-service"),
-            binary: release_dir(sh).join("score-service"),
         }
     }
 
@@ -51,14 +49,23 @@ impl Target for Local<'_> {
     fn ship_plan(&self, options: &ShipOptions) -> anyhow::Result<Plan<'_, Release>> {
         let (sh, port, model) = (self.sh, options.port, options.model.as_ref());
         let mut plan = Plan::new();
+        let (build, binary) = if options.release {
+            (release_build(sh, &[]), release_dir(sh).join("score-service"))
+        } else {
+            plan.check(
+                "the debug build: quick to build, about a fifth of the optimised build's speed (`--release` runs that one)".to_owned(),
+                |_| Ok(()),
+            );
+            (debug_build(sh), debug_dir(sh).join("score-service"))
+        };
         plan.run(
-            release_build(sh, &[]),
+            build,
             "fix the build error above, then run `cargo xtask ship` again",
         );
         if let Some(old) = self.daemon.running()? {
             self.daemon.add_stop(sh, &mut plan, old, STOP_TIMEOUT);
         }
-        let binary = &self.binary;
+        let binary = &binary;
         let port_arg = port.to_string();
         let model_args = model
             .map(|m| vec!["--model".into(), m.path.display().to_string()])

@@ -19,6 +19,8 @@ pub(crate) struct ShipOptions {
     pub(crate) port: u16,
     /// Build the image inside Docker from source.
     pub(crate) from_source: bool,
+    /// Run the optimised build on this machine (local), not the quick debug one.
+    pub(crate) release: bool,
     pub(crate) model: Option<ModelFile>,
     /// How to roll out on a cluster.
     pub(crate) rollout: Rollout,

@@ -12,14 +12,12 @@ fn dry_run_prints_the_plan_and_does_nothing() {
     let output = xtask(&state, &["--dry-run", "ship", "--port", &port.to_string()]);
     assert!(output.status.success());
     let log = state.join("local/score-service.log");
-    // The image's static build: one optimised build of tract serves every task.
-    let triple = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
+    // The quick debug build, unless --release asks for the image's optimised one.
     let expected = [
+        "# the debug build: quick to build, about a fifth of the optimised build's speed (`--release` runs that one)".to_owned(),
+        "$ cargo build --locked --package score-service".to_owned(),
         format!(
-            "$ cargo build --release --locked --package score-service --target {triple} --config \"target.{triple}.rustflags=[\\\"-C\\\", \\\"target-feature=+crt-static\\\"]\""
-        ),
-        format!(
-            "$ target/{triple}/release/score-service --host 127.0.0.1 --port {port} --metrics-port {port} --log-format text >{} 2>&1 &",
+            "$ target/debug/score-service --host 127.0.0.1 --port {port} --metrics-port {port} --log-format text >{} 2>&1 &",
             log.display()
         ),
         format!("# wait up to 30s for http://127.0.0.1:{port}/readyz to answer 200"),
@@ -34,6 +32,26 @@ fn dry_run_prints_the_plan_and_does_nothing() {
         "a dry run writes nothing"
     );
     assert!(post_score(port, "{}").is_err(), "a dry run starts nothing");
+
+    let release = xtask(
+        &state,
+        &["--dry-run", "ship", "--release", "--port", &port.to_string()],
+    );
+    let triple = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
+    let plan = stdout(&release);
+    assert!(
+        plan.starts_with(&format!(
+            "$ cargo build --release --locked --package score-service --target {triple} --config \"target.{triple}.rustflags=[\\\"-C\\\", \\\"target-feature=+crt-static\\\"]\"\n$ target/{triple}/release/score-service "
+        )),
+        "{plan}"
+    );
+    let refused = xtask(&state, &["--dry-run", "ship", "--release", "--target", "docker"]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("--release chooses the local target's build"),
+        "{}",
+        stderr(&refused)
+    );
 }
 
 #[test]
@@ -136,7 +154,7 @@ fn ship_then_smoke_then_down() {
     assert!(shipped.status.success(), "ship failed: {}", stderr(&shipped));
     assert!(stdout(&shipped).contains(&format!("curl -X POST http://127.0.0.1:{port}/score")));
     assert!(
-        stderr(&shipped).contains("$ cargo build --release"),
+        stderr(&shipped).contains("$ cargo build --locked --package score-service"),
         "commands are echoed"
     );
     let first = recorded_pid(&state);

@@ -295,38 +295,120 @@ fn deployments(kubeconfig: &Path) -> Vec<String> {
         .collect()
 }
 
+/// A fake cluster whose kubelet runs pods in Docker, a registry beside it, and a scratch
+/// directory with the kubeconfig (context `canary`) the xtask is given.
+struct Stage {
+    kube: fake_kube::RunningCluster,
+    scratch: std::path::PathBuf,
+    kubeconfig: std::path::PathBuf,
+    registry: LocalRegistry,
+}
+
+impl Stage {
+    fn start(name: &str) -> Stage {
+        let kube = FakeCluster::start_blocking(ClusterOptions {
+            kubelet: Kubelet::Docker,
+            ..ClusterOptions::new("canary-token")
+        })
+        .unwrap();
+        let scratch = scratch_dir(name);
+        for dir in ["docker", "kube-cache", "state"] {
+            std::fs::create_dir_all(scratch.join(dir)).unwrap();
+        }
+        let kubeconfig = scratch.join("kubeconfig");
+        std::fs::write(&kubeconfig, kube.kubeconfig("canary", "canary-token")).unwrap();
+        let registry = LocalRegistry::start(&scratch);
+        Stage {
+            kube,
+            scratch,
+            kubeconfig,
+            registry,
+        }
+    }
+}
+
+/// The flags that point the xtask at a stage's cluster and registry, and `more`.
+fn target_flags<'a>(registry: &'a LocalRegistry, more: &[&'a str]) -> Vec<&'a str> {
+    [
+        &[
+            "--target",
+            "kube",
+            "--context",
+            "canary",
+            "--registry",
+            &registry.address,
+        ][..],
+        more,
+    ]
+    .concat()
+}
+
+/// `ship` of `model` on two pods, with `target` and `extra` flags.
+fn ship_two(
+    scratch: &Path,
+    kubeconfig: &Path,
+    target: &[&str],
+    model: &Path,
+    extra: &[&str],
+) -> std::process::Output {
+    let args = [
+        &["ship", "--replicas", "2", "--model", model.to_str().unwrap()][..],
+        target,
+        extra,
+    ]
+    .concat();
+    xtask(scratch, kubeconfig, &args)
+}
+
+/// Users' requests, sent to `address` without pause until stopped, counted.
+struct Traffic {
+    stop: Arc<AtomicBool>,
+    answered: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Traffic {
+    fn start(address: String) -> Traffic {
+        let (stop, answered, failed) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicU64::new(0)),
+            Arc::new(AtomicU64::new(0)),
+        );
+        let thread = std::thread::spawn({
+            let (stop, answered, failed) = (stop.clone(), answered.clone(), failed.clone());
+            move || send_traffic(address, stop, answered, failed)
+        });
+        Traffic {
+            stop,
+            answered,
+            failed,
+            thread,
+        }
+    }
+
+    /// Stops, and says how many requests were answered 200 and how many were not.
+    fn stop(self) -> (u64, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap();
+        (
+            self.answered.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+        )
+    }
+}
+
 #[test]
 #[ignore = "needs a Docker engine, docker-registry and kubectl"]
 fn rehearsal_canary_promotes_a_release_that_agrees_and_aborts_one_that_answers_differently_or_slower() {
-    let kube = FakeCluster::start_blocking(ClusterOptions {
-        kubelet: Kubelet::Docker,
-        ..ClusterOptions::new("canary-token")
-    })
-    .unwrap();
-    let scratch = scratch_dir("rehearsal-canary");
-    for dir in ["docker", "kube-cache", "state"] {
-        std::fs::create_dir_all(scratch.join(dir)).unwrap();
-    }
-    let kubeconfig = scratch.join("kubeconfig");
-    std::fs::write(&kubeconfig, kube.kubeconfig("canary", "canary-token")).unwrap();
-    let registry = LocalRegistry::start(&scratch);
-    let target = [
-        "--target",
-        "kube",
-        "--context",
-        "canary",
-        "--registry",
-        &registry.address,
-    ];
-    let ship = |model: &Path, extra: &[&str]| {
-        let args = [
-            &["ship", "--replicas", "2", "--model", model.to_str().unwrap()][..],
-            &target,
-            extra,
-        ]
-        .concat();
-        xtask(&scratch, &kubeconfig, &args)
-    };
+    let Stage {
+        kube,
+        scratch,
+        kubeconfig,
+        registry,
+    } = Stage::start("rehearsal-canary");
+    let target = target_flags(&registry, &[]);
+    let ship = |model: &Path, extra: &[&str]| ship_two(&scratch, &kubeconfig, &target, model, extra);
 
     // The stable track: a linear regression over 6 features, two pods.
     let stable = ship(&models().join("linear_regression.onnx"), &[]);
@@ -338,15 +420,7 @@ fn rehearsal_canary_promotes_a_release_that_agrees_and_aborts_one_that_answers_d
             .as_str()
             .unwrap()
     );
-    let (stop, answered, failed) = (
-        Arc::new(AtomicBool::new(false)),
-        Arc::new(AtomicU64::new(0)),
-        Arc::new(AtomicU64::new(0)),
-    );
-    let traffic = std::thread::spawn({
-        let (stop, answered, failed) = (stop.clone(), answered.clone(), failed.clone());
-        move || send_traffic(address, stop, answered, failed)
-    });
+    let traffic = Traffic::start(address);
     let canary = ["--canary", "50", "--canary-duration", "6s"];
 
     // A release that answers as the stable one does (the same model, retrained to the
@@ -469,9 +543,7 @@ fn rehearsal_canary_promotes_a_release_that_agrees_and_aborts_one_that_answers_d
     assert!(!promote.status.success());
     assert!(stderr(&promote).contains("there is no canary of score-app to promote"));
 
-    stop.store(true, Ordering::Relaxed);
-    traffic.join().unwrap();
-    let (answered, failed) = (answered.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    let (answered, failed) = traffic.stop();
     eprintln!("traffic through the load balancer: {answered} answered 200, {failed} not");
     assert!(answered > 500, "{answered} requests answered");
     xtask(&scratch, &kubeconfig, &[&["down"][..], &target].concat());
@@ -503,37 +575,14 @@ fn requests_of(verdict: &str, track: &str) -> f64 {
 #[test]
 #[ignore = "needs a Docker engine, docker-registry and kubectl"]
 fn rehearsal_canary_through_a_gateway_gets_its_weight_of_requests_then_is_promoted_or_aborted() {
-    let kube = FakeCluster::start_blocking(ClusterOptions {
-        kubelet: Kubelet::Docker,
-        ..ClusterOptions::new("canary-token")
-    })
-    .unwrap();
-    let scratch = scratch_dir("rehearsal-gateway");
-    for dir in ["docker", "kube-cache", "state"] {
-        std::fs::create_dir_all(scratch.join(dir)).unwrap();
-    }
-    let kubeconfig = scratch.join("kubeconfig");
-    std::fs::write(&kubeconfig, kube.kubeconfig("canary", "canary-token")).unwrap();
-    let registry = LocalRegistry::start(&scratch);
-    let target = [
-        "--target",
-        "kube",
-        "--context",
-        "canary",
-        "--registry",
-        &registry.address,
-        "--traffic",
-        "gateway",
-    ];
-    let ship = |model: &Path, extra: &[&str]| {
-        let args = [
-            &["ship", "--replicas", "2", "--model", model.to_str().unwrap()][..],
-            &target,
-            extra,
-        ]
-        .concat();
-        xtask(&scratch, &kubeconfig, &args)
-    };
+    let Stage {
+        kube,
+        scratch,
+        kubeconfig,
+        registry,
+    } = Stage::start("rehearsal-gateway");
+    let target = target_flags(&registry, &["--traffic", "gateway"]);
+    let ship = |model: &Path, extra: &[&str]| ship_two(&scratch, &kubeconfig, &target, model, extra);
 
     // The stable track behind a Gateway: the smoke test went through it, and the app's
     // Service is no load balancer of its own.
@@ -558,15 +607,7 @@ fn rehearsal_canary_through_a_gateway_gets_its_weight_of_requests_then_is_promot
         stdout(&tools)
     );
     assert_eq!(route_weights(&kubeconfig), (100, 0));
-    let (stop, answered, failed) = (
-        Arc::new(AtomicBool::new(false)),
-        Arc::new(AtomicU64::new(0)),
-        Arc::new(AtomicU64::new(0)),
-    );
-    let traffic = std::thread::spawn({
-        let (stop, answered, failed) = (stop.clone(), answered.clone(), failed.clone());
-        move || send_traffic(address, stop, answered, failed)
-    });
+    let traffic = Traffic::start(address);
     // One canary pod beside two stable ones: a third of the pods, a fifth of requests.
     let canary = ["--canary", "20", "--canary-duration", "6s"];
 
@@ -615,9 +656,7 @@ fn rehearsal_canary_through_a_gateway_gets_its_weight_of_requests_then_is_promot
     let status = xtask(&scratch, &kubeconfig, &[&["status"][..], &target].concat());
     assert!(stdout(&status).contains("canary    none"), "{}", stdout(&status));
 
-    stop.store(true, Ordering::Relaxed);
-    traffic.join().unwrap();
-    let (answered, failed) = (answered.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    let (answered, failed) = traffic.stop();
     eprintln!("traffic through the gateway: {answered} answered 200, {failed} not");
     assert!(answered > 200, "{answered} requests answered");
     assert_eq!(failed, 0, "no request failed through promotion and abort");

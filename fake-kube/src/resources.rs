@@ -189,6 +189,19 @@ pub(crate) static RESOURCES: &[ResourceType] = &[
         &[],
         &["status"],
     ),
+    // GKE's policy for its gateways' health checks, which GKE serves beside the Gateway
+    // API (a CRD there); checked, stored, and otherwise without effect here.
+    resource(
+        "networking.gke.io",
+        "v1",
+        "healthcheckpolicies",
+        "healthcheckpolicy",
+        "HealthCheckPolicy",
+        true,
+        &[],
+        &[],
+        &["status"],
+    ),
     resource(
         "gateway.networking.k8s.io",
         "v1",

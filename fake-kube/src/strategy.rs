@@ -68,7 +68,7 @@ const fn plain(group: &'static str, plural: &'static str) -> Strategy {
     }
 }
 
-static STRATEGIES: [Strategy; 12] = [
+static STRATEGIES: [Strategy; 13] = [
     Strategy {
         names: Names::Dns1123Label,
         defaults: defaults::namespace,
@@ -116,6 +116,10 @@ static STRATEGIES: [Strategy; 12] = [
     Strategy {
         check: values::http_route,
         ..plain("gateway.networking.k8s.io", "httproutes")
+    },
+    Strategy {
+        check: values::health_check_policy,
+        ..plain("networking.gke.io", "healthcheckpolicies")
     },
 ];
 

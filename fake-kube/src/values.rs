@@ -186,6 +186,32 @@ pub(crate) fn http_route(object: &Value, out: &mut Vec<String>) {
     }
 }
 
+/// GKE's HealthCheckPolicy: a Service targeted, and a check type GKE knows.
+pub(crate) fn health_check_policy(object: &Value, out: &mut Vec<String>) {
+    let target = object.pointer("/spec/targetRef");
+    if target
+        .and_then(|t| t.get("name"))
+        .and_then(Value::as_str)
+        .is_none()
+    {
+        out.push("spec.targetRef.name: Required value".to_owned());
+    }
+    if let Some(kind) = target.and_then(|t| t.get("kind")).and_then(Value::as_str) {
+        check_enum("spec.targetRef.kind", kind, &["Service", "ServiceImport"], out);
+    }
+    if let Some(kind) = object
+        .pointer("/spec/default/config/type")
+        .and_then(Value::as_str)
+    {
+        check_enum(
+            "spec.default.config.type",
+            kind,
+            &["GRPC", "HTTP", "HTTP2", "HTTPS", "TCP"],
+            out,
+        );
+    }
+}
+
 /// The items of the list `field` of `value`, if there is one.
 fn items<'a>(value: Option<&'a Value>, field: &str) -> &'a [Value] {
     value

@@ -244,6 +244,12 @@ impl Given {
 }
 
 impl Settings {
+    /// Whether requests enter through one of GKE's gateway classes (`gke-…`), whose
+    /// load balancer needs GKE's own policies beside the Gateway API's objects.
+    pub(crate) fn gke_gateway(&self) -> bool {
+        self.traffic == Traffic::Gateway && self.gateway_class.starts_with("gke-")
+    }
+
     /// The deployment settings, or every invalid one explained at once. Asks gcloud
     /// nothing: the kube target needs no Google Cloud SDK.
     pub(crate) fn resolve(sh: &Shell, args: &SettingsArgs) -> anyhow::Result<Settings> {

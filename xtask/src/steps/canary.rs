@@ -332,12 +332,17 @@ pub(crate) fn route_weights(app: &str, percent: u8) -> String {
     .to_string()
 }
 
+/// The app's HTTPRoute, named with its group: another API's `httproute` (a mesh's) cannot
+/// be taken for it.
+pub(crate) fn route(app: &str) -> String {
+    format!("httproutes.gateway.networking.k8s.io/{app}")
+}
+
 /// With `traffic: gateway`: the command that gives the canary `percent` of requests.
 pub(crate) fn shift_traffic<'a>(kubectl: &Kubectl<'a>, app: &str, percent: u8) -> Cmd<'a> {
-    let route = format!("httproute/{app}");
     kubectl.namespaced([
         "patch",
-        &route,
+        &route(app),
         "--type",
         "json",
         "--patch",
@@ -345,51 +350,170 @@ pub(crate) fn shift_traffic<'a>(kubectl: &Kubectl<'a>, app: &str, percent: u8) -
     ])
 }
 
+/// Adds, with `traffic: gateway`, before a canary starts: the route the canary's share
+/// will be moved on exists (a stable track shipped with `traffic: pods` has none).
+pub(crate) fn add_route_check<'a>(plan: &mut Plan<'a, Release>, kubectl: &Kubectl<'a>, app: &str) {
+    plan.read(
+        kubectl.namespaced(["get", &route(app), "--output", "name"]),
+        format!(
+            "there is no route {}: ship once with --traffic gateway and no canary, which creates the Gateway and its route, then the canary",
+            route(app)
+        ),
+        |_, _| Ok(()),
+    );
+}
+
 /// Where to look when the route does not take a weight.
 pub(crate) fn shift_failed(app: &str) -> String {
     format!(
-        "see `kubectl get httproute/{app} --output yaml`: its first rule must weight {app}{STABLE_SUFFIX} and {app}{CANARY_SUFFIX}, as manifests/components/gateway/route.yaml does"
+        "see `kubectl get {} --output yaml`: its first rule must weight {app}{STABLE_SUFFIX} and {app}{CANARY_SUFFIX}, as manifests/components/gateway/route.yaml does",
+        route(app)
     )
 }
 
-/// Adds: take the canary's share of requests back (with `traffic: gateway`), then delete
-/// the canary Deployment (and so its pods), waiting until they are gone.
+/// Whether the route may have sent the canary requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Served {
+    /// Its pods never became ready, or the route never took its weight.
+    Never,
+    /// It was given its share.
+    Maybe,
+}
+
+/// How long a canary behind a gateway must answer no request before it is removed, and
+/// the longest that wait may take: a cloud's load balancer applies a route's weights a
+/// while after the API server stores them (GKE's, up to a few minutes).
+const QUIET: Duration = Duration::from_secs(10);
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Adds: take the canary's share of requests back (with `traffic: gateway`), then, if it
+/// was `served`, wait until it answers no more, then delete the canary Deployment (and so
+/// its pods), waiting until they are gone. Where the route could not be moved back, or
+/// requests keep coming, the canary is kept: they would otherwise be routed to nothing.
 pub(crate) fn add_remove_canary<'a>(
     plan: &mut Plan<'a, Release>,
     kubectl: &Kubectl<'a>,
     app: &str,
     traffic: Traffic,
+    served: Served,
 ) {
-    if traffic == Traffic::Gateway {
-        plan.run(shift_traffic(kubectl, app, 0), shift_failed(app));
-    }
     let canary = format!("deployment/{app}{CANARY_SUFFIX}");
-    plan.run(
-        kubectl.namespaced([
-            "delete",
-            &canary,
-            "--ignore-not-found",
-            "--wait=true",
-            "--timeout=120s",
-        ]),
-        format!("delete it by hand: `kubectl delete {canary}`"),
+    let delete = move |plan: &mut Plan<'a, Release>| {
+        plan.run(
+            kubectl.namespaced([
+                "delete",
+                &canary,
+                "--ignore-not-found",
+                "--wait=true",
+                "--timeout=120s",
+            ]),
+            format!("delete it by hand: `kubectl delete {canary}`"),
+        );
+    };
+    match traffic {
+        Traffic::Pods => delete(plan),
+        Traffic::Gateway => {
+            plan.read(shift_traffic(kubectl, app, 0), shift_failed(app), |release, _| {
+                release.canary_unrouted = true;
+                Ok(())
+            });
+            plan.when_checked(
+                "read whether the route took the canary's share back",
+                "the route sends the canary nothing",
+                |release: &mut Release| Ok(release.canary_unrouted),
+                |then| {
+                    if served == Served::Maybe {
+                        add_wait_for_drain(then, kubectl, app);
+                    }
+                    delete(then);
+                },
+            );
+        }
+    }
+}
+
+/// The step that waits until the canary's pods have answered no request for [`QUIET`],
+/// read from their own `/metrics` through the pod proxy: the load balancer has applied
+/// the route. Named in `removal`.
+const DRAIN: &str = "wait until the canary's pods answer no request";
+
+fn add_wait_for_drain<'a>(plan: &mut Plan<'a, Release>, kubectl: &Kubectl<'a>, app: &str) {
+    let (kubectl, selector) = (kubectl.clone(), format!("app={app},{TRACK_LABEL}=canary"));
+    plan.check(
+        format!(
+            "{DRAIN} for {QUIET:?} (at most {DRAIN_TIMEOUT:?}; $ kubectl get pods --selector {selector}, $ kubectl get --raw {}): the load balancer has applied the route",
+            pod_proxy(&kubectl.namespace, "POD", "metrics", "/metrics")
+        ),
+        move |_| {
+            // Requests the canary's pods have answered, or None when it has none.
+            let answered = || -> anyhow::Result<Option<f64>> {
+                let list: Value = serde_json::from_str(&query(kubectl.namespaced([
+                    "get",
+                    "pods",
+                    "--selector",
+                    &selector,
+                    "--output",
+                    "json",
+                ]))?)?;
+                let pods = list["items"].as_array().cloned().unwrap_or_default();
+                if pods.is_empty() {
+                    return Ok(None);
+                }
+                let mut total = 0.0;
+                for pod in &pods {
+                    let name = pod["metadata"]["name"].as_str().unwrap_or_default();
+                    let path = pod_proxy(&kubectl.namespace, name, "metrics", "/metrics");
+                    let snapshot = Snapshot::parse(&query(kubectl.cluster_wide(["get", "--raw", &path]))?);
+                    total += snapshot.by_status.values().sum::<f64>();
+                }
+                Ok(Some(total))
+            };
+            let start = std::time::Instant::now();
+            let Some(first) = answered()? else {
+                eprintln!("# the canary has no pods: nothing to wait for");
+                return Ok(());
+            };
+            let (mut last, mut since) = (Some(first), std::time::Instant::now());
+            while since.elapsed() < QUIET {
+                if start.elapsed() > DRAIN_TIMEOUT {
+                    bail!(
+                        "the canary still answered requests {DRAIN_TIMEOUT:?} after the route took its share back"
+                    );
+                }
+                std::thread::sleep(Duration::from_secs(1));
+                let now = answered()?;
+                if now != last {
+                    (last, since) = (now, std::time::Instant::now());
+                }
+            }
+            eprintln!(
+                "# the canary answered no request for {QUIET:?}, {:.0?} after the route took its share back",
+                start.elapsed()
+            );
+            Ok(())
+        },
     );
 }
 
-/// What became of the canary, from which clean-up steps `failed`: removed, or not, and
-/// whether the route still sends it requests.
+/// What became of the canary, from which clean-up steps `failed`: removed, or kept where
+/// the route could not take its share back, or left where its deletion failed.
 pub(crate) fn removal(failed: &[String], app: &str) -> String {
-    let route = failed
+    let route = route(app);
+    if let Some(step) = failed
         .iter()
-        .find(|step| step.contains(&format!(" patch httproute/{app} ")))
-        .map(|step| {
-            format!(
-                "the route could NOT be moved back to the stable track ({step}): it may still send the canary requests; `kubectl patch httproute/{app} --type json --patch '{}'` moves them; ",
-                route_weights(app, 0)
-            )
-        })
-        .unwrap_or_default();
-    let deployment = match failed
+        .find(|step| step.contains(&format!(" patch {route} ")))
+    {
+        return format!(
+            "the route could NOT be moved back to the stable track ({step}), so the canary was KEPT to answer the requests it may still get: move them with `kubectl patch {route} --type json --patch '{}'`, then `cargo xtask abort`",
+            route_weights(app, 0)
+        );
+    }
+    if let Some(step) = failed.iter().find(|step| step.contains(DRAIN)) {
+        return format!(
+            "the route takes no request to the canary, but the canary's pods were not seen to stop answering ({step}), so the canary was KEPT: once the load balancer has applied the route, `cargo xtask abort` removes it"
+        );
+    }
+    match failed
         .iter()
         .find(|step| step.contains(&format!(" delete deployment/{app}{CANARY_SUFFIX} ")))
     {
@@ -397,8 +521,7 @@ pub(crate) fn removal(failed: &[String], app: &str) -> String {
             "the canary could NOT be removed ({step}): delete it by hand, `kubectl delete deployment/{app}{CANARY_SUFFIX}`, so it stops taking traffic"
         ),
         None => "the canary was removed".to_owned(),
-    };
-    format!("{route}{deployment}")
+    }
 }
 
 #[cfg(test)]
@@ -495,12 +618,20 @@ mod tests {
             (Some(90), Some(10))
         );
         let failed = [format!(
-            "kubectl --context c patch httproute/score-app --type json --patch {} (exit status: 1)",
+            "$ kubectl patch httproutes.gateway.networking.k8s.io/score-app --type json --patch {} --context c (exit status: 1)",
             route_weights("score-app", 0)
         )];
         let said = removal(&failed, "score-app");
         assert!(
-            said.starts_with("the route could NOT be moved back") && said.ends_with("the canary was removed"),
+            said.starts_with("the route could NOT be moved back") && said.contains("the canary was KEPT"),
+            "{said}"
+        );
+        let failed = [format!(
+            "# {DRAIN} for 10s (…) (the canary still answered requests 300s after …)"
+        )];
+        let said = removal(&failed, "score-app");
+        assert!(
+            said.contains("not seen to stop answering") && said.contains("KEPT"),
             "{said}"
         );
     }

@@ -46,6 +46,9 @@ pub(crate) struct Release {
     pub(crate) promotion: Option<String>,
     /// A canary's analysis, once it has run.
     pub(crate) verdict: Option<crate::steps::tracks::Verdict>,
+    /// Whether the route was seen to take a canary's share back (`traffic: gateway`):
+    /// until it has, the canary keeps its pods, so no request is routed to nothing.
+    pub(crate) canary_unrouted: bool,
     /// Whether the Deployment's last rollout had timed out (`ProgressDeadlineExceeded`)
     /// before this one was applied.
     pub(crate) timed_out_before: bool,

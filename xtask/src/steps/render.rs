@@ -22,6 +22,9 @@ const IMAGE_PLACEHOLDER: &str = "score-service";
 const APP_IN_MANIFESTS: &str = "score-app";
 /// What `traffic: gateway` adds to the overlay: a Gateway, its route, a Service per track.
 const GATEWAY_COMPONENT: &str = "manifests/components/gateway";
+/// What one of GKE's gateway classes needs besides: its load balancer's health checks
+/// pointed at /readyz.
+const GKE_HEALTH_CHECKS: &str = "manifests/components/gateway-gke";
 /// The pod template's annotation naming the model its image serves, for `status`; on the
 /// template, so a rollback restores it with the image.
 pub(crate) const MODEL_ANNOTATION: &str = "score-service/model";
@@ -164,6 +167,9 @@ impl Generator {
         let mut components = Vec::new();
         if s.traffic == Traffic::Gateway {
             components.push(relative_to(&self.dir, Path::new(GATEWAY_COMPONENT))?);
+            if s.gke_gateway() {
+                components.push(relative_to(&self.dir, Path::new(GKE_HEALTH_CHECKS))?);
+            }
             patches.push(Patch {
                 target: PatchTarget {
                     kind: "Gateway",

@@ -21,7 +21,7 @@ use crate::core::plan::{Command, Plan, query};
 use crate::core::process::{Poll, WaitError, poll_until};
 use crate::core::settings::{Gke, Settings, SettingsArgs, Traffic};
 use crate::core::target::TargetKind;
-use crate::steps::canary::{self, CANARY_SUFFIX, CanaryOptions, TRACK_LABEL};
+use crate::steps::canary::{self, CANARY_SUFFIX, CanaryOptions, Served, TRACK_LABEL};
 use crate::steps::deploy::{Rollout, add_deploy, add_pod_diagnosis, add_read_serving, image_pull_watch};
 use crate::steps::engine::add_engine_check;
 use crate::steps::image::Image;
@@ -60,7 +60,7 @@ const PERMISSIONS: [(&str, &str, &str); 14] = [
 ];
 
 /// What the plans do there besides, with `traffic: gateway`.
-const GATEWAY_PERMISSIONS: [(&str, &str, &str); 2] = [
+const GATEWAY_PERMISSIONS: [(&str, &str, &str); 6] = [
     (
         "patch",
         "gateways.gateway.networking.k8s.io",
@@ -70,6 +70,18 @@ const GATEWAY_PERMISSIONS: [(&str, &str, &str); 2] = [
         "patch",
         "httproutes.gateway.networking.k8s.io",
         "apply the manifests and shift a canary's share of requests",
+    ),
+    (
+        "patch",
+        "healthcheckpolicies.networking.gke.io",
+        "apply the manifests (GKE's classes)",
+    ),
+    ("delete", "gateways.gateway.networking.k8s.io", "`down`"),
+    ("delete", "httproutes.gateway.networking.k8s.io", "`down`"),
+    (
+        "delete",
+        "healthcheckpolicies.networking.gke.io",
+        "`down` (GKE's classes)",
     ),
 ];
 
@@ -247,6 +259,9 @@ impl<'a> Cluster<'a> {
     ) -> anyhow::Result<()> {
         let (kubectl, app, traffic) = (&self.kubectl, self.settings.app.as_str(), self.settings.traffic);
         canary::add_read_stable(plan, kubectl, app, canary.percent, traffic);
+        if traffic == Traffic::Gateway {
+            canary::add_route_check(plan, kubectl, app);
+        }
         let (source, manifest) = (
             self.state.join("canary-source.yaml"),
             self.state.join("canary.yaml"),
@@ -291,7 +306,7 @@ impl<'a> Cluster<'a> {
             Some(image_pull_watch(kubectl, &selector)),
             |failed| {
                 add_pod_diagnosis(failed, kubectl, &selector);
-                canary::add_remove_canary(failed, kubectl, app, traffic);
+                canary::add_remove_canary(failed, kubectl, app, traffic, Served::Never);
                 add_read_serving(failed, kubectl, app);
             },
             {
@@ -310,7 +325,7 @@ impl<'a> Cluster<'a> {
             plan.run_or_else(
                 canary::shift_traffic(kubectl, app, canary.percent),
                 None,
-                |failed| canary::add_remove_canary(failed, kubectl, app, traffic),
+                |failed| canary::add_remove_canary(failed, kubectl, app, traffic, Served::Never),
                 {
                     let app = app.to_owned();
                     move |_: &Release, failed: &[String]| {
@@ -330,7 +345,7 @@ impl<'a> Cluster<'a> {
             |release: &mut Release| Ok(release.verdict.as_ref().is_some_and(|v| v.passed())),
             |promote| {
                 self.add_deploy(promote, renderer, &commit, rollout);
-                canary::add_remove_canary(promote, kubectl, app, traffic);
+                canary::add_remove_canary(promote, kubectl, app, traffic, Served::Maybe);
             },
         );
         plan.when_checked(
@@ -342,7 +357,7 @@ impl<'a> Cluster<'a> {
                 abort.each(
                     |steps| {
                         add_pod_diagnosis(steps, kubectl, &selector);
-                        canary::add_remove_canary(steps, kubectl, app, traffic);
+                        canary::add_remove_canary(steps, kubectl, app, traffic, Served::Maybe);
                         add_read_serving(steps, kubectl, app);
                     },
                     "report the verdict, what became of the canary, and what the stable track serves",
@@ -391,7 +406,12 @@ impl<'a> Cluster<'a> {
             Traffic::Pods => &[],
             Traffic::Gateway => &GATEWAY_PERMISSIONS,
         };
-        for &(verb, resource, why) in PERMISSIONS.iter().chain(gateway) {
+        let gke = self.settings.gke_gateway();
+        let needed = PERMISSIONS
+            .iter()
+            .chain(gateway)
+            .filter(|(_, resource, _)| gke || !resource.ends_with(".networking.gke.io"));
+        for &(verb, resource, why) in needed {
             let (plural, subresource) = match resource.split_once('/') {
                 Some((plural, sub)) => (plural, Some(format!("--subresource={sub}"))),
                 None => (resource, None),
@@ -479,7 +499,7 @@ impl<'a> Cluster<'a> {
             kubectl.namespaced(["rollout", "status", &deployment, &wait]),
             format!("the stable track did not take the canary's image: see `cargo xtask status`; `kubectl rollout undo {deployment}` goes back"),
         );
-        canary::add_remove_canary(&mut plan, kubectl, &app, self.settings.traffic);
+        canary::add_remove_canary(&mut plan, kubectl, &app, self.settings.traffic, Served::Maybe);
         self.add_report_serving(&mut plan, "promoted");
         Ok(plan)
     }
@@ -494,6 +514,7 @@ impl<'a> Cluster<'a> {
             &self.kubectl,
             &self.settings.app,
             self.settings.traffic,
+            Served::Maybe,
         );
         self.add_report_serving(&mut plan, "aborted");
         Ok(plan)
@@ -560,6 +581,9 @@ impl<'s> Target for Cluster<'s> {
             "deployments,services,horizontalpodautoscalers,poddisruptionbudgets,networkpolicies".to_owned();
         if self.settings.traffic == Traffic::Gateway {
             kinds.push_str(",gateways.gateway.networking.k8s.io,httproutes.gateway.networking.k8s.io");
+        }
+        if self.settings.gke_gateway() {
+            kinds.push_str(",healthcheckpolicies.networking.gke.io");
         }
         plan.run(
             self.kubectl.namespaced([
@@ -635,7 +659,7 @@ impl<'s> Target for Cluster<'s> {
             format!("deployment/{canary_name}"),
         ];
         if self.settings.traffic == Traffic::Gateway {
-            tracks.push(format!("httproute/{stable_name}"));
+            tracks.push(canary::route(&stable_name));
         }
         plan.read(
             kubectl.namespaced(
@@ -746,7 +770,8 @@ fn url_host(address: &str) -> String {
 fn entry(traffic: Traffic) -> (&'static str, fn(&Value) -> Option<String>) {
     match traffic {
         Traffic::Pods => ("service", load_balancer_host),
-        Traffic::Gateway => ("gateway", gateway_host),
+        // Named with its group: a mesh's `gateway` (Istio's) cannot be taken for it.
+        Traffic::Gateway => ("gateways.gateway.networking.k8s.io", gateway_host),
     }
 }
 
@@ -896,7 +921,7 @@ fn wait_for_address(
     let why = match traffic {
         Traffic::Pods => "a cluster without a load-balancer controller, like plain kind, never gives one",
         Traffic::Gateway => {
-            "a cluster without a Gateway controller never gives one: GKE's needs --gateway-api=standard, which `cargo xtask cluster-up` sets"
+            "a cluster without a Gateway controller never gives one: GKE's needs --gateway-api=standard, which `cargo xtask cluster-up` sets on the clusters it creates (an older cluster: `gcloud container clusters update CLUSTER --gateway-api=standard`)"
         }
     };
     match waited {

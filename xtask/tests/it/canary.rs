@@ -620,7 +620,8 @@ fn rehearsal_canary_through_a_gateway_gets_its_weight_of_requests_then_is_promot
     assert!(out.contains("verdict: PASS"), "{out}");
     assert!(
         err.contains("the canary gets 1 pod(s) beside its 2: the route sends it 20% of requests")
-            && err.contains("patch httproute/score-app --type json"),
+            && err.contains("patch httproutes.gateway.networking.k8s.io/score-app --type json")
+            && err.contains("# the canary answered no request for 10s"),
         "{err}"
     );
     // 20% by weight, not the 33% the pods' share would give.

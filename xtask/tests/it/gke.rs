@@ -254,6 +254,44 @@ fn settings_rename_and_resize_what_is_rendered() {
         of_kind(&docs, "Deployment").unwrap()["spec"]["template"]["metadata"]["labels"]["track"].as_str(),
         Some("stable")
     );
+    // GKE's load balancer checks /readyz, where its own default would ask `/`.
+    let checks: Vec<_> = docs
+        .iter()
+        .filter(|d| d["kind"].as_str() == Some("HealthCheckPolicy"))
+        .map(|d| {
+            (
+                d["spec"]["targetRef"]["name"].as_str().unwrap().to_owned(),
+                d["spec"]["default"]["config"]["httpHealthCheck"]["requestPath"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        checks,
+        [
+            ("fraud-canary".to_owned(), "/readyz".to_owned()),
+            ("fraud-stable".to_owned(), "/readyz".to_owned())
+        ]
+    );
+    let envoy = xtask_isolated(
+        &state,
+        &[
+            "render",
+            "--project",
+            PROJECT,
+            "--traffic",
+            "gateway",
+            "--gateway-class",
+            "eg",
+        ],
+    );
+    assert!(envoy.status.success());
+    assert!(
+        !stdout(&envoy).contains("HealthCheckPolicy"),
+        "GKE's policy only with GKE's classes"
+    );
 
     let prod = xtask_isolated(
         &state,
@@ -311,16 +349,21 @@ fn manifests_validate_against_the_kubernetes_schemas() {
     for overlay in ["dev", "prod", "gateway"] {
         let file = state.join(format!("{overlay}.yaml"));
         let yaml = match overlay {
-            // The Gateway API's kinds are no part of Kubernetes' own schemas: the rest of
-            // what `traffic: gateway` renders is checked here, those two by fake-kube's
-            // checks in the gateway rehearsal.
+            // The Gateway API's kinds and GKE's policy are no part of Kubernetes' own
+            // schemas: the rest of what `traffic: gateway` renders is checked here, those
+            // by fake-kube's checks in the gateway rehearsal.
             "gateway" => {
                 let output =
                     xtask_isolated(&state, &["render", "--project", PROJECT, "--traffic", "gateway"]);
                 assert!(output.status.success());
                 documents(&stdout(&output))
                     .iter()
-                    .filter(|doc| !matches!(doc["kind"].as_str(), Some("Gateway" | "HTTPRoute")))
+                    .filter(|doc| {
+                        !matches!(
+                            doc["kind"].as_str(),
+                            Some("Gateway" | "HTTPRoute" | "HealthCheckPolicy")
+                        )
+                    })
                     .map(|doc| format!("---\n{}", serde_yaml::to_string(doc).unwrap()))
                     .collect()
             }

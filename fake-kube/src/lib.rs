@@ -26,7 +26,8 @@
 //!   serviceaccounts; apps/v1 deployments and replicasets (and `scale`);
 //!   autoscaling/v2 horizontalpodautoscalers; policy/v1 poddisruptionbudgets;
 //!   networking.k8s.io/v1 networkpolicies; gateway.networking.k8s.io/v1 gateways and
-//!   httproutes (served built in, without CRDs or GatewayClasses); authorization.k8s.io/v1
+//!   httproutes (served built in, without CRDs or GatewayClasses); networking.gke.io/v1
+//!   healthcheckpolicies (checked and stored, without effect); authorization.k8s.io/v1
 //!   selfsubjectaccessreviews. No nodes, endpoints, jobs, RBAC roles, CRDs; no exec,
 //!   attach or port-forward; no collection DELETE (`deletecollection`).
 //! - Pod Security: `restricted` is enforced and warned about, `privileged` checks nothing,

@@ -77,12 +77,14 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     let mut revision = shared.store().watch_revision();
     let mut shutdown = shared.shutdown_signal();
     loop {
-        let gateways: Vec<Arc<Value>> = shared
-            .store()
-            .list(IDS.gateways, None)
-            .into_iter()
-            .filter(|g| !is_deleting(g))
-            .collect();
+        let gateways: Vec<Arc<Value>> = {
+            let store = shared.store();
+            store
+                .list(IDS.gateways, None)
+                .into_iter()
+                .filter(|g| !is_deleting(g) && class_exists(&store, g))
+                .collect()
+        };
         serving.retain(|uid, s| {
             gateways
                 .iter()
@@ -103,6 +105,14 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             () = shutdown.wait() => return,
         }
     }
+}
+
+/// Whether the Gateway's class is one the cluster has: no controller takes another's.
+fn class_exists(store: &crate::store::Store, gateway: &Value) -> bool {
+    gateway
+        .pointer("/spec/gatewayClassName")
+        .and_then(Value::as_str)
+        .is_some_and(|class| store.get_by(IDS.gatewayclasses, "", class).is_some())
 }
 
 /// Binds every listener of a Gateway on one fresh address and publishes the address.

@@ -25,8 +25,8 @@
 //!   request to a pod's port with no rewriting of links), services, events,
 //!   serviceaccounts; apps/v1 deployments and replicasets (and `scale`);
 //!   autoscaling/v2 horizontalpodautoscalers; policy/v1 poddisruptionbudgets;
-//!   networking.k8s.io/v1 networkpolicies; gateway.networking.k8s.io/v1 gateways and
-//!   httproutes (served built in, without CRDs or GatewayClasses); networking.gke.io/v1
+//!   networking.k8s.io/v1 networkpolicies; gateway.networking.k8s.io/v1 gatewayclasses,
+//!   gateways and httproutes (served built in, without CRDs); networking.gke.io/v1
 //!   healthcheckpolicies (checked and stored, without effect); authorization.k8s.io/v1
 //!   selfsubjectaccessreviews. No nodes, endpoints, jobs, RBAC roles, CRDs; no exec,
 //!   attach or port-forward; no collection DELETE (`deletecollection`).
@@ -62,8 +62,9 @@
 //!   `httpGet` only (others are reported unsupported, and fail).
 //! - LoadBalancer services listen on a loopback address of their own at the service's
 //!   ports; node ports and cluster IPs are allocated but nothing listens on them.
-//! - Gateways take any class, serve HTTP listeners only, on a loopback address of their
-//!   own, and route HTTPRoutes of their own namespace by path (`Exact`, `PathPrefix`) and
+//! - GatewayClasses: GKE's four single-cluster classes exist from the start; a Gateway of
+//!   another class never gets an address, as no controller takes it. Gateways serve HTTP
+//!   listeners only, at any port, on a loopback address of their own, and route HTTPRoutes of their own namespace by path (`Exact`, `PathPrefix`) and
 //!   weight to Services; header, query and method matches, filters, and TLS are refused
 //!   by name.
 

@@ -176,8 +176,20 @@ pub(crate) static RESOURCES: &[ResourceType] = &[
         &[],
         &[],
     ),
-    // The Gateway API, as GKE's clusters serve it: a Gateway (an Envoy-style proxy on an
-    // address of its own) and the HTTPRoutes that split its requests between Services.
+    // The Gateway API, as GKE's clusters serve it: the classes of gateway there are, a
+    // Gateway (an Envoy-style proxy on an address of its own) and the HTTPRoutes that
+    // split its requests between Services.
+    resource(
+        "gateway.networking.k8s.io",
+        "v1",
+        "gatewayclasses",
+        "gatewayclass",
+        "GatewayClass",
+        false,
+        &["gc"],
+        &[],
+        &["status"],
+    ),
     resource(
         "gateway.networking.k8s.io",
         "v1",
@@ -243,6 +255,7 @@ pub(crate) struct Ids {
     pub(crate) replicasets: ResourceId,
     pub(crate) hpas: ResourceId,
     pub(crate) pdbs: ResourceId,
+    pub(crate) gatewayclasses: ResourceId,
     pub(crate) gateways: ResourceId,
     pub(crate) httproutes: ResourceId,
 }
@@ -257,6 +270,7 @@ pub(crate) static IDS: std::sync::LazyLock<Ids> = std::sync::LazyLock::new(|| Id
     replicasets: id_of("apps", "replicasets"),
     hpas: id_of("autoscaling", "horizontalpodautoscalers"),
     pdbs: id_of("policy", "poddisruptionbudgets"),
+    gatewayclasses: id_of("gateway.networking.k8s.io", "gatewayclasses"),
     gateways: id_of("gateway.networking.k8s.io", "gateways"),
     httproutes: id_of("gateway.networking.k8s.io", "httproutes"),
 });

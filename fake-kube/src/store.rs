@@ -74,6 +74,14 @@ pub(crate) struct Store {
     storage: Storage,
 }
 
+/// GKE's single-cluster gateway classes.
+const GATEWAY_CLASSES: [&str; 4] = [
+    "gke-l7-global-external-managed",
+    "gke-l7-regional-external-managed",
+    "gke-l7-rilb",
+    "gke-l7-gxlb",
+];
+
 /// Reads need no strategy: they see storage as it is.
 impl Deref for Store {
     type Target = Storage;
@@ -93,6 +101,16 @@ impl Store {
             store
                 .create(IDS.namespaces, "", object, &Writer::system("fake-kube"))
                 .expect("the built-in namespaces are valid");
+        }
+        // The classes a GKE cluster with the Gateway API offers; the fake's gateway serves
+        // Gateways of these, and leaves any other class's without an address, as no
+        // controller would take them.
+        for class in GATEWAY_CLASSES {
+            let object = json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+                "metadata": {"name": class}, "spec": {"controllerName": "networking.gke.io/gateway"}});
+            store
+                .create(IDS.gatewayclasses, "", object, &Writer::system("fake-kube"))
+                .expect("the built-in gateway classes are valid");
         }
         store
     }

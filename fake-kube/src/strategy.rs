@@ -68,7 +68,7 @@ const fn plain(group: &'static str, plural: &'static str) -> Strategy {
     }
 }
 
-static STRATEGIES: [Strategy; 13] = [
+static STRATEGIES: [Strategy; 14] = [
     Strategy {
         names: Names::Dns1123Label,
         defaults: defaults::namespace,
@@ -109,6 +109,7 @@ static STRATEGIES: [Strategy; 13] = [
     },
     plain("policy", "poddisruptionbudgets"),
     plain("networking.k8s.io", "networkpolicies"),
+    plain("gateway.networking.k8s.io", "gatewayclasses"),
     Strategy {
         check: values::gateway,
         ..plain("gateway.networking.k8s.io", "gateways")

@@ -223,8 +223,31 @@ impl<'a> Cluster<'a> {
         push::add_recorded(&mut plan, self.record(), self.reference(model)?, self.kind);
         self.kubectl
             .add_context_check(&mut plan, self.get_context.clone());
+        self.add_gateway_class_check(&mut plan);
         self.add_deploy(&mut plan, &renderer, &git::commit(self.sh)?, rollout);
         Ok(plan)
+    }
+
+    /// Adds, with `traffic: gateway`: the cluster has the Gateway's class, so a wrong
+    /// `gateway_class` (or a cluster without the Gateway API) is refused before anything
+    /// is built, not found out when the Gateway never gets an address.
+    fn add_gateway_class_check(&self, plan: &mut Plan<'a, Release>) {
+        if self.settings.traffic != Traffic::Gateway {
+            return;
+        }
+        let class = &self.settings.gateway_class;
+        plan.read(
+            self.kubectl.cluster_wide([
+                "get",
+                &format!("gatewayclasses.gateway.networking.k8s.io/{class}"),
+                "--output",
+                "name",
+            ]),
+            format!(
+                "the cluster has no GatewayClass {class}: `kubectl get gatewayclasses` lists those it has (set gateway_class to one); on GKE, `gcloud container clusters update CLUSTER --gateway-api=standard` installs GKE's"
+            ),
+            |_, _| Ok(()),
+        );
     }
 
     fn add_deploy(
@@ -551,6 +574,7 @@ impl<'s> Target for Cluster<'s> {
         add_engine_check(sh, &mut plan);
         self.kubectl
             .add_context_check(&mut plan, self.get_context.clone());
+        self.add_gateway_class_check(&mut plan);
         self.add_before_push(&mut plan)?;
         let image = Image::for_worktree(sh, self.repository()?)?;
         image.add_build(sh, &mut plan, options.from_source);

@@ -584,6 +584,19 @@ fn rehearsal_canary_through_a_gateway_gets_its_weight_of_requests_then_is_promot
     let target = target_flags(&registry, &["--traffic", "gateway"]);
     let ship = |model: &Path, extra: &[&str]| ship_two(&scratch, &kubeconfig, &target, model, extra);
 
+    // A class the cluster does not have: refused before anything is built or applied.
+    let no_class = ship(
+        &models().join("linear_regression.onnx"),
+        &["--gateway-class", "gke-l7-typo"],
+    );
+    assert!(!no_class.status.success());
+    assert!(
+        stderr(&no_class).contains("the cluster has no GatewayClass gke-l7-typo"),
+        "{}",
+        stderr(&no_class)
+    );
+    assert!(!stderr(&no_class).contains("$ docker build"), "nothing was built");
+
     // The stable track behind a Gateway: the smoke test went through it, and the app's
     // Service is no load balancer of its own.
     let stable = ship(&models().join("linear_regression.onnx"), &[]);

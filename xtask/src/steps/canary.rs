@@ -35,6 +35,12 @@ fn pod_proxy(namespace: &str, pod: &str, port: &str, path: &str) -> String {
     format!("/api/v1/namespaces/{namespace}/pods/{pod}:{port}/proxy{path}")
 }
 
+/// A pod's own `/metrics`, read through the pod proxy.
+fn pod_metrics(kubectl: &Kubectl<'_>, pod: &str) -> anyhow::Result<Snapshot> {
+    let path = pod_proxy(&kubectl.namespace, pod, "metrics", "/metrics");
+    query(kubectl.cluster_wide(["get", "--raw", &path])).map(|text| Snapshot::parse(&text))
+}
+
 /// The label that tells the tracks apart; stable pods do not carry it.
 pub(crate) const TRACK_LABEL: &str = "track";
 pub(crate) use crate::core::settings::CANARY_SUFFIX;
@@ -169,12 +175,7 @@ impl Analysis<'_> {
 
     /// Each pod's `/metrics`, in the order of `pods`.
     fn metrics(&self, pods: &[String]) -> anyhow::Result<Vec<Snapshot>> {
-        pods.iter()
-            .map(|pod| {
-                let path = self.proxy(pod, "metrics", "/metrics");
-                query(self.kubectl.cluster_wide(["get", "--raw", &path])).map(|text| Snapshot::parse(&text))
-            })
-            .collect()
+        pods.iter().map(|pod| pod_metrics(&self.kubectl, pod)).collect()
     }
 
     /// The body of the check request, and the answer expected of the canary, if given.
@@ -462,9 +463,7 @@ fn add_wait_for_drain<'a>(plan: &mut Plan<'a, Release>, kubectl: &Kubectl<'a>, a
                 let mut total = 0.0;
                 for pod in &pods {
                     let name = pod["metadata"]["name"].as_str().unwrap_or_default();
-                    let path = pod_proxy(&kubectl.namespace, name, "metrics", "/metrics");
-                    let snapshot = Snapshot::parse(&query(kubectl.cluster_wide(["get", "--raw", &path]))?);
-                    total += snapshot.by_status.values().sum::<f64>();
+                    total += pod_metrics(&kubectl, name)?.by_status.values().sum::<f64>();
                 }
                 Ok(Some(total))
             };

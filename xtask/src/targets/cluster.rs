@@ -678,26 +678,17 @@ impl<'s> Target for Cluster<'s> {
         let canary_name = format!("{app}{CANARY_SUFFIX}", app = self.settings.app);
         let stable_name = self.settings.app.clone();
         // With a gateway, the route's weights say each track's share; read with them.
-        let mut tracks = vec![
+        let mut get = vec![
+            "get".to_owned(),
             format!("deployment/{stable_name}"),
             format!("deployment/{canary_name}"),
         ];
         if self.settings.traffic == Traffic::Gateway {
-            tracks.push(canary::route(&stable_name));
+            get.push(canary::route(&stable_name));
         }
+        get.extend(["--ignore-not-found", "--output", "json"].map(str::to_owned));
         plan.read(
-            kubectl.namespaced(
-                [
-                    &["get".to_owned()][..],
-                    &tracks,
-                    &[
-                        "--ignore-not-found".to_owned(),
-                        "--output".to_owned(),
-                        "json".to_owned(),
-                    ],
-                ]
-                .concat(),
-            ),
+            kubectl.namespaced(get),
             "see `kubectl get deployments`",
             move |_, json| {
                 let list: Value = serde_json::from_str(&json).context("kubectl printed no JSON")?;

@@ -25,10 +25,9 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 
 use crate::cluster::Shared;
-use crate::loadbalancer::{endpoints, next_loopback};
+use crate::loadbalancer::{Serving, endpoints, next_loopback};
 use crate::resources::IDS;
 use crate::store::{Part, Writer};
 use crate::util::{self, is_deleting, name_of, namespace_of, uid_of};
@@ -59,21 +58,14 @@ fn listeners(gateway: &Value) -> Vec<Listener> {
         .collect()
 }
 
-struct Serving {
+struct Gateway {
+    /// The Gateway's listeners when they were opened; a change reopens them.
     listeners: Vec<Listener>,
-    tasks: Vec<JoinHandle<()>>,
-}
-
-impl Drop for Serving {
-    fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
-        }
-    }
+    _serving: Serving,
 }
 
 pub(crate) async fn run(shared: Arc<Shared>) {
-    let mut serving: HashMap<String, Serving> = HashMap::new();
+    let mut serving: HashMap<String, Gateway> = HashMap::new();
     let mut revision = shared.store().watch_revision();
     let mut shutdown = shared.shutdown_signal();
     loop {
@@ -116,7 +108,7 @@ fn class_exists(store: &crate::store::Store, gateway: &Value) -> bool {
 }
 
 /// Binds every listener of a Gateway on one fresh address and publishes the address.
-async fn open(shared: &Arc<Shared>, gateway: &Arc<Value>) -> Option<Serving> {
+async fn open(shared: &Arc<Shared>, gateway: &Arc<Value>) -> Option<Gateway> {
     let wanted = listeners(gateway);
     if wanted.is_empty() {
         return None;
@@ -184,9 +176,9 @@ async fn open(shared: &Arc<Shared>, gateway: &Arc<Value>) -> Option<Serving> {
             &Writer::system(MANAGER),
         );
     }
-    Some(Serving {
+    Some(Gateway {
         listeners: wanted,
-        tasks,
+        _serving: Serving(tasks),
     })
 }
 

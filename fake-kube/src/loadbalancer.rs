@@ -42,18 +42,22 @@ pub(crate) fn next_loopback() -> Ipv4Addr {
     )
 }
 
-struct Balancer {
-    /// The service's ports when the listeners were made; a change rebuilds them.
-    ports: Vec<u16>,
-    tasks: Vec<JoinHandle<()>>,
-}
+/// The tasks that serve a load balancer's (or a gateway's) listeners: dropped, they stop,
+/// and the listeners close.
+pub(crate) struct Serving(pub(crate) Vec<JoinHandle<()>>);
 
-impl Drop for Balancer {
+impl Drop for Serving {
     fn drop(&mut self) {
-        for task in &self.tasks {
+        for task in &self.0 {
             task.abort();
         }
     }
+}
+
+struct Balancer {
+    /// The service's ports when the listeners were made; a change rebuilds them.
+    ports: Vec<u16>,
+    _serving: Serving,
 }
 
 fn service_ports(service: &Value) -> Vec<u16> {
@@ -199,7 +203,10 @@ async fn open(shared: &Arc<Shared>, service: &Arc<Value>) -> Option<Balancer> {
             COMPONENT,
         );
     }
-    Some(Balancer { ports, tasks })
+    Some(Balancer {
+        ports,
+        _serving: Serving(tasks),
+    })
 }
 
 /// Where each ready endpoint of the service's port answers.

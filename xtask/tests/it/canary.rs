@@ -592,8 +592,7 @@ fn rehearsal_canary_through_a_gateway_gets_its_weight_of_requests_then_is_promot
     assert!(!no_class.status.success());
     assert!(
         stderr(&no_class).contains("the cluster has no GatewayClass gke-l7-typo"),
-        "{}",
-        stderr(&no_class)
+        "the missing class is not named (its output is above)"
     );
     assert!(!stderr(&no_class).contains("$ docker build"), "nothing was built");
 
@@ -608,16 +607,14 @@ fn rehearsal_canary_through_a_gateway_gets_its_weight_of_requests_then_is_promot
     );
     assert!(
         stdout(&stable).contains(&format!("The service answers at http://{address}")),
-        "{}",
-        stdout(&stable)
+        "the stable ship does not give the Gateway's address {address} (its output is above)"
     );
     let service = kubectl_json(&kubeconfig, &["get", "service", "score-app"]);
     assert_eq!(service["spec"]["type"], "ClusterIP");
     let tools = xtask(&scratch, &kubeconfig, &[&["tools"][..], &target].concat());
     assert!(
         stdout(&tools).contains("may patch httproutes.gateway.networking.k8s.io in mlops yes"),
-        "{}",
-        stdout(&tools)
+        "tools does not ask whether routes may be patched (its output is above)"
     );
     assert_eq!(route_weights(&kubeconfig), (100, 0));
     let traffic = Traffic::start(address);
@@ -628,20 +625,26 @@ fn rehearsal_canary_through_a_gateway_gets_its_weight_of_requests_then_is_promot
     let same = scratch.join("linear_regression_v2.onnx");
     std::fs::copy(models().join("linear_regression.onnx"), &same).unwrap();
     let promoted = ship(&same, &canary);
-    assert!(promoted.status.success());
+    assert!(
+        promoted.status.success(),
+        "the canary ship failed (its output is above)"
+    );
     let (out, err) = (stdout(&promoted), stderr(&promoted));
-    assert!(out.contains("verdict: PASS"), "{out}");
+    assert!(
+        out.contains("verdict: PASS"),
+        "the canary did not pass (its output is above)"
+    );
     assert!(
         err.contains("the canary gets 1 pod(s) beside its 2: the route sends it 20% of requests")
             && err.contains("patch httproutes.gateway.networking.k8s.io/score-app --type json")
             && err.contains("# the canary answered no request for 10s"),
-        "{err}"
+        "the canary's plan or drain is not as expected (its output is above)"
     );
     // 20% by weight, not the 33% the pods' share would give.
     let share = requests_of(&out, "canary") / (requests_of(&out, "canary") + requests_of(&out, "stable"));
     assert!(
         (0.1..0.28).contains(&share),
-        "the canary's share of requests: {share}\n{out}"
+        "the canary's share of requests: {share}"
     );
     assert_ne!(stable_image(&kubeconfig), before, "promoted");
     assert_eq!(
@@ -661,14 +664,20 @@ fn rehearsal_canary_through_a_gateway_gets_its_weight_of_requests_then_is_promot
         "the canary failed its analysis: abort it: yes",
         "the canary was removed, and the stable track, untouched, serves revision",
     ] {
-        assert!(why.contains(expected), "{expected:?} missing from:\n{why}");
+        assert!(
+            why.contains(expected),
+            "{expected:?} missing from the abort's output above"
+        );
     }
     assert_eq!(stable_image(&kubeconfig), after, "the stable track is untouched");
     assert_eq!(route_weights(&kubeconfig), (100, 0));
     assert_eq!(deployments(&kubeconfig), ["score-app"]);
 
     let status = xtask(&scratch, &kubeconfig, &[&["status"][..], &target].concat());
-    assert!(stdout(&status).contains("canary    none"), "{}", stdout(&status));
+    assert!(
+        stdout(&status).contains("canary    none"),
+        "status shows a canary (its output is above)"
+    );
 
     let (answered, failed) = traffic.stop();
     eprintln!("traffic through the gateway: {answered} answered 200, {failed} not");

@@ -34,9 +34,9 @@ fn check(path: &Path, entry: &Value) -> (&'static str, String, String) {
     };
     let outcome = run(model.as_ref(), entry);
     let routes = match App::new(model, Limits::default()) {
-        Ok(app) => match app.score_refusal() {
+        Ok(app) => match app.score_refusals().pop() {
             None => "/score, /v2".to_owned(),
-            Some(why) => format!("/v2 (/score: {why})"),
+            Some((_, why)) => format!("/v2 (/score: {why})"),
         },
         Err(err) => format!("? ({err})"),
     };

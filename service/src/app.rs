@@ -8,19 +8,23 @@ use std::time::Instant;
 use hyper::body::Incoming;
 use hyper::{Method, Request};
 
-use crate::api::{self, Scorer};
+use serde::Deserialize;
+
+use crate::api;
 use crate::compute::ComputePool;
-use crate::config::Limits;
-use crate::http::{ApiError, HttpResponse, Port, Route};
+use crate::config::{Limits, ModelControl};
+use crate::http::{self, ApiError, HttpResponse, Port, Route};
 use crate::metrics::Metrics;
-use crate::model::Model;
+use crate::model::{Model, ModelLimits};
+use crate::repository::Repository;
 
 /// Everything requests share, built once at start-up.
 pub struct App {
-    scorer: Arc<Scorer>,
+    repository: Arc<Repository>,
+    limits: Limits,
     /// Whether `/metrics` is on the operator port, and so not on the public one.
     metrics_on_operator_port: bool,
-    /// The OpenAPI document, with this model's contract.
+    /// The OpenAPI document, with the default model's contract.
     openapi: bytes::Bytes,
     metrics: Metrics,
     draining: AtomicBool,
@@ -31,20 +35,46 @@ impl App {
     pub fn new(model: Box<dyn Model>, limits: Limits) -> std::io::Result<Self> {
         let metrics = Metrics::new(model.name());
         let pool = ComputePool::new(limits.compute_threads, limits.compute_queue, metrics.pool())?;
-        let score = api::score::Contract::of(model.as_ref());
-        let openapi = api::openapi::document(model.as_ref(), &score, &limits).into();
-        Ok(App {
+        Ok(Self::serving(
+            Repository::one(model, limits, pool),
+            limits,
+            metrics,
+        ))
+    }
+
+    /// The app for the model repository `dir` (`Repository::open`).
+    pub fn with_repository(
+        dir: &std::path::Path,
+        default: Option<String>,
+        control: ModelControl,
+        model_limits: ModelLimits,
+        limits: Limits,
+    ) -> anyhow::Result<Self> {
+        let metrics = Metrics::new(default.as_deref().unwrap_or("repository"));
+        let pool = ComputePool::new(limits.compute_threads, limits.compute_queue, metrics.pool())?;
+        let repository = Repository::open(dir, default, control, model_limits, limits, pool)?;
+        Ok(Self::serving(repository, limits, metrics))
+    }
+
+    fn serving(repository: Repository, limits: Limits, metrics: Metrics) -> Self {
+        // The document describes the default model; without one, the protocol's own.
+        let openapi = match repository.get_default() {
+            Ok(scorer) => api::openapi::document(scorer.model.as_ref(), &scorer.score, &limits),
+            Err(_) => api::openapi::COMMITTED.as_bytes().to_vec(),
+        };
+        App {
+            repository: Arc::new(repository),
+            limits,
             metrics_on_operator_port: false,
-            openapi,
-            scorer: Arc::new(Scorer {
-                model: Arc::from(model),
-                score,
-                pool,
-                limits,
-            }),
+            openapi: openapi.into(),
             metrics,
             draining: AtomicBool::new(false),
-        })
+        }
+    }
+
+    /// The served models, for the task that polls the repository.
+    pub fn repository(&self) -> &Arc<Repository> {
+        &self.repository
     }
 
     /// The app for serving with an operator port (`server::run_with_operator_port`):
@@ -61,19 +91,20 @@ impl App {
     }
 
     pub fn limits(&self) -> &Limits {
-        &self.scorer.limits
+        &self.limits
     }
 
-    pub fn model_name(&self) -> &str {
-        self.scorer.model.name()
-    }
-
-    /// Why `/score` cannot take the model, when it cannot (`/v2` serves it still).
-    pub fn score_refusal(&self) -> Option<&str> {
-        match &self.scorer.score {
-            api::score::Contract::Refused(why) => Some(why),
-            _ => None,
-        }
+    /// Each model served, and why `/score` cannot take it, when it cannot (`/v2` serves
+    /// it still).
+    pub fn score_refusals(&self) -> Vec<(String, String)> {
+        let catalog = self.repository.catalog();
+        catalog
+            .scorers()
+            .filter_map(|scorer| match &scorer.score {
+                api::score::Contract::Refused(why) => Some((scorer.model.name().to_owned(), why.clone())),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Turns readiness off: from now on `/readyz` answers 503 so load balancers stop
@@ -82,8 +113,9 @@ impl App {
         self.draining.store(true, Ordering::Relaxed);
     }
 
+    /// Not draining, and every model the repository holds has a version loaded.
     pub fn is_ready(&self) -> bool {
-        !self.draining.load(Ordering::Relaxed)
+        !self.draining.load(Ordering::Relaxed) && self.repository.all_loaded()
     }
 
     pub async fn handle(&self, request: Request<Incoming>, port: Port) -> HttpResponse {
@@ -116,18 +148,60 @@ impl App {
         let method = request.method();
         let get = matches!(*method, Method::GET | Method::HEAD);
         let post = method == Method::POST;
-        let model = self.scorer.model.as_ref();
+        let path = request.uri().path();
         match route {
-            Route::Score if post => api::score::score(&self.scorer, request).await,
-            Route::V2Infer if post => api::oip::infer(&self.scorer, request).await,
+            Route::Score if post => api::score::score(&self.repository.get_default()?, request).await,
+            Route::ScoreModel if post => {
+                let name = http::score_path(path).ok_or(ApiError::NoSuchPath)?;
+                api::score::score(&self.repository.get(name, None)?, request).await
+            }
+            Route::V2Infer if post => {
+                let asked = http::model_path(path).ok_or(ApiError::NoSuchPath)?;
+                api::oip::infer(&self.repository.get(asked.name, asked.version)?, request).await
+            }
             Route::Healthz if get => Ok(api::health::live()),
             Route::Readyz if get => api::health::ready(self.is_ready()),
             Route::Metrics if get => Ok(api::health::metrics(&self.metrics)),
             Route::OpenApi if get => Ok(api::health::openapi(&self.openapi)),
-            Route::V2Server | Route::V2Live | Route::V2Ready | Route::V2Model | Route::V2ModelReady
-                if get =>
-            {
-                api::oip::get(model, route, request.uri().path(), self.is_ready())
+            Route::V2Server | Route::V2Live | Route::V2Ready if get => Ok(api::oip::server_get(
+                route,
+                self.is_ready(),
+                self.repository.control() != ModelControl::None,
+            )),
+            Route::V2Model | Route::V2ModelReady if get => {
+                let asked = http::model_path(path).ok_or(ApiError::NoSuchPath)?;
+                let scorer = self.repository.get(asked.name, asked.version)?;
+                let versions = self.repository.versions(asked.name);
+                let ready = !self.draining.load(Ordering::Relaxed);
+                Ok(api::oip::model_get(
+                    scorer.model.as_ref(),
+                    &versions,
+                    route,
+                    ready,
+                ))
+            }
+            Route::V2RepositoryIndex if post => {
+                self.control_allows(route)?;
+                Ok(http::json(
+                    hyper::StatusCode::OK,
+                    self.repository.index().to_string(),
+                ))
+            }
+            Route::V2RepositoryLoad | Route::V2RepositoryUnload if post => {
+                self.control_allows(route)?;
+                let (name, _) = http::repository_path(path).ok_or(ApiError::NoSuchPath)?;
+                let name = name.to_owned();
+                if route == Route::V2RepositoryUnload {
+                    self.repository.unload(&name).await?;
+                    return Ok(http::json(hyper::StatusCode::OK, "{}".to_owned()));
+                }
+                let version = load_version(request, &self.limits).await?;
+                let versions = self.repository.load(&name, version).await?;
+                let versions: Vec<String> = versions.iter().map(u64::to_string).collect();
+                Ok(http::json(
+                    hyper::StatusCode::OK,
+                    serde_json::json!({"name": name, "versions": versions}).to_string(),
+                ))
             }
             Route::Unmatched => Err(ApiError::NoSuchPath),
             route => Err(ApiError::MethodNotAllowed {
@@ -135,5 +209,50 @@ impl App {
                 route,
             }),
         }
+    }
+
+    /// The repository routes answer only in the control mode that owns them: none
+    /// without `--model-control`, since anyone who reaches them could change what is
+    /// served; only the index in `poll` mode, where the directory decides.
+    fn control_allows(&self, route: Route) -> Result<(), ApiError> {
+        match (self.repository.control(), route) {
+            (ModelControl::Explicit, _) | (ModelControl::Poll, Route::V2RepositoryIndex) => Ok(()),
+            (ModelControl::Poll, _) => Err(ApiError::ModelControl(
+                "the server runs with --model-control poll: the repository's directory decides what is served; change the files, or restart with --model-control explicit".to_owned(),
+            )),
+            (ModelControl::None, _) => Err(ApiError::ModelControl(
+                "the repository routes are off: start the server with --model-control explicit (or poll, for the index) to use them".to_owned(),
+            )),
+        }
+    }
+}
+
+/// The body of a load request: `{"parameters": {"version": N}}` loads version N (a
+/// number, or a string of one); without it, the versions the model's policy chooses.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct LoadRequest {
+    #[serde(default)]
+    parameters: LoadParameters,
+}
+
+#[derive(Deserialize, Default)]
+struct LoadParameters {
+    version: Option<serde_json::Value>,
+}
+
+async fn load_version(request: Request<Incoming>, limits: &Limits) -> Result<Option<u64>, ApiError> {
+    let body = http::read_body(request, limits).await?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let load: LoadRequest = serde_json::from_slice(&body).map_err(ApiError::bad_request)?;
+    match load.parameters.version {
+        None => Ok(None),
+        Some(serde_json::Value::Number(n)) if n.as_u64().is_some() => Ok(n.as_u64()),
+        Some(serde_json::Value::String(s)) if s.parse::<u64>().is_ok() => Ok(s.parse().ok()),
+        Some(other) => Err(ApiError::BadRequest(
+            format!("parameters.version is {other}: give a version number").into(),
+        )),
     }
 }

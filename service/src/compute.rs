@@ -24,6 +24,8 @@ pub struct PoolMetrics {
     pub rejected: Counter,
 }
 
+/// A handle on the pool: clones share its threads and queue.
+#[derive(Clone)]
 pub struct ComputePool {
     queue: mpsc::SyncSender<Job>,
     metrics: PoolMetrics,

@@ -92,6 +92,33 @@ pub struct Config {
     #[arg(long, env = "SCORE_MODEL_MAX_ELEMENTS", default_value_t = ModelLimits::default().max_elements)]
     pub model_max_elements: u64,
 
+    /// A model repository in Triton's layout, `DIR/NAME/VERSION/model.onnx` (and an
+    /// optional `DIR/NAME/settings.json` choosing versions): serves every model in it,
+    /// instead of the one --model names.
+    #[arg(long, env = "SCORE_MODEL_REPOSITORY", value_name = "DIR")]
+    pub model_repository: Option<std::path::PathBuf>,
+
+    /// The model `/score` serves when a repository holds several (`/score/{name}` serves
+    /// any of them).
+    #[arg(
+        long,
+        env = "SCORE_DEFAULT_MODEL",
+        value_name = "NAME",
+        requires = "model_repository"
+    )]
+    pub default_model: Option<String>,
+
+    /// Who changes what a repository serves once started: nobody (`none`), requests to
+    /// `/v2/repository/…` (`explicit`; anyone who reaches the port can then load and
+    /// unload models), or a rescan of the directory every --repository-poll-interval
+    /// (`poll`).
+    #[arg(long, env = "SCORE_MODEL_CONTROL", value_enum, default_value_t = ModelControl::None, requires = "model_repository")]
+    pub model_control: ModelControl,
+
+    /// How often `--model-control poll` rescans the repository.
+    #[arg(long, env = "SCORE_REPOSITORY_POLL_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub repository_poll_interval: Duration,
+
     /// Log format: JSON lines for log collectors, or text for people.
     #[arg(long, env = "SCORE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
@@ -104,6 +131,14 @@ pub struct Config {
     /// 0 if it is, 1 if not. For container health checks in images without a shell.
     #[arg(long)]
     pub check: bool,
+}
+
+/// Who may change what a model repository serves after start-up.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelControl {
+    None,
+    Explicit,
+    Poll,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

@@ -45,11 +45,16 @@ pub enum Route {
     V2Model,
     V2ModelReady,
     V2Infer,
+    /// `/score/{name}`: the tutorial's contract, for a model other than the default.
+    ScoreModel,
+    V2RepositoryIndex,
+    V2RepositoryLoad,
+    V2RepositoryUnload,
     Unmatched,
 }
 
 impl Route {
-    pub const ALL: [Route; 12] = [
+    pub const ALL: [Route; 16] = [
         Route::Score,
         Route::Healthz,
         Route::Readyz,
@@ -61,6 +66,10 @@ impl Route {
         Route::V2Model,
         Route::V2ModelReady,
         Route::V2Infer,
+        Route::ScoreModel,
+        Route::V2RepositoryIndex,
+        Route::V2RepositoryLoad,
+        Route::V2RepositoryUnload,
         Route::Unmatched,
     ];
 
@@ -75,9 +84,12 @@ impl Route {
             "/v2" | "/v2/" => Route::V2Server,
             "/v2/health/live" => Route::V2Live,
             "/v2/health/ready" => Route::V2Ready,
-            _ => match model_path(path) {
-                Some(model) => model.route,
-                None => Route::Unmatched,
+            "/v2/repository/index" => Route::V2RepositoryIndex,
+            _ => match (model_path(path), repository_path(path), score_path(path)) {
+                (Some(model), _, _) => model.route,
+                (_, Some((_, route)), _) => route,
+                (_, _, Some(_)) => Route::ScoreModel,
+                _ => Route::Unmatched,
             },
         }
     }
@@ -96,6 +108,10 @@ impl Route {
             Route::V2Model => "/v2/models/{name}",
             Route::V2ModelReady => "/v2/models/{name}/ready",
             Route::V2Infer => "/v2/models/{name}/infer",
+            Route::ScoreModel => "/score/{name}",
+            Route::V2RepositoryIndex => "/v2/repository/index",
+            Route::V2RepositoryLoad => "/v2/repository/models/{name}/load",
+            Route::V2RepositoryUnload => "/v2/repository/models/{name}/unload",
             Route::Unmatched => "unmatched",
         }
     }
@@ -103,7 +119,12 @@ impl Route {
     /// The methods the route answers, as an `Allow` header lists them.
     pub fn allow(self) -> &'static str {
         match self {
-            Route::Score | Route::V2Infer => "POST",
+            Route::Score
+            | Route::ScoreModel
+            | Route::V2Infer
+            | Route::V2RepositoryIndex
+            | Route::V2RepositoryLoad
+            | Route::V2RepositoryUnload => "POST",
             _ => "GET, HEAD",
         }
     }
@@ -138,6 +159,24 @@ pub fn model_path(path: &str) -> Option<ModelPath<'_>> {
         _ => return None,
     };
     (!name.is_empty()).then_some(ModelPath { name, version, route })
+}
+
+/// `/v2/repository/models/{name}/load|unload` → the name and route.
+pub fn repository_path(path: &str) -> Option<(&str, Route)> {
+    let rest = path.strip_prefix("/v2/repository/models/")?;
+    let (name, action) = rest.split_once('/')?;
+    let route = match action {
+        "load" => Route::V2RepositoryLoad,
+        "unload" => Route::V2RepositoryUnload,
+        _ => return None,
+    };
+    (!name.is_empty()).then_some((name, route))
+}
+
+/// `/score/{name}` → the name.
+pub fn score_path(path: &str) -> Option<&str> {
+    let name = path.strip_prefix("/score/")?;
+    (!name.is_empty() && !name.contains('/')).then_some(name)
 }
 
 /// Why a request's Content-Type is refused.
@@ -276,12 +315,26 @@ pub enum ApiError {
     NoSuchPath,
     UnknownModel {
         asked: String,
+        /// The names of the models served, comma-separated.
         served: String,
     },
     UnknownVersion {
         model: String,
         asked: String,
-        served: &'static str,
+        /// The versions served, comma-separated.
+        served: String,
+    },
+    /// `/score` was asked without a model's name, and the repository has several models
+    /// and no default.
+    NoDefaultModel {
+        served: String,
+    },
+    /// The repository routes are off, or this one is in the control mode the server runs.
+    ModelControl(String),
+    /// A model could not be loaded; nothing changed.
+    LoadFailed {
+        model: String,
+        reason: String,
     },
     /// The operator port serves only the operator's routes.
     OperatorPort,
@@ -323,10 +376,13 @@ impl ApiError {
             ApiError::NoSuchPath
             | ApiError::UnknownModel { .. }
             | ApiError::UnknownVersion { .. }
+            | ApiError::NoDefaultModel { .. }
             | ApiError::OperatorPort
             | ApiError::MetricsElsewhere
             | ApiError::NotForScore { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::ModelControl(_) => StatusCode::FORBIDDEN,
+            ApiError::LoadFailed { .. } => StatusCode::BAD_REQUEST,
             ApiError::Draining | ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::ModelFailed { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -384,10 +440,24 @@ impl fmt::Display for ApiError {
             ApiError::BodyUnreadable(_) => write!(f, "could not read the request body"),
             ApiError::NoSuchPath => write!(f, "no such path: try POST /score"),
             ApiError::UnknownModel { asked, served } => {
-                write!(f, "unknown model {asked:?}: this server serves {served:?}")
+                write!(f, "unknown model {asked:?}: this server serves {served}")
             }
             ApiError::UnknownVersion { model, asked, served } => {
-                write!(f, "model {model:?} has no version {asked:?}: it has {served:?}")
+                write!(
+                    f,
+                    "model {model:?} has no version {asked:?} loaded: it has {served}"
+                )
+            }
+            ApiError::NoDefaultModel { served } => write!(
+                f,
+                "this server serves several models and no default (--default-model): POST /score/{{name}} for one of {served}"
+            ),
+            ApiError::ModelControl(why) => f.write_str(why),
+            ApiError::LoadFailed { model, reason } => {
+                write!(
+                    f,
+                    "model {model:?} was not loaded, and what is served did not change: {reason}"
+                )
             }
             ApiError::OperatorPort => write!(
                 f,

@@ -16,6 +16,7 @@ mod api;
 mod app;
 mod compute;
 mod metrics;
+pub mod repository;
 mod server;
 
 pub use app::App;

@@ -2,7 +2,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use score_service::config::{Config, LogFormat};
+use score_service::config::{Config, LogFormat, ModelControl};
 use score_service::{App, model};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
@@ -28,12 +28,20 @@ fn main() -> ExitCode {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     use anyhow::Context as _;
-    let model = load_model(&config)?;
+    let app = match &config.model_repository {
+        Some(dir) => App::with_repository(
+            dir,
+            config.default_model.clone(),
+            config.model_control,
+            config.model_limits(),
+            config.limits(),
+        )?,
+        None => App::new(load_model(&config)?, config.limits()).context("start the compute threads")?,
+    };
     let address = config.listen_addr();
     let listener = TcpListener::bind(address)
         .await
         .with_context(|| format!("listen on {address}"))?;
-    let app = App::new(model, config.limits()).context("start the compute threads")?;
     // Metrics on a port of their own, unless asked onto the public one.
     let operator = if config.metrics_port == config.port {
         None
@@ -48,17 +56,21 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         Some(_) => app.with_operator_port(),
         None => app,
     });
-    if let Some(why) = app.score_refusal() {
+    for (model, why) in app.score_refusals() {
         tracing::warn!(
-            model = app.model_name(),
+            model,
             why,
             "/score cannot take this model; POST /v2/models/{{name}}/infer serves it"
         );
     }
+    if config.model_control == ModelControl::Poll {
+        let (repository, every) = (app.repository().clone(), config.repository_poll_interval);
+        tokio::spawn(repository.poll_every(every));
+    }
     tracing::info!(
         address = %listener.local_addr()?,
         metrics = %operator.as_ref().and_then(|l| l.local_addr().ok()).unwrap_or(listener.local_addr()?),
-        model = app.model_name(),
+        models = %app.repository().catalog().names(),
         version = env!("CARGO_PKG_VERSION"),
         "listening"
     );

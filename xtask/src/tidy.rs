@@ -39,6 +39,7 @@ const SERVICE: Layers = Layers {
         ("http", 1),
         ("metrics", 1),
         ("api", 2),
+        ("repository", 3),
         ("app", 3),
         ("fuzzing", 3),
         ("server", 4),

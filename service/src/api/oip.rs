@@ -25,9 +25,6 @@ use crate::http::{self, ApiError, HttpResponse, Route};
 use crate::model::{self, Array, Data, Dim, ElementType, Model, for_each_data};
 use crate::tensors::{self, Nulls};
 
-/// The only version a model has here.
-pub const MODEL_VERSION: &str = "1";
-
 /// The protocol extensions this server speaks, as server metadata lists them.
 pub const EXTENSIONS: [&str; 1] = ["binary_tensor_data"];
 
@@ -40,60 +37,49 @@ fn body(status: StatusCode, value: Value) -> HttpResponse {
     http::json(status, value.to_string())
 }
 
-/// Answers the metadata and health GETs.
-pub fn get(model: &dyn Model, route: Route, path: &str, ready: bool) -> Result<HttpResponse, ApiError> {
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    Ok(match route {
-        Route::V2Server => body(
-            StatusCode::OK,
-            json!({"name": "score-service", "version": env!("CARGO_PKG_VERSION"), "extensions": EXTENSIONS}),
-        ),
+/// Answers the server's metadata and health GETs.
+/// `repository`: whether the repository extension's routes are on.
+pub fn server_get(route: Route, ready: bool, repository: bool) -> HttpResponse {
+    match route {
         // Both the status code and the body carry the answer: the two versions of the
         // spec disagree on which one clients read.
         Route::V2Live => body(StatusCode::OK, json!({"live": true})),
-        Route::V2Ready => body(status, json!({"ready": ready})),
-        Route::V2ModelReady => {
-            check_model(model, path)?;
-            body(status, json!({"name": model.name(), "ready": ready}))
-        }
+        Route::V2Ready => body(ready_status(ready), json!({"ready": ready})),
         _ => {
-            check_model(model, path)?;
+            let mut extensions = EXTENSIONS.to_vec();
+            if repository {
+                extensions.push("model_repository");
+            }
             body(
                 StatusCode::OK,
-                json!({
-                    "name": model.name(),
-                    "versions": [MODEL_VERSION],
-                    "platform": model.platform(),
-                    "inputs": model.inputs(),
-                    "outputs": model.outputs(),
-                }),
+                json!({"name": "score-service", "version": env!("CARGO_PKG_VERSION"), "extensions": extensions}),
             )
         }
-    })
+    }
 }
 
-/// A 404 unless `path` names the model this server serves, and its version if any.
-fn check_model(model: &dyn Model, path: &str) -> Result<(), ApiError> {
-    let Some(asked) = http::model_path(path) else {
-        return Err(ApiError::NoSuchPath);
-    };
-    if asked.name != model.name() {
-        return Err(ApiError::UnknownModel {
-            asked: asked.name.to_owned(),
-            served: model.name().to_owned(),
-        });
+/// Answers a model's metadata and readiness GETs; `versions` are those loaded.
+pub fn model_get(model: &dyn Model, versions: &[String], route: Route, ready: bool) -> HttpResponse {
+    match route {
+        Route::V2ModelReady => body(ready_status(ready), json!({"name": model.name(), "ready": ready})),
+        _ => body(
+            StatusCode::OK,
+            json!({
+                "name": model.name(),
+                "versions": versions,
+                "platform": model.platform(),
+                "inputs": model.inputs(),
+                "outputs": model.outputs(),
+            }),
+        ),
     }
-    match asked.version {
-        Some(version) if version != MODEL_VERSION => Err(ApiError::UnknownVersion {
-            model: model.name().to_owned(),
-            asked: version.to_owned(),
-            served: MODEL_VERSION,
-        }),
-        _ => Ok(()),
+}
+
+fn ready_status(ready: bool) -> StatusCode {
+    if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
     }
 }
 
@@ -547,7 +533,6 @@ fn bind(scorer: &Scorer, inputs: Vec<(String, Array)>) -> Result<Vec<Array>, Api
 /// `POST /v2/models/{name}[/versions/{v}]/infer`.
 pub async fn infer(scorer: &Arc<Scorer>, request: Request<Incoming>) -> Result<HttpResponse, ApiError> {
     let model = scorer.model.as_ref();
-    check_model(model, request.uri().path())?;
     let headers = request.headers().clone();
     // Triton's C++ client labels a body with binary data as such.
     let binary_type = headers.get(CONTENT_TYPE) == Some(&OCTET_STREAM) && headers.contains_key(HEADER_LENGTH);

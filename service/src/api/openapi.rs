@@ -12,7 +12,7 @@ use crate::config::Limits;
 use crate::model::{Dim, ElementType, Model, TensorSpec};
 
 /// The committed document, the part every model shares.
-const COMMITTED: &str = include_str!("../../openapi.json");
+pub const COMMITTED: &str = include_str!("../../openapi.json");
 
 /// The document for `model`, as `/score` (`contract`) and `/v2` serve it within `limits`.
 pub fn document(model: &dyn Model, contract: &Contract, limits: &Limits) -> Vec<u8> {

@@ -27,8 +27,15 @@ pub struct OnnxModel {
 }
 
 impl OnnxModel {
-    /// Loads `path`, within `limits`; the error names the file and what is wrong with it.
+    /// Loads `path`, within `limits`, named after the file; the error names the file and
+    /// what is wrong with it.
     pub fn load(path: &Path, limits: &ModelLimits) -> Result<Self, LoadError> {
+        let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("model");
+        Self::load_as(path, name, limits)
+    }
+
+    /// Loads `path` as the model `name` (a repository names a model by its directory).
+    pub fn load_as(path: &Path, name: &str, limits: &ModelLimits) -> Result<Self, LoadError> {
         let unreadable = |source| LoadError::Unreadable {
             path: path.to_owned(),
             source,
@@ -44,7 +51,6 @@ impl OnnxModel {
             });
         }
         let bytes = std::fs::read(path).map_err(unreadable)?;
-        let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("model");
         Self::load_named(path, name, &bytes, limits)
     }
 

@@ -11,6 +11,7 @@ mod model_limits;
 mod models;
 mod oip_client;
 mod openapi;
+mod repository;
 mod schemathesis;
 mod score;
 mod support;

@@ -38,11 +38,16 @@ impl TestServer {
 
     /// A server for a model the test made.
     pub async fn with_model(model: Box<dyn model::Model>, limits: Limits) -> Self {
+        Self::with_app(App::new(model, limits).unwrap()).await
+    }
+
+    /// A server for an app the test built.
+    pub async fn with_app(app: App) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind an ephemeral port");
         let addr = listener.local_addr().unwrap();
-        let app = Arc::new(App::new(model, limits).unwrap());
+        let app = Arc::new(app);
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(score_service::run(listener, app.clone(), async {
             let _ = rx.await;

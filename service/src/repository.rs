@@ -1,0 +1,628 @@
+//! The models a server serves: the one `--model` names, or a repository in Triton's
+//! layout (`DIR/NAME/VERSION/model.onnx`), every version loaded once and shared by all
+//! compute threads.
+//!
+//! Requests read one immutable [`Catalog`], swapped whole: a load builds its versions
+//! beside the catalog being served and then swaps in the next one, so a request finishes
+//! on the version it started with, none waits for a load, and a load that fails changes
+//! nothing. Changes are serialised by one lock that requests never take.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use arc_swap::ArcSwap;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::api::{Scorer, score};
+use crate::compute::ComputePool;
+use crate::config::{Limits, ModelControl};
+use crate::http::ApiError;
+use crate::model::{self, Model, ModelLimits, OnnxModel};
+
+/// The file each version directory holds.
+const MODEL_FILE: &str = "model.onnx";
+/// The optional per-model settings file, beside the version directories.
+const SETTINGS_FILE: &str = "settings.json";
+/// The version of the one model `--model` names.
+const SINGLE_VERSION: u64 = 1;
+
+/// Where the models come from.
+pub enum Source {
+    /// `--model`: a file or `identity`, served as version 1.
+    One(String),
+    /// `--model-repository`.
+    Directory(PathBuf),
+}
+
+/// One loaded version of a model.
+#[derive(Clone)]
+pub struct Version {
+    pub scorer: Arc<Scorer>,
+    /// The file's modification time when it was loaded: `poll` reloads a changed file.
+    modified: Option<SystemTime>,
+}
+
+/// A model's loaded versions, and why others are not.
+#[derive(Clone, Default)]
+struct Versions {
+    loaded: BTreeMap<u64, Version>,
+    /// Versions that failed to load.
+    failed: BTreeMap<u64, Failure>,
+}
+
+/// Why a version is not loaded, and its file's modification time then: `poll` retries
+/// only a file that changed.
+#[derive(Clone, PartialEq)]
+struct Failure {
+    reason: String,
+    modified: Option<SystemTime>,
+}
+
+/// What is served right now, by model name.
+#[derive(Clone, Default)]
+pub struct Catalog {
+    models: BTreeMap<String, Versions>,
+}
+
+impl Catalog {
+    /// Every loaded version of every model.
+    pub fn scorers(&self) -> impl Iterator<Item = &Arc<Scorer>> {
+        self.models
+            .values()
+            .flat_map(|versions| versions.loaded.values().map(|v| &v.scorer))
+    }
+
+    /// The models, named as errors name them.
+    pub fn names(&self) -> String {
+        let names: Vec<String> = self.models.keys().map(|name| format!("{name:?}")).collect();
+        if names.is_empty() {
+            "no model".to_owned()
+        } else {
+            names.join(", ")
+        }
+    }
+}
+
+/// Which versions of a model are served (`settings.json`'s `version_policy`, as Triton
+/// names them): the newest N (`{"latest": N}`, 1 by default), `"all"`, or
+/// `{"specific": [1, 3]}`.
+#[derive(Deserialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "lowercase")]
+enum VersionPolicy {
+    Latest(usize),
+    All,
+    Specific(Vec<u64>),
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    version_policy: Option<VersionPolicy>,
+}
+
+impl VersionPolicy {
+    /// The versions chosen among those on disk (sorted ascending).
+    fn choose(&self, on_disk: &[u64]) -> Vec<u64> {
+        match self {
+            VersionPolicy::Latest(n) => on_disk[on_disk.len().saturating_sub(*n)..].to_vec(),
+            VersionPolicy::All => on_disk.to_vec(),
+            VersionPolicy::Specific(wanted) => {
+                on_disk.iter().copied().filter(|v| wanted.contains(v)).collect()
+            }
+        }
+    }
+}
+
+/// The served models, and how to change them.
+pub struct Repository {
+    catalog: ArcSwap<Catalog>,
+    source: Source,
+    default: Option<String>,
+    control: ModelControl,
+    model_limits: ModelLimits,
+    limits: Limits,
+    pool: ComputePool,
+    changing: tokio::sync::Mutex<()>,
+}
+
+/// A model found on disk: its name, directory, and versions (ascending).
+struct OnDisk {
+    name: String,
+    dir: PathBuf,
+    versions: Vec<u64>,
+}
+
+impl Repository {
+    /// The one model `model` serves, as version 1.
+    pub fn one(model: Box<dyn Model>, limits: Limits, pool: ComputePool) -> Repository {
+        let name = model.name().to_owned();
+        let scorer = scorer(model, limits, pool.clone());
+        let versions = Versions {
+            loaded: BTreeMap::from([(
+                SINGLE_VERSION,
+                Version {
+                    scorer,
+                    modified: None,
+                },
+            )]),
+            failed: BTreeMap::new(),
+        };
+        Repository {
+            catalog: ArcSwap::from_pointee(Catalog {
+                models: BTreeMap::from([(name.clone(), versions)]),
+            }),
+            source: Source::One(name),
+            default: None,
+            control: ModelControl::None,
+            model_limits: ModelLimits::default(),
+            limits,
+            pool,
+            changing: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Every model in `dir`, each version its policy chooses; a model that fails to load
+    /// is recorded with its reason and does not stop the others. Fails only when the
+    /// directory cannot be read, or `default` names a model it does not hold.
+    pub fn open(
+        dir: &Path,
+        default: Option<String>,
+        control: ModelControl,
+        model_limits: ModelLimits,
+        limits: Limits,
+        pool: ComputePool,
+    ) -> anyhow::Result<Repository> {
+        use anyhow::Context as _;
+        let found = scan(dir).with_context(|| format!("read the model repository {}", dir.display()))?;
+        if let Some(name) = &default
+            && !found.iter().any(|model| &model.name == name)
+        {
+            anyhow::bail!(
+                "--default-model {name:?} is not in the repository {} (it holds {})",
+                dir.display(),
+                found
+                    .iter()
+                    .map(|m| format!("{:?}", m.name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        let repository = Repository {
+            catalog: ArcSwap::from_pointee(Catalog::default()),
+            source: Source::Directory(dir.to_owned()),
+            default,
+            control,
+            model_limits,
+            limits,
+            pool,
+            changing: tokio::sync::Mutex::new(()),
+        };
+        let mut catalog = Catalog::default();
+        for model in &found {
+            let versions = repository.load_model(model, None, &Versions::default());
+            for (version, failure) in &versions.failed {
+                tracing::warn!(
+                    model = model.name,
+                    version,
+                    reason = failure.reason,
+                    "model not loaded"
+                );
+            }
+            catalog.models.insert(model.name.clone(), versions);
+        }
+        repository.catalog.store(Arc::new(catalog));
+        Ok(repository)
+    }
+
+    /// What requests see now.
+    pub fn catalog(&self) -> arc_swap::Guard<Arc<Catalog>> {
+        self.catalog.load()
+    }
+
+    pub fn control(&self) -> ModelControl {
+        self.control
+    }
+
+    /// The version of `name` a request asked for (`version`), else the newest loaded.
+    pub fn get(&self, name: &str, version: Option<&str>) -> Result<Arc<Scorer>, ApiError> {
+        get_in(&self.catalog(), name, version)
+    }
+
+    /// The model `/score` serves without a name: the default, or the only one.
+    pub fn get_default(&self) -> Result<Arc<Scorer>, ApiError> {
+        let catalog = self.catalog();
+        if let Some(name) = &self.default {
+            return get_in(&catalog, name, None);
+        }
+        let mut names = catalog.models.keys();
+        match (names.next(), names.next()) {
+            (Some(only), None) => get_in(&catalog, only, None),
+            _ => Err(ApiError::NoDefaultModel {
+                served: catalog.names(),
+            }),
+        }
+    }
+
+    /// The loaded versions of `name`, as the protocol writes them.
+    pub fn versions(&self, name: &str) -> Vec<String> {
+        self.catalog()
+            .models
+            .get(name)
+            .map(|v| v.loaded.keys().map(u64::to_string).collect())
+            .unwrap_or_default()
+    }
+
+    /// Whether every model the repository holds has a version loaded.
+    pub fn all_loaded(&self) -> bool {
+        self.catalog().models.values().all(|v| !v.loaded.is_empty())
+    }
+
+    /// `POST /v2/repository/index`: every model and version, on disk or loaded, with its
+    /// state and, when not ready, why.
+    pub fn index(&self) -> Value {
+        let catalog = self.catalog();
+        let mut rows: BTreeMap<(String, u64), (&str, String)> = BTreeMap::new();
+        if let Source::Directory(dir) = &self.source {
+            for model in scan(dir).unwrap_or_default() {
+                for version in model.versions {
+                    rows.insert(
+                        (model.name.clone(), version),
+                        ("UNAVAILABLE", "not loaded".to_owned()),
+                    );
+                }
+            }
+        }
+        for (name, versions) in &catalog.models {
+            for (version, failure) in &versions.failed {
+                rows.insert((name.clone(), *version), ("UNAVAILABLE", failure.reason.clone()));
+            }
+            for version in versions.loaded.keys() {
+                rows.insert((name.clone(), *version), ("READY", String::new()));
+            }
+        }
+        Value::Array(
+            rows.into_iter()
+                .map(|((name, version), (state, reason))| {
+                    json!({"name": name, "version": version.to_string(), "state": state, "reason": reason})
+                })
+                .collect(),
+        )
+    }
+
+    /// `POST /v2/repository/models/{name}/load`: (re)loads the versions the model's policy
+    /// chooses, or the one `version` asked for, from disk, and swaps them in. If any
+    /// fails, nothing changes.
+    pub async fn load(self: &Arc<Self>, name: &str, version: Option<u64>) -> Result<Vec<u64>, ApiError> {
+        let _changing = self.changing.lock().await;
+        let Source::Directory(dir) = &self.source else {
+            return Err(ApiError::ModelControl(
+                "this server serves one model (--model): it has no repository to load from".to_owned(),
+            ));
+        };
+        let model = scan(dir)
+            .ok()
+            .and_then(|found| found.into_iter().find(|m| m.name == name))
+            .ok_or_else(|| ApiError::LoadFailed {
+                model: name.to_owned(),
+                reason: format!(
+                    "the repository {} has no model directory {name:?} with a version in it",
+                    dir.display()
+                ),
+            })?;
+        if let Some(asked) = version
+            && !model.versions.contains(&asked)
+        {
+            return Err(ApiError::LoadFailed {
+                model: name.to_owned(),
+                reason: format!("it has no version {asked} on disk (it has {:?})", model.versions),
+            });
+        }
+        let this = self.clone();
+        let versions =
+            tokio::task::spawn_blocking(move || this.load_model(&model, version, &Versions::default()))
+                .await
+                .map_err(|err| ApiError::LoadFailed {
+                    model: name.to_owned(),
+                    reason: format!("the load ended without an answer: {err}"),
+                })?;
+        if let Some((version, failure)) = versions.failed.iter().next() {
+            return Err(ApiError::LoadFailed {
+                model: name.to_owned(),
+                reason: format!("version {version}: {}", failure.reason),
+            });
+        }
+        let loaded: Vec<u64> = versions.loaded.keys().copied().collect();
+        self.swap(|catalog| {
+            catalog.models.insert(name.to_owned(), versions);
+        });
+        tracing::info!(model = name, versions = ?loaded, "model loaded");
+        Ok(loaded)
+    }
+
+    /// `POST /v2/repository/models/{name}/unload`: stops serving every version of `name`.
+    /// Requests already running on it finish.
+    pub async fn unload(&self, name: &str) -> Result<(), ApiError> {
+        let _changing = self.changing.lock().await;
+        let catalog = self.catalog();
+        if !catalog.models.contains_key(name) {
+            return Err(ApiError::UnknownModel {
+                asked: name.to_owned(),
+                served: catalog.names(),
+            });
+        }
+        drop(catalog);
+        self.swap(|catalog| {
+            catalog.models.remove(name);
+        });
+        tracing::info!(model = name, "model unloaded");
+        Ok(())
+    }
+
+    /// `--model-control poll`: loads what appeared or changed on disk, unloads what
+    /// disappeared. A model whose new files fail to load keeps serving what it served.
+    pub async fn poll(self: &Arc<Self>) {
+        let _changing = self.changing.lock().await;
+        let Source::Directory(dir) = &self.source else {
+            return;
+        };
+        let Ok(found) = scan(dir) else {
+            tracing::warn!(repository = %dir.display(), "the model repository cannot be read; serving what was loaded");
+            return;
+        };
+        let current = self.catalog.load_full();
+        let gone: Vec<String> = current
+            .models
+            .keys()
+            .filter(|name| !found.iter().any(|m| &&m.name == name))
+            .cloned()
+            .collect();
+        let mut changed: Vec<(String, Versions)> = Vec::new();
+        for model in found {
+            let previous = current.models.get(&model.name).cloned().unwrap_or_default();
+            let this = self.clone();
+            let (name, versions) = match tokio::task::spawn_blocking(move || {
+                let versions = this.load_model(&model, None, &previous);
+                (model.name, versions)
+            })
+            .await
+            {
+                Ok(loaded) => loaded,
+                Err(_) => continue,
+            };
+            let before = current.models.get(&name);
+            let same = before.is_some_and(|b| {
+                b.failed == versions.failed
+                    && b.loaded.len() == versions.loaded.len()
+                    && b.loaded
+                        .iter()
+                        .zip(&versions.loaded)
+                        .all(|((va, a), (vb, b))| va == vb && Arc::ptr_eq(&a.scorer, &b.scorer))
+            });
+            if !same {
+                changed.push((name, versions));
+            }
+        }
+        if gone.is_empty() && changed.is_empty() {
+            return;
+        }
+        for name in &gone {
+            tracing::info!(model = name, "model unloaded: gone from the repository");
+        }
+        for (name, versions) in &changed {
+            tracing::info!(model = name, versions = ?versions.loaded.keys().collect::<Vec<_>>(), failed = ?versions.failed.keys().collect::<Vec<_>>(), "model reloaded from the repository");
+        }
+        self.swap(|catalog| {
+            for name in &gone {
+                catalog.models.remove(name);
+            }
+            for (name, versions) in changed {
+                catalog.models.insert(name, versions);
+            }
+        });
+    }
+
+    /// `poll` every `every`, for ever.
+    pub async fn poll_every(self: Arc<Self>, every: std::time::Duration) {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            self.poll().await;
+        }
+    }
+
+    /// Builds the next catalog from the current one and serves it.
+    fn swap(&self, change: impl FnOnce(&mut Catalog)) {
+        let mut next = Catalog::clone(&self.catalog.load());
+        change(&mut next);
+        self.catalog.store(Arc::new(next));
+    }
+
+    /// Loads the versions of `model` its policy chooses (or `only`), reusing from
+    /// `previous` each version whose file has not changed. A version that fails is kept
+    /// from `previous` if it was loaded there, and recorded as failed otherwise.
+    fn load_model(&self, model: &OnDisk, only: Option<u64>, previous: &Versions) -> Versions {
+        let mut versions = Versions::default();
+        let policy = match read_settings(&model.dir) {
+            Ok(settings) => settings.version_policy.unwrap_or(VersionPolicy::Latest(1)),
+            Err(reason) => {
+                for version in &model.versions {
+                    let failure = Failure {
+                        reason: reason.clone(),
+                        modified: None,
+                    };
+                    versions.failed.insert(*version, failure);
+                }
+                return versions;
+            }
+        };
+        let chosen = match only {
+            Some(version) => vec![version],
+            None => policy.choose(&model.versions),
+        };
+        for version in chosen {
+            let path = model.dir.join(version.to_string()).join(MODEL_FILE);
+            let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+            if let Some(kept) = previous.loaded.get(&version)
+                && kept.modified.is_some()
+                && kept.modified == modified
+            {
+                versions.loaded.insert(version, kept.clone());
+                continue;
+            }
+            if let Some(failed) = previous.failed.get(&version)
+                && failed.modified.is_some()
+                && failed.modified == modified
+            {
+                versions.failed.insert(version, failed.clone());
+                continue;
+            }
+            match load_file(&path, &model.name, &self.model_limits) {
+                Ok(loaded) => {
+                    let scorer = scorer(loaded, self.limits, self.pool.clone());
+                    versions.loaded.insert(version, Version { scorer, modified });
+                }
+                Err(reason) => match previous.loaded.get(&version) {
+                    Some(kept) => {
+                        tracing::warn!(
+                            model = model.name,
+                            version,
+                            reason,
+                            "the changed model does not load; serving the one loaded before"
+                        );
+                        versions.loaded.insert(version, kept.clone());
+                    }
+                    None => {
+                        versions.failed.insert(version, Failure { reason, modified });
+                    }
+                },
+            }
+        }
+        versions
+    }
+}
+
+fn get_in(catalog: &Catalog, name: &str, version: Option<&str>) -> Result<Arc<Scorer>, ApiError> {
+    let versions = catalog
+        .models
+        .get(name)
+        .filter(|versions| !versions.loaded.is_empty())
+        .ok_or_else(|| ApiError::UnknownModel {
+            asked: name.to_owned(),
+            served: catalog.names(),
+        })?;
+    let found = match version {
+        None => versions.loaded.values().next_back(),
+        Some(asked) => asked.parse::<u64>().ok().and_then(|v| versions.loaded.get(&v)),
+    };
+    found
+        .map(|v| v.scorer.clone())
+        .ok_or_else(|| ApiError::UnknownVersion {
+            model: name.to_owned(),
+            asked: version.unwrap_or_default().to_owned(),
+            served: versions
+                .loaded
+                .keys()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+}
+
+fn scorer(model: Box<dyn Model>, limits: Limits, pool: ComputePool) -> Arc<Scorer> {
+    let score = score::Contract::of(model.as_ref());
+    Arc::new(Scorer {
+        model: Arc::from(model),
+        score,
+        pool,
+        limits,
+    })
+}
+
+/// Loads one version's file; a panic in tract while analysing it (where panics unwind)
+/// is a refusal of this model, not of the server.
+fn load_file(path: &Path, name: &str, limits: &ModelLimits) -> Result<Box<dyn Model>, String> {
+    let loaded = std::panic::catch_unwind(|| OnnxModel::load_as(path, name, limits));
+    match loaded {
+        Ok(Ok(model)) => Ok(Box::new(model)),
+        Ok(Err(err)) => Err(format!("{:#}", anyhow::Error::new(err))),
+        Err(panic) => Err(model::tract_failed(path, panic.as_ref()).to_string()),
+    }
+}
+
+fn read_settings(dir: &Path) -> Result<Settings, String> {
+    let path = dir.join(SETTINGS_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|err| format!("{}: {err}", path.display())),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(Settings::default()),
+        Err(err) => Err(format!("{}: {err}", path.display())),
+    }
+}
+
+/// The models in `dir`: each directory whose name is a model name and that holds at
+/// least one version directory (a number) with the model file in it.
+fn scan(dir: &Path) -> std::io::Result<Vec<OnDisk>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        if name.starts_with('.') || !entry.path().is_dir() {
+            continue;
+        }
+        let mut versions: Vec<u64> = std::fs::read_dir(entry.path())?
+            .filter_map(Result::ok)
+            .filter(|v| v.path().join(MODEL_FILE).is_file())
+            .filter_map(|v| v.file_name().to_str()?.parse::<u64>().ok())
+            .filter(|v| *v > 0)
+            .collect();
+        versions.sort_unstable();
+        if !versions.is_empty() {
+            found.push(OnDisk {
+                name,
+                dir: entry.path(),
+                versions,
+            });
+        }
+    }
+    found.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_policies_choose_as_tritons_do() {
+        let on_disk = [1, 2, 5];
+        assert_eq!(VersionPolicy::Latest(1).choose(&on_disk), [5]);
+        assert_eq!(VersionPolicy::Latest(2).choose(&on_disk), [2, 5]);
+        assert_eq!(VersionPolicy::Latest(9).choose(&on_disk), [1, 2, 5]);
+        assert_eq!(VersionPolicy::All.choose(&on_disk), [1, 2, 5]);
+        assert_eq!(VersionPolicy::Specific(vec![1, 3]).choose(&on_disk), [1]);
+        let read = |text: &str| serde_json::from_str::<Settings>(text).map(|s| s.version_policy);
+        assert_eq!(
+            read(r#"{"version_policy": {"latest": 2}}"#).unwrap(),
+            Some(VersionPolicy::Latest(2))
+        );
+        assert_eq!(
+            read(r#"{"version_policy": "all"}"#).unwrap(),
+            Some(VersionPolicy::All)
+        );
+        assert_eq!(
+            read(r#"{"version_policy": {"specific": [1, 3]}}"#).unwrap(),
+            Some(VersionPolicy::Specific(vec![1, 3]))
+        );
+        assert!(read(r#"{"version_policy": "newest"}"#).is_err());
+        assert!(
+            read(r#"{"max_batch": 3}"#).is_err(),
+            "an unknown setting is refused, not ignored"
+        );
+    }
+}

@@ -1,0 +1,364 @@
+//! A model repository in Triton's layout: models by name and version, the repository
+//! routes in each control mode, and versions swapped under load with no failed request.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use score_service::App;
+use score_service::config::{Limits, ModelControl};
+use serde_json::{Value, json};
+
+use crate::support::{PATIENCE, TestServer, post};
+
+const ROW: &str = r#"{"X": [[0.1, -0.2, 0.3, 0.4, -0.5, 0.6]]}"#;
+
+fn zoo(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../models/zoo/{name}.onnx"))
+}
+
+/// A fresh repository directory for one test.
+fn repository_dir(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("score-repository-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Puts the zoo's `zoo_name` in `dir` as `model`'s `version`.
+fn put(dir: &Path, model: &str, version: u64, zoo_name: &str) {
+    let version_dir = dir.join(model).join(version.to_string());
+    std::fs::create_dir_all(&version_dir).unwrap();
+    std::fs::copy(zoo(zoo_name), version_dir.join("model.onnx")).unwrap();
+}
+
+fn put_bytes(dir: &Path, model: &str, version: u64, bytes: &[u8]) {
+    let version_dir = dir.join(model).join(version.to_string());
+    std::fs::create_dir_all(&version_dir).unwrap();
+    std::fs::write(version_dir.join("model.onnx"), bytes).unwrap();
+}
+
+async fn serve(dir: &Path, default: Option<&str>, control: ModelControl) -> TestServer {
+    let app = App::with_repository(
+        dir,
+        default.map(str::to_owned),
+        control,
+        Default::default(),
+        Limits::default(),
+    )
+    .unwrap();
+    TestServer::with_app(app).await
+}
+
+/// What a server of the zoo's `zoo_name` alone answers `ROW` on `/score`.
+async fn alone(zoo_name: &str) -> Value {
+    let server = TestServer::serving(zoo(zoo_name).to_str().unwrap(), Limits::default()).await;
+    let answer = server.score(ROW).await;
+    assert_eq!(answer.status, 200);
+    answer.json()
+}
+
+async fn score(server: &TestServer, path: &str) -> (u16, Value) {
+    let answer = server.send(post(path, "application/json", ROW)).await;
+    (answer.status, answer.json())
+}
+
+async fn control(server: &TestServer, path: &str, body: &str) -> (u16, Value) {
+    let answer = server.send(post(path, "application/json", body)).await;
+    (answer.status, answer.json())
+}
+
+fn state_of(index: &Value, model: &str, version: &str) -> (String, String) {
+    let row = index
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|row| row["name"] == model && row["version"] == version)
+        .unwrap_or_else(|| panic!("no {model} {version} in {index}"));
+    (
+        row["state"].as_str().unwrap().to_owned(),
+        row["reason"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn models_are_served_by_name_and_version_and_a_bad_one_is_refused_by_name() {
+    let dir = repository_dir("names");
+    put(&dir, "fraud", 1, "linear_regression");
+    put(&dir, "fraud", 2, "linear_svr");
+    put(&dir, "classifier", 1, "logistic_multiclass");
+    put_bytes(&dir, "broken", 1, b"not an onnx file");
+    let (regression, svr) = (alone("linear_regression").await, alone("linear_svr").await);
+    assert_ne!(
+        regression, svr,
+        "the two versions must answer differently to tell them apart"
+    );
+
+    let server = serve(&dir, None, ModelControl::None).await;
+    // The newest version by default (Triton's `latest: 1`).
+    let metadata = server.get("/v2/models/fraud").await;
+    assert_eq!(metadata.status, 200);
+    assert_eq!(metadata.json()["versions"], json!(["2"]));
+    assert_eq!(score(&server, "/score/fraud").await, (200, svr.clone()));
+    let old = score(&server, "/v2/models/fraud/versions/1/infer").await;
+    assert_eq!(old.0, 404, "{}", old.1);
+    assert!(old.1["error"].as_str().unwrap().contains("it has 2"), "{}", old.1);
+    assert_eq!(score(&server, "/score/classifier").await.0, 200);
+
+    // Several models and no default: /score says which to name.
+    let (status, answer) = score(&server, "/score").await;
+    assert_eq!(status, 404);
+    let error = answer["error"].as_str().unwrap();
+    assert!(
+        error.contains("/score/{name}") && error.contains("\"classifier\", \"fraud\""),
+        "{error}"
+    );
+    let (status, answer) = score(&server, "/score/nope").await;
+    assert_eq!(status, 404);
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown model \"nope\""),
+        "{answer}"
+    );
+
+    // The bad model is not served, and keeps the server out of the load balancer's
+    // rotation (as Triton's strict readiness does) while the others answer.
+    assert_eq!(server.get("/v2/models/broken").await.status, 404);
+    assert_eq!(server.get("/readyz").await.status, 503);
+    assert_eq!(server.get("/v2/models/fraud/ready").await.status, 200);
+    // The repository routes are off unless asked for.
+    let (status, answer) = control(&server, "/v2/repository/index", "").await;
+    assert_eq!(status, 403);
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("--model-control explicit"),
+        "{answer}"
+    );
+
+    // A policy serving every version: each answers as its own file does.
+    std::fs::remove_dir_all(dir.join("broken")).unwrap();
+    std::fs::write(dir.join("fraud/settings.json"), r#"{"version_policy": "all"}"#).unwrap();
+    let server = serve(&dir, Some("fraud"), ModelControl::None).await;
+    assert_eq!(
+        server.get("/v2/models/fraud").await.json()["versions"],
+        json!(["1", "2"])
+    );
+    assert_eq!(server.get("/readyz").await.status, 200);
+    assert_eq!(
+        score(&server, "/score").await,
+        (200, svr.clone()),
+        "the default model's newest"
+    );
+    let infer = |version: u64| {
+        let body = json!({"inputs": [{"name": "X", "datatype": "FP32", "shape": [1, 6],
+                                      "data": [0.1, -0.2, 0.3, 0.4, -0.5, 0.6]}]})
+        .to_string();
+        post(
+            &format!("/v2/models/fraud/versions/{version}/infer"),
+            "application/json",
+            &body,
+        )
+    };
+    let (v1, v2) = (
+        server.send(infer(1)).await.json(),
+        server.send(infer(2)).await.json(),
+    );
+    let number = |answer: &Value| answer["outputs"][0]["data"][0].as_f64().unwrap();
+    let first = |answer: &Value| answer["score"][0].as_f64().unwrap();
+    assert!(
+        (number(&v1) - first(&regression)).abs() < 1e-6,
+        "{v1} {regression}"
+    );
+    assert!((number(&v2) - first(&svr)).abs() < 1e-6, "{v2} {svr}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explicit_control_loads_and_unloads_and_a_failed_load_changes_nothing() {
+    let dir = repository_dir("explicit");
+    put(&dir, "fraud", 1, "linear_regression");
+    put(&dir, "fraud", 2, "linear_svr");
+    let (regression, svr) = (alone("linear_regression").await, alone("linear_svr").await);
+    let server = serve(&dir, Some("fraud"), ModelControl::Explicit).await;
+
+    let (status, index) = control(&server, "/v2/repository/index", "{}").await;
+    assert_eq!(status, 200);
+    assert_eq!(state_of(&index, "fraud", "2").0, "READY");
+    assert_eq!(
+        state_of(&index, "fraud", "1"),
+        ("UNAVAILABLE".into(), "not loaded".into())
+    );
+    let metadata = server.get("/v2").await.json();
+    assert!(
+        metadata["extensions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("model_repository")),
+        "{metadata}"
+    );
+
+    // One given version.
+    let (status, answer) = control(
+        &server,
+        "/v2/repository/models/fraud/load",
+        r#"{"parameters": {"version": 1}}"#,
+    )
+    .await;
+    assert_eq!(
+        (status, &answer),
+        (200, &json!({"name": "fraud", "versions": ["1"]}))
+    );
+    assert_eq!(score(&server, "/score").await, (200, regression.clone()));
+
+    // A new version that does not load: refused by name, and version 1 still answers.
+    put_bytes(&dir, "fraud", 3, b"not an onnx file");
+    let (status, answer) = control(&server, "/v2/repository/models/fraud/load", "").await;
+    assert_eq!(status, 400, "{answer}");
+    let error = answer["error"].as_str().unwrap();
+    assert!(
+        error.contains("\"fraud\" was not loaded") && error.contains("version 3"),
+        "{error}"
+    );
+    assert_eq!(score(&server, "/score").await, (200, regression.clone()));
+    for (body, why) in [
+        (r#"{"parameters": {"version": 7}}"#, "no version 7"),
+        (r#"{"parameters": {"version": "x"}}"#, "give a version number"),
+        (r#"{"version": 1}"#, "unknown field"),
+    ] {
+        let (status, answer) = control(&server, "/v2/repository/models/fraud/load", body).await;
+        assert_eq!(status, 400, "{body}: {answer}");
+        assert!(
+            answer["error"].as_str().unwrap().contains(why),
+            "{body}: {answer}"
+        );
+    }
+    let (status, _) = control(&server, "/v2/repository/models/nope/load", "").await;
+    assert_eq!(status, 400);
+
+    // Back to what the policy chooses, once the bad file is gone.
+    std::fs::remove_dir_all(dir.join("fraud/3")).unwrap();
+    let (status, answer) = control(&server, "/v2/repository/models/fraud/load", "").await;
+    assert_eq!((status, &answer["versions"]), (200, &json!(["2"])));
+    assert_eq!(score(&server, "/score").await, (200, svr));
+
+    let (status, _) = control(&server, "/v2/repository/models/fraud/unload", "").await;
+    assert_eq!(status, 200);
+    assert_eq!(server.get("/v2/models/fraud").await.status, 404);
+    assert_eq!(score(&server, "/score").await.0, 404);
+    let (_, index) = control(&server, "/v2/repository/index", "").await;
+    assert_eq!(
+        state_of(&index, "fraud", "2"),
+        ("UNAVAILABLE".into(), "not loaded".into())
+    );
+    let (status, _) = control(&server, "/v2/repository/models/fraud/unload", "").await;
+    assert_eq!(status, 404, "unloading what is not loaded");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn versions_swapped_under_load_fail_no_request() {
+    let dir = repository_dir("swap");
+    put(&dir, "fraud", 1, "linear_regression");
+    put(&dir, "fraud", 2, "linear_svr");
+    let (regression, svr) = (alone("linear_regression").await, alone("linear_svr").await);
+    let server = Arc::new(serve(&dir, Some("fraud"), ModelControl::Explicit).await);
+
+    let done = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (server, done) = (server.clone(), done.clone());
+            tokio::spawn(async move {
+                let mut answers = Vec::new();
+                while !done.load(Ordering::Relaxed) {
+                    answers.push(score(&server, "/score/fraud").await);
+                }
+                answers
+            })
+        })
+        .collect();
+    for swap in 0..20 {
+        let body = format!(r#"{{"parameters": {{"version": {}}}}}"#, 1 + swap % 2);
+        let (status, answer) = control(&server, "/v2/repository/models/fraud/load", &body).await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    done.store(true, Ordering::Relaxed);
+    let mut seen = (0, 0);
+    for client in clients {
+        for (status, answer) in client.await.unwrap() {
+            assert_eq!(status, 200, "{answer}");
+            if answer == regression {
+                seen.0 += 1;
+            } else if answer == svr {
+                seen.1 += 1;
+            } else {
+                panic!("an answer of neither version: {answer}");
+            }
+        }
+    }
+    assert!(
+        seen.0 > 0 && seen.1 > 0,
+        "both versions answered during the swaps: {seen:?}"
+    );
+    eprintln!(
+        "answers during 20 swaps: {} by version 1, {} by version 2",
+        seen.0, seen.1
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Waits, within PATIENCE, until `path` answers `status`.
+async fn until_status(server: &TestServer, path: &str, status: u16) -> Value {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let answer = server.get(path).await;
+        if answer.status == status {
+            return answer.json();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{path} still answers {}",
+            answer.status
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poll_control_follows_the_directory() {
+    let dir = repository_dir("poll");
+    put(&dir, "fraud", 1, "linear_regression");
+    let svr = alone("linear_svr").await;
+    let server = serve(&dir, None, ModelControl::Poll).await;
+    tokio::spawn(
+        server
+            .app
+            .repository()
+            .clone()
+            .poll_every(Duration::from_millis(50)),
+    );
+    let (status, _) = control(&server, "/v2/repository/index", "").await;
+    assert_eq!(status, 200, "poll mode shows the index");
+    let (status, answer) = control(&server, "/v2/repository/models/fraud/unload", "").await;
+    assert_eq!(status, 403, "{answer}");
+
+    // A new version appears: it is loaded and answers.
+    put(&dir, "fraud", 2, "linear_svr");
+    let deadline = Instant::now() + PATIENCE;
+    while server.get("/v2/models/fraud").await.json()["versions"] != json!(["2"]) {
+        assert!(Instant::now() < deadline, "version 2 was not loaded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(score(&server, "/score").await, (200, svr));
+    // A model appears, then the first goes.
+    put(&dir, "classifier", 1, "logistic_multiclass");
+    until_status(&server, "/v2/models/classifier", 200).await;
+    std::fs::remove_dir_all(dir.join("fraud")).unwrap();
+    until_status(&server, "/v2/models/fraud", 404).await;
+    assert_eq!(score(&server, "/score/classifier").await.0, 200);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

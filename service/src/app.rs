@@ -10,7 +10,7 @@ use hyper::{Method, Request};
 
 use serde::Deserialize;
 
-use crate::api;
+use crate::api::{self, Scorer};
 use crate::compute::ComputePool;
 use crate::config::{Limits, ModelControl};
 use crate::http::{self, ApiError, HttpResponse, Port, Route};
@@ -35,11 +35,8 @@ impl App {
     pub fn new(model: Box<dyn Model>, limits: Limits) -> std::io::Result<Self> {
         let metrics = Metrics::new(model.name());
         let pool = ComputePool::new(limits.compute_threads, limits.compute_queue, metrics.pool())?;
-        Ok(Self::serving(
-            Repository::one(model, limits, pool),
-            limits,
-            metrics,
-        ))
+        let repository = Repository::one(model, limits, pool, metrics.models());
+        Ok(Self::serving(repository, limits, metrics))
     }
 
     /// The app for the model repository `dir` (`Repository::open`).
@@ -52,7 +49,15 @@ impl App {
     ) -> anyhow::Result<Self> {
         let metrics = Metrics::new(default.as_deref().unwrap_or("repository"));
         let pool = ComputePool::new(limits.compute_threads, limits.compute_queue, metrics.pool())?;
-        let repository = Repository::open(dir, default, control, model_limits, limits, pool)?;
+        let repository = Repository::open(
+            dir,
+            default,
+            control,
+            model_limits,
+            limits,
+            pool,
+            metrics.models(),
+        )?;
         Ok(Self::serving(repository, limits, metrics))
     }
 
@@ -150,14 +155,19 @@ impl App {
         let post = method == Method::POST;
         let path = request.uri().path();
         match route {
-            Route::Score if post => api::score::score(&self.repository.get_default()?, request).await,
+            Route::Score if post => {
+                let scorer = self.repository.get_default()?;
+                counted(&scorer, api::score::score(&scorer, request)).await
+            }
             Route::ScoreModel if post => {
                 let name = http::score_path(path).ok_or(ApiError::NoSuchPath)?;
-                api::score::score(&self.repository.get(name, None)?, request).await
+                let scorer = self.repository.get(name, None)?;
+                counted(&scorer, api::score::score(&scorer, request)).await
             }
             Route::V2Infer if post => {
                 let asked = http::model_path(path).ok_or(ApiError::NoSuchPath)?;
-                api::oip::infer(&self.repository.get(asked.name, asked.version)?, request).await
+                let scorer = self.repository.get(asked.name, asked.version)?;
+                counted(&scorer, api::oip::infer(&scorer, request)).await
             }
             Route::Healthz if get => Ok(api::health::live()),
             Route::Readyz if get => api::health::ready(self.is_ready()),
@@ -225,6 +235,21 @@ impl App {
             )),
         }
     }
+}
+
+/// Runs an inference route's handler, counted in the model's own metrics.
+async fn counted(
+    scorer: &Scorer,
+    handler: impl Future<Output = Result<HttpResponse, ApiError>>,
+) -> Result<HttpResponse, ApiError> {
+    let started = Instant::now();
+    let answer = handler.await;
+    let status = match &answer {
+        Ok(response) => response.status().as_u16(),
+        Err(error) => error.status().as_u16(),
+    };
+    scorer.metrics.record(status, started.elapsed());
+    answer
 }
 
 /// The body of a load request: `{"parameters": {"version": N}}` loads version N (a

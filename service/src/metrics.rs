@@ -86,6 +86,75 @@ impl ConnectionMetrics {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModelLabels {
+    model: String,
+    version: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModelOutcomeLabels {
+    model: String,
+    version: String,
+    outcome: &'static str,
+}
+
+/// The per-model series, shared by every version the server loads. Their labels come
+/// only from models the server loaded, never from a request, so they stay bounded.
+#[derive(Clone)]
+pub struct ModelFamilies {
+    requests: Family<ModelOutcomeLabels, Counter>,
+    latency: Family<ModelLabels, Histogram>,
+    rows: Family<ModelLabels, Histogram>,
+}
+
+impl ModelFamilies {
+    /// The series of one loaded version, resolved once so requests take no family lock.
+    pub fn for_version(&self, model: &str, version: &str) -> ModelMetrics {
+        let labels = ModelLabels {
+            model: model.to_owned(),
+            version: version.to_owned(),
+        };
+        let outcome = |outcome| {
+            self.requests.get_or_create_owned(&ModelOutcomeLabels {
+                model: model.to_owned(),
+                version: version.to_owned(),
+                outcome,
+            })
+        };
+        ModelMetrics {
+            outcomes: [outcome("ok"), outcome("client_error"), outcome("server_error")],
+            latency: self.latency.get_or_create_owned(&labels),
+            rows: self.rows.get_or_create_owned(&labels),
+        }
+    }
+}
+
+/// One model version's requests by outcome, their latency, and the rows per inference.
+#[derive(Clone)]
+pub struct ModelMetrics {
+    outcomes: [Counter; 3],
+    latency: Histogram,
+    rows: Histogram,
+}
+
+impl ModelMetrics {
+    pub fn record(&self, status: u16, elapsed: Duration) {
+        let outcome = match status {
+            ..400 => 0,
+            400..500 => 1,
+            _ => 2,
+        };
+        self.outcomes[outcome].inc();
+        self.latency.observe(elapsed.as_secs_f64());
+    }
+
+    /// Rows the model computed in one inference.
+    pub fn computed(&self, rows: usize) {
+        self.rows.observe(rows as f64);
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: &'static str,
     model: String,
@@ -104,6 +173,7 @@ pub struct Metrics {
     in_flight: Gauge,
     pool: PoolMetrics,
     connections: ConnectionMetrics,
+    models: ModelFamilies,
 }
 
 impl Metrics {
@@ -182,7 +252,29 @@ impl Metrics {
             "Idle keep-alive connections closed at the connection limit to serve a new one",
             connections.reclaimed.clone(),
         );
+        let models = ModelFamilies {
+            requests: Family::default(),
+            latency: Family::new_with_constructor(|| Histogram::new(exponential_buckets(25e-6, 2.0, 20))),
+            // 1 row to 1024 and more: how well requests fill a batch.
+            rows: Family::new_with_constructor(|| Histogram::new(exponential_buckets(1.0, 2.0, 11))),
+        };
+        registry.register(
+            "model_requests",
+            "Requests for each model version (its inference routes), by outcome",
+            models.requests.clone(),
+        );
+        registry.register(
+            "model_request_duration_seconds",
+            "Time to answer each model version's requests",
+            models.latency.clone(),
+        );
+        registry.register(
+            "model_batch_rows",
+            "Rows each model version computed per inference",
+            models.rows.clone(),
+        );
         Metrics {
+            models,
             registry,
             requests,
             ok: Default::default(),
@@ -216,6 +308,11 @@ impl Metrics {
     /// The handles the server updates for its connections.
     pub fn connections(&self) -> ConnectionMetrics {
         self.connections.clone()
+    }
+
+    /// The per-model series, for the repository to resolve as it loads models.
+    pub fn models(&self) -> ModelFamilies {
+        self.models.clone()
     }
 
     /// The handles the compute pool updates.

@@ -20,6 +20,7 @@ use crate::api::{Scorer, score};
 use crate::compute::ComputePool;
 use crate::config::{Limits, ModelControl};
 use crate::http::ApiError;
+use crate::metrics::ModelFamilies;
 use crate::model::{self, Model, ModelLimits, OnnxModel};
 
 /// The file each version directory holds.
@@ -125,6 +126,7 @@ pub struct Repository {
     model_limits: ModelLimits,
     limits: Limits,
     pool: ComputePool,
+    metrics: ModelFamilies,
     changing: tokio::sync::Mutex<()>,
 }
 
@@ -137,9 +139,14 @@ struct OnDisk {
 
 impl Repository {
     /// The one model `model` serves, as version 1.
-    pub fn one(model: Box<dyn Model>, limits: Limits, pool: ComputePool) -> Repository {
+    pub fn one(
+        model: Box<dyn Model>,
+        limits: Limits,
+        pool: ComputePool,
+        metrics: ModelFamilies,
+    ) -> Repository {
         let name = model.name().to_owned();
-        let scorer = scorer(model, limits, pool.clone());
+        let scorer = scorer(model, limits, pool.clone(), &metrics, SINGLE_VERSION);
         let versions = Versions {
             loaded: BTreeMap::from([(
                 SINGLE_VERSION,
@@ -160,6 +167,7 @@ impl Repository {
             model_limits: ModelLimits::default(),
             limits,
             pool,
+            metrics,
             changing: tokio::sync::Mutex::new(()),
         }
     }
@@ -174,6 +182,7 @@ impl Repository {
         model_limits: ModelLimits,
         limits: Limits,
         pool: ComputePool,
+        metrics: ModelFamilies,
     ) -> anyhow::Result<Repository> {
         use anyhow::Context as _;
         let found = scan(dir).with_context(|| format!("read the model repository {}", dir.display()))?;
@@ -198,6 +207,7 @@ impl Repository {
             model_limits,
             limits,
             pool,
+            metrics,
             changing: tokio::sync::Mutex::new(()),
         };
         let mut catalog = Catalog::default();
@@ -483,7 +493,7 @@ impl Repository {
             }
             match load_file(&path, &model.name, &self.model_limits) {
                 Ok(loaded) => {
-                    let scorer = scorer(loaded, self.limits, self.pool.clone());
+                    let scorer = scorer(loaded, self.limits, self.pool.clone(), &self.metrics, version);
                     versions.loaded.insert(version, Version { scorer, modified });
                 }
                 Err(reason) => match previous.loaded.get(&version) {
@@ -533,13 +543,21 @@ fn get_in(catalog: &Catalog, name: &str, version: Option<&str>) -> Result<Arc<Sc
         })
 }
 
-fn scorer(model: Box<dyn Model>, limits: Limits, pool: ComputePool) -> Arc<Scorer> {
+fn scorer(
+    model: Box<dyn Model>,
+    limits: Limits,
+    pool: ComputePool,
+    metrics: &ModelFamilies,
+    version: u64,
+) -> Arc<Scorer> {
     let score = score::Contract::of(model.as_ref());
+    let metrics = metrics.for_version(model.name(), &version.to_string());
     Arc::new(Scorer {
         model: Arc::from(model),
         score,
         pool,
         limits,
+        metrics,
     })
 }
 

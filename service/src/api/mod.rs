@@ -14,18 +14,20 @@ use std::time::Duration;
 use crate::compute::{ComputePool, PoolError};
 use crate::config::Limits;
 use crate::http::ApiError;
+use crate::metrics::ModelMetrics;
 use crate::model::{Array, Model, PredictError};
 
 /// How long a client refused for a full queue is asked to wait.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
-/// The model, what `/score` makes of it, the pool it runs on, and the per-request
-/// limits: what scoring needs.
+/// The model, what `/score` makes of it, the pool it runs on, the per-request limits and
+/// the model's own metrics: what scoring needs.
 pub struct Scorer {
     pub model: Arc<dyn Model>,
     pub score: score::Contract,
     pub pool: ComputePool,
     pub limits: Limits,
+    pub metrics: ModelMetrics,
 }
 
 /// An input the model cannot take.
@@ -117,6 +119,8 @@ impl Scorer {
     /// Runs the model on the compute pool.
     pub async fn predict(&self, inputs: Vec<Array>) -> Result<Vec<Array>, ApiError> {
         let model = self.model.clone();
+        self.metrics
+            .computed(inputs.first().and_then(|i| i.shape.first()).copied().unwrap_or(1));
         let outcome = self.pool.run(move || model.predict(inputs)).await;
         let failed = |error| ApiError::ModelFailed {
             model: self.model.name().to_owned(),

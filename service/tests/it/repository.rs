@@ -124,6 +124,39 @@ async fn models_are_served_by_name_and_version_and_a_bad_one_is_refused_by_name(
         "{answer}"
     );
 
+    // Each model version's own series; a name from a request never becomes a label.
+    let wrong_width = post("/score/fraud", "application/json", r#"{"X": [[1, 2]]}"#);
+    assert_eq!(server.send(wrong_width).await.status, 400);
+    let metrics = String::from_utf8(server.get("/metrics").await.body).unwrap();
+    let series = |labels: &str| {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(&format!("{labels} ")))
+            .map(str::to_owned)
+    };
+    for (labels, count) in [
+        (
+            r#"model_requests_total{model="fraud",version="2",outcome="ok"}"#,
+            "1",
+        ),
+        (
+            r#"model_requests_total{model="fraud",version="2",outcome="client_error"}"#,
+            "1",
+        ),
+        (
+            r#"model_requests_total{model="classifier",version="1",outcome="ok"}"#,
+            "1",
+        ),
+        (
+            r#"model_request_duration_seconds_count{model="fraud",version="2"}"#,
+            "2",
+        ),
+        (r#"model_batch_rows_count{model="fraud",version="2"}"#, "1"),
+    ] {
+        assert_eq!(series(labels).as_deref(), Some(count), "{labels} in:\n{metrics}");
+    }
+    assert!(!metrics.contains("nope"), "{metrics}");
+
     // The bad model is not served, and keeps the server out of the load balancer's
     // rotation (as Triton's strict readiness does) while the others answer.
     assert_eq!(server.get("/v2/models/broken").await.status, 404);

@@ -132,13 +132,13 @@ impl App {
             .then(|| (request.method().clone(), request.uri().path().to_owned()));
         let response = match (port, route) {
             (Port::Operator, Route::Metrics | Route::Healthz | Route::Readyz) => {
-                self.dispatch(route, request).await
+                self.dispatch(route, request, started).await
             }
             (Port::Operator, _) => Err(ApiError::OperatorPort),
             (Port::Public, Route::Metrics) if self.metrics_on_operator_port => {
                 Err(ApiError::MetricsElsewhere)
             }
-            (Port::Public, _) => self.dispatch(route, request).await,
+            (Port::Public, _) => self.dispatch(route, request, started).await,
         }
         .unwrap_or_else(ApiError::into_response);
         let status = response.status().as_u16();
@@ -149,7 +149,12 @@ impl App {
         response
     }
 
-    async fn dispatch(&self, route: Route, request: Request<Incoming>) -> Result<HttpResponse, ApiError> {
+    async fn dispatch(
+        &self,
+        route: Route,
+        request: Request<Incoming>,
+        started: Instant,
+    ) -> Result<HttpResponse, ApiError> {
         let method = request.method();
         let get = matches!(*method, Method::GET | Method::HEAD);
         let post = method == Method::POST;
@@ -157,17 +162,17 @@ impl App {
         match route {
             Route::Score if post => {
                 let scorer = self.repository.get_default()?;
-                counted(&scorer, api::score::score(&scorer, request)).await
+                counted(&scorer, started, api::score::score(&scorer, request)).await
             }
             Route::ScoreModel if post => {
                 let name = http::score_path(path).ok_or(ApiError::NoSuchPath)?;
                 let scorer = self.repository.get(name, None)?;
-                counted(&scorer, api::score::score(&scorer, request)).await
+                counted(&scorer, started, api::score::score(&scorer, request)).await
             }
             Route::V2Infer if post => {
                 let asked = http::model_path(path).ok_or(ApiError::NoSuchPath)?;
                 let scorer = self.repository.get(asked.name, asked.version)?;
-                counted(&scorer, api::oip::infer(&scorer, request)).await
+                counted(&scorer, started, api::oip::infer(&scorer, request)).await
             }
             Route::Healthz if get => Ok(api::health::live()),
             Route::Readyz if get => api::health::ready(self.is_ready()),
@@ -221,17 +226,17 @@ impl App {
         }
     }
 
-    /// The repository routes answer only in the control mode that owns them: none
-    /// without `--model-control`, since anyone who reaches them could change what is
-    /// served; only the index in `poll` mode, where the directory decides.
+    /// The index, which only reads, is always served; load and unload only with
+    /// `--model-control explicit`, since anyone who reaches them could change what is
+    /// served.
     fn control_allows(&self, route: Route) -> Result<(), ApiError> {
         match (self.repository.control(), route) {
-            (ModelControl::Explicit, _) | (ModelControl::Poll, Route::V2RepositoryIndex) => Ok(()),
+            (_, Route::V2RepositoryIndex) | (ModelControl::Explicit, _) => Ok(()),
             (ModelControl::Poll, _) => Err(ApiError::ModelControl(
                 "the server runs with --model-control poll: the repository's directory decides what is served; change the files, or restart with --model-control explicit".to_owned(),
             )),
             (ModelControl::None, _) => Err(ApiError::ModelControl(
-                "the repository routes are off: start the server with --model-control explicit (or poll, for the index) to use them".to_owned(),
+                "loading and unloading models is off: start the server with --model-control explicit to use them".to_owned(),
             )),
         }
     }
@@ -240,9 +245,9 @@ impl App {
 /// Runs an inference route's handler, counted in the model's own metrics.
 async fn counted(
     scorer: &Scorer,
+    started: Instant,
     handler: impl Future<Output = Result<HttpResponse, ApiError>>,
 ) -> Result<HttpResponse, ApiError> {
-    let started = Instant::now();
     let answer = handler.await;
     let status = match &answer {
         Ok(response) => response.status().as_u16(),

@@ -162,8 +162,20 @@ async fn models_are_served_by_name_and_version_and_a_bad_one_is_refused_by_name(
     assert_eq!(server.get("/v2/models/broken").await.status, 404);
     assert_eq!(server.get("/readyz").await.status, 503);
     assert_eq!(server.get("/v2/models/fraud/ready").await.status, 200);
-    // The repository routes are off unless asked for.
-    let (status, answer) = control(&server, "/v2/repository/index", "").await;
+    // The index reads; loading and unloading are off unless asked for.
+    let (status, index) = control(&server, "/v2/repository/index", "").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        state_of(&index, "fraud", "1"),
+        ("UNAVAILABLE".into(), "not loaded".into())
+    );
+    assert_eq!(state_of(&index, "fraud", "2").0, "READY");
+    let (state, reason) = state_of(&index, "broken", "1");
+    assert!(
+        state == "UNAVAILABLE" && reason.contains("model.onnx"),
+        "{reason}"
+    );
+    let (status, answer) = control(&server, "/v2/repository/models/fraud/unload", "").await;
     assert_eq!(status, 403);
     assert!(
         answer["error"]

@@ -14,40 +14,37 @@ use crate::core::plan::Plan;
 pub(crate) const REQUEST: &str = r#"{"X": [1, 2]}"#;
 const EXPECTED: &str = r#"{"score": [1, 2]}"#;
 
-/// Adds the smoke test of `url` to `plan`: the tutorial's request, or with `model`, a row
-/// as wide as the model takes.
-pub(crate) fn add_smoke_test<C>(
-    plan: &mut Plan<'_, C>,
-    url: String,
-    timeout: Duration,
-    model: Option<String>,
-) {
+/// Adds the smoke test of `url` to `plan`: the tutorial's request, or for each of
+/// `models`, a row shaped as the model takes.
+pub(crate) fn add_smoke_test<C>(plan: &mut Plan<'_, C>, url: String, timeout: Duration, models: Vec<String>) {
     let url = url.trim_end_matches('/').to_owned();
     plan.check(
         format!(
             "smoke test {url}: {} (retrying for {timeout:?})",
-            describe(model.as_deref())
+            describe(&models)
         ),
-        move |_| smoke_test(&url, timeout, model.as_deref()),
+        move |_| smoke_test(&url, timeout, &models),
     );
 }
 
 /// What the smoke test checks, for the plan.
-pub(crate) fn describe(model: Option<&str>) -> String {
-    match model {
-        None => format!("GET /readyz must answer 200, POST /score {REQUEST} must answer {EXPECTED}"),
-        Some(model) => format!(
+pub(crate) fn describe(models: &[String]) -> String {
+    match models {
+        [] => format!("GET /readyz must answer 200, POST /score {REQUEST} must answer {EXPECTED}"),
+        [model] => format!(
             "GET /readyz must answer 200, GET /v2/models/{model} gives the inputs' names, types and shapes, one row of them must answer one score on POST /score (or, for a model /score cannot take, outputs on POST /v2/models/{model}/infer)"
+        ),
+        several => format!(
+            "GET /readyz must answer 200, then for each of the {} models ({}): GET /v2/models/NAME gives the inputs' names, types and shapes, one row of them must answer one score on POST /score/NAME (or, for a model /score cannot take, outputs on POST /v2/models/NAME/infer)",
+            several.len(),
+            several.join(", ")
         ),
     }
 }
 
-/// What one attempt got: the route and its passing answer, or what it saw instead.
-type Outcome = Result<(&'static str, String), String>;
-
 /// Retries with backoff until the checks pass or `timeout` runs out; the error reports
 /// what came back last.
-pub(crate) fn smoke_test(url: &str, timeout: Duration, model: Option<&str>) -> anyhow::Result<()> {
+pub(crate) fn smoke_test(url: &str, timeout: Duration, models: &[String]) -> anyhow::Result<()> {
     if !url.starts_with("http://") {
         bail!("smoke needs an http:// URL, got {url:?}");
     }
@@ -57,10 +54,12 @@ pub(crate) fn smoke_test(url: &str, timeout: Duration, model: Option<&str>) -> a
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let outcome = attempt(&agent, url, model);
+        let outcome = attempt(&agent, url, models);
         let last = match outcome {
-            Ok((route, answer)) => {
-                println!("smoke test passed: {url}{route} answered {answer}");
+            Ok(passed) => {
+                for (route, answer) in passed {
+                    println!("smoke test passed: {url}{route} answered {answer}");
+                }
                 return Ok(());
             }
             Err(last) => last,
@@ -76,22 +75,48 @@ pub(crate) fn smoke_test(url: &str, timeout: Duration, model: Option<&str>) -> a
     }
 }
 
-fn attempt(agent: &ureq::Agent, url: &str, model: Option<&str>) -> Outcome {
+/// Readiness, then each model's row (or the tutorial's request): the route and answer of
+/// each, or what one saw instead.
+fn attempt(agent: &ureq::Agent, url: &str, models: &[String]) -> Result<Vec<(String, String)>, String> {
     let (status, body) = get(agent, &format!("{url}/readyz"))?;
     if status != 200 {
         return Err(format!("GET /readyz answered {status} {body}"));
     }
-    let Some(model) = model else {
+    if models.is_empty() {
         let (status, body) = post_json(agent, &format!("{url}/score"), REQUEST)?;
         return match serde_json::from_str::<Value>(&body) {
             Ok(value) if status == 200 && value == json!({"score": [1, 2]}) => {
-                Ok(("/score", EXPECTED.to_owned()))
+                Ok(vec![("/score".to_owned(), EXPECTED.to_owned())])
             }
             _ => Err(format!(
                 "POST /score answered {status} {body} (expected 200 {EXPECTED})"
             )),
         };
-    };
+    }
+    // One model is the default `/score` serves; of several, each has its own.
+    let several = models.len() > 1;
+    models
+        .iter()
+        .map(|model| {
+            let score = if several {
+                format!("/score/{model}")
+            } else {
+                "/score".to_owned()
+            };
+            attempt_model(agent, url, model, &score)
+                .map(|(route, answer)| (route.replace("{name}", model), answer))
+        })
+        .collect()
+}
+
+/// One row of `model`, on `score` (its `/score` route) or, for a model `/score` cannot
+/// take, on `/v2`.
+fn attempt_model(
+    agent: &ureq::Agent,
+    url: &str,
+    model: &str,
+    score: &str,
+) -> Result<(String, String), String> {
     let (status, body) = get(agent, &format!("{url}/v2/models/{model}"))?;
     let inputs = match serde_json::from_str::<Value>(&body) {
         Ok(metadata) if status == 200 => metadata["inputs"].as_array().cloned().unwrap_or_default(),
@@ -101,15 +126,15 @@ fn attempt(agent: &ureq::Agent, url: &str, model: Option<&str>) -> Outcome {
         return Err(format!("GET /v2/models/{model} declares no inputs: {body}"));
     }
     let request = score_request(&inputs);
-    let (status, body) = post_json(agent, &format!("{url}/score"), &request.to_string())?;
+    let (status, body) = post_json(agent, &format!("{url}{score}"), &request.to_string())?;
     let answer = serde_json::from_str::<Value>(&body).unwrap_or_default();
     if status == 200 && answer["score"].as_array().is_some_and(|s| s.len() == 1) {
-        return Ok(("/score", body));
+        return Ok((score.to_owned(), body));
     }
     // A model /score cannot take (inputs that are not rows) answers 404 saying so: /v2.
     if status != 404 {
         return Err(format!(
-            "POST /score {request} answered {status} {body} (expected 200 with one score)"
+            "POST {score} {request} answered {status} {body} (expected 200 with one score)"
         ));
     }
     let request = infer_request(&inputs);
@@ -117,7 +142,9 @@ fn attempt(agent: &ureq::Agent, url: &str, model: Option<&str>) -> Outcome {
     let (status, body) = post_json(agent, &path, &request.to_string())?;
     let answer = serde_json::from_str::<Value>(&body).unwrap_or_default();
     match answer["outputs"].as_array() {
-        Some(outputs) if status == 200 && !outputs.is_empty() => Ok(("/v2/models/{name}/infer", body)),
+        Some(outputs) if status == 200 && !outputs.is_empty() => {
+            Ok(("/v2/models/{name}/infer".to_owned(), body))
+        }
         _ => Err(format!(
             "POST /v2/models/{model}/infer {request} answered {status} {body} (expected 200 with outputs)"
         )),
@@ -189,24 +216,35 @@ fn infer_request(inputs: &[Value]) -> Value {
 pub(crate) fn add_how_to_reach<C>(
     plan: &mut Plan<'_, C>,
     url: String,
-    model: Option<String>,
+    models: Vec<String>,
     stop: &'static str,
 ) {
     plan.check(format!("print how to reach {url}"), move |_| {
         println!("The service is running at {url}");
-        match model {
-            None => println!(
-                "Try it:  curl -X POST {url}/score -H 'Content-Type: application/json' -d '{REQUEST}'"
-            ),
-            Some(model) => {
-                println!(
-                    "Its model: curl {url}/v2/models/{model}   (then POST /score with rows of that shape)"
-                )
-            }
-        }
+        print_try_it(&url, &models);
         println!("Stop it: {stop}");
         Ok(())
     });
+}
+
+/// How to try the service at `url`: the tutorial's request, or where each model says
+/// what it takes.
+pub(crate) fn print_try_it(url: &str, models: &[String]) {
+    match models {
+        [] => {
+            println!("Try it:  curl -X POST {url}/score -H 'Content-Type: application/json' -d '{REQUEST}'")
+        }
+        [model] => {
+            println!("Its model: curl {url}/v2/models/{model}   (then POST /score with rows of that shape)")
+        }
+        several => {
+            for model in several {
+                println!(
+                    "Model {model}: curl {url}/v2/models/{model}   (then POST /score/{model} with rows of that shape)"
+                );
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ use crate::steps::model_image::ModelImage;
 use crate::steps::push::{self, Release};
 use crate::steps::registry::{self, LocalRegistry};
 use crate::steps::render::{MODEL_ANNOTATION, Renderer};
-use crate::steps::smoke::{REQUEST, smoke_test};
+use crate::steps::smoke::{print_try_it, smoke_test};
 use crate::targets::target::{Publish, ShipOptions, Target};
 
 /// What the plans do on a cluster, as RBAC names it: verb, resource, and what for.
@@ -182,7 +182,7 @@ impl<'a> Cluster<'a> {
             self.sh,
             &self.settings,
             &self.state,
-            model.map(|m| m.name.clone()),
+            model.map(ModelFile::described),
         )
     }
 
@@ -568,6 +568,11 @@ impl<'s> Target for Cluster<'s> {
     fn ship_plan(&self, options: &ShipOptions) -> anyhow::Result<Plan<'_, Release>> {
         let sh = self.sh;
         let model = options.model.as_ref();
+        if options.canary.is_some() && model.is_some_and(ModelFile::is_repository) {
+            bail!(
+                "--canary checks one model's answers: a canary of a model repository is not built yet; ship the repository without --canary, or canary one model with --model"
+            );
+        }
         let renderer = self.renderer(model);
         renderer.check_settings()?;
         let mut plan = Plan::new();
@@ -586,11 +591,10 @@ impl<'s> Target for Cluster<'s> {
         let model_name = model.map(|m| m.name.clone());
         match &options.canary {
             None => self.add_deploy(&mut plan, &renderer, &git::commit(self.sh)?, options.rollout),
-            Some(canary) => {
-                self.add_canary(&mut plan, &renderer, options.rollout, canary, model_name.clone())?
-            }
+            Some(canary) => self.add_canary(&mut plan, &renderer, options.rollout, canary, model_name)?,
         }
-        self.add_smoke(&mut plan, Duration::from_secs(600), model_name)?;
+        let names = model.map(ModelFile::names).unwrap_or_default();
+        self.add_smoke(&mut plan, Duration::from_secs(600), names)?;
         Ok(plan)
     }
 
@@ -629,7 +633,7 @@ impl<'s> Target for Cluster<'s> {
         &'p self,
         plan: &mut Plan<'p, Release>,
         timeout: Duration,
-        model: Option<String>,
+        models: Vec<String>,
     ) -> anyhow::Result<()> {
         let (app, port, traffic) = (
             self.settings.app.clone(),
@@ -645,14 +649,9 @@ impl<'s> Target for Cluster<'s> {
             move |_| {
                 let host = wait_for_address(&kubectl, &app, traffic, timeout)?;
                 let url = format!("http://{host}:{port}");
-                smoke_test(&url, timeout, model.as_deref())?;
+                smoke_test(&url, timeout, &models)?;
                 println!("The service answers at {url}");
-                match model {
-                    None => println!(
-                        "Try it:  curl -X POST {url}/score -H 'Content-Type: application/json' -d '{REQUEST}'"
-                    ),
-                    Some(model) => println!("Its model: curl {url}/v2/models/{model}"),
-                }
+                print_try_it(&url, &models);
                 Ok(())
             },
         );

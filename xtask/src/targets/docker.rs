@@ -8,6 +8,7 @@ use anyhow::bail;
 use serde::{Deserialize, Serialize};
 use xshell::{Shell, cmd};
 
+use crate::core::model_file::ModelFile;
 use crate::core::paths::state_dir;
 use crate::core::plan::{Command, Plan, query};
 use crate::core::process::{Poll, WaitError, poll_until};
@@ -174,12 +175,12 @@ impl Target for Docker<'_> {
         // A model is mounted read-only, not baked in: the image stays the one pushed.
         let model_args: Vec<String> = model
             .map(|m| {
-                let inside = format!("/models/{}.onnx", m.name);
+                let inside = m.path_inside();
                 vec![
                     "--volume".into(),
                     format!("{}:{inside}:ro", m.path.display()),
                     "--env".into(),
-                    format!("SCORE_MODEL={inside}"),
+                    format!("{}={inside}", m.flag().1),
                 ]
             })
             .unwrap_or_default();
@@ -225,14 +226,14 @@ impl Target for Docker<'_> {
                 move |_| wait_ready(sh, &name, &url)
             },
         );
-        let model_name = model.map(|m| m.name.clone());
+        let model_names = model.map(ModelFile::names).unwrap_or_default();
         add_smoke_test(
             &mut plan,
             url.clone(),
             Duration::from_secs(10),
-            model_name.clone(),
+            model_names.clone(),
         );
-        add_how_to_reach(&mut plan, url, model_name, "cargo xtask down --target docker");
+        add_how_to_reach(&mut plan, url, model_names, "cargo xtask down --target docker");
         Ok(plan)
     }
 
@@ -255,10 +256,10 @@ impl Target for Docker<'_> {
         &'s self,
         plan: &mut Plan<'s, Release>,
         timeout: Duration,
-        model: Option<String>,
+        models: Vec<String>,
     ) -> anyhow::Result<()> {
         match self.container()? {
-            Some(container) => add_smoke_test(plan, container.url, timeout, model),
+            Some(container) => add_smoke_test(plan, container.url, timeout, models),
             None => bail!(
                 "no container is running: start one with `cargo xtask ship --target docker`, or pass --url"
             ),
@@ -288,7 +289,10 @@ impl Target for Docker<'_> {
                     .into_iter()
                     .flatten()
                     .filter_map(|v| v.as_str())
-                    .find_map(|v| v.strip_prefix("SCORE_MODEL="))
+                    .find_map(|v| {
+                        v.strip_prefix("SCORE_MODEL=")
+                            .or_else(|| v.strip_prefix("SCORE_MODEL_REPOSITORY="))
+                    })
                     .unwrap_or("identity");
                 let state = &found["State"];
                 println!("{:10}docker (container {})", "target", container.name);

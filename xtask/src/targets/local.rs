@@ -9,6 +9,7 @@ use anyhow::bail;
 use xshell::{Shell, cmd};
 
 use crate::core::http;
+use crate::core::model_file::ModelFile;
 use crate::core::paths::state_dir;
 use crate::core::plan::Plan;
 use crate::steps::daemon::Daemon;
@@ -68,7 +69,7 @@ impl Target for Local<'_> {
         let binary = &binary;
         let port_arg = port.to_string();
         let model_args = model
-            .map(|m| vec!["--model".into(), m.path.display().to_string()])
+            .map(|m| vec![m.flag().0.into(), m.path.display().to_string()])
             .unwrap_or_default();
         self.daemon.add_start(
             &mut plan,
@@ -87,9 +88,14 @@ impl Target for Local<'_> {
             &mut plan,
             url.clone(),
             Duration::from_secs(10),
-            model.map(|m| m.name.clone()),
+            model.map(ModelFile::names).unwrap_or_default(),
         );
-        add_how_to_reach(&mut plan, url, model.map(|m| m.name.clone()), "cargo xtask down");
+        add_how_to_reach(
+            &mut plan,
+            url,
+            model.map(ModelFile::names).unwrap_or_default(),
+            "cargo xtask down",
+        );
         Ok(plan)
     }
 
@@ -109,9 +115,9 @@ impl Target for Local<'_> {
         &'s self,
         plan: &mut Plan<'s, Release>,
         timeout: Duration,
-        model: Option<String>,
+        models: Vec<String>,
     ) -> anyhow::Result<()> {
-        add_smoke_test(plan, self.running_url()?, timeout, model);
+        add_smoke_test(plan, self.running_url()?, timeout, models);
         Ok(())
     }
 
@@ -135,7 +141,7 @@ impl Target for Local<'_> {
                 .collect();
             let model = args
                 .iter()
-                .position(|arg| arg == "--model")
+                .position(|arg| arg == "--model" || arg == "--model-repository")
                 .and_then(|at| args.get(at + 1))
                 .map_or("identity", String::as_str);
             let ready = match http::get(

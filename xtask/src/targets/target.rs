@@ -40,7 +40,7 @@ pub(crate) trait Target {
         &'s self,
         plan: &mut Plan<'s, Release>,
         timeout: Duration,
-        model: Option<String>,
+        models: Vec<String>,
     ) -> anyhow::Result<()>;
 
     /// Print what runs there: the image (by digest), the model, how many are ready, and

@@ -4,7 +4,7 @@
 use clap::Args;
 use xshell::Shell;
 
-use crate::core::model_file::ModelFile;
+use crate::core::model_file::ModelArgs;
 use crate::core::settings::SettingsArgs;
 use crate::core::target::ClusterTargetArg;
 use crate::steps::deploy::Rollout;
@@ -16,9 +16,8 @@ pub(crate) struct DeployCmd {
     #[command(flatten)]
     target: ClusterTargetArg,
 
-    /// The model image shipped with `ship --model PATH`.
-    #[arg(long, value_parser = ModelFile::parse)]
-    model: Option<ModelFile>,
+    #[command(flatten)]
+    model: ModelArgs,
 
     #[command(flatten)]
     rollout: Rollout,
@@ -31,7 +30,7 @@ impl DeployCmd {
     pub(crate) fn run(self, sh: &Shell, dry_run: bool) -> anyhow::Result<()> {
         let cluster = choose_cluster(self.target.target, sh, &self.settings)?;
         cluster
-            .deploy_plan(self.model.as_ref(), self.rollout)?
+            .deploy_plan(self.model.chosen().as_ref(), self.rollout)?
             .execute_with(dry_run, &mut Release::default())
     }
 }

@@ -4,7 +4,7 @@
 use clap::Args;
 use xshell::Shell;
 
-use crate::core::model_file::ModelFile;
+use crate::core::model_file::ModelArgs;
 use crate::core::settings::SettingsArgs;
 use crate::core::target::ClusterTargetArg;
 use crate::steps::push::Release;
@@ -15,9 +15,8 @@ pub(crate) struct RenderCmd {
     #[command(flatten)]
     target: ClusterTargetArg,
 
-    /// The model image shipped with `ship --model PATH`.
-    #[arg(long, value_parser = ModelFile::parse)]
-    model: Option<ModelFile>,
+    #[command(flatten)]
+    model: ModelArgs,
 
     #[command(flatten)]
     settings: SettingsArgs,
@@ -27,7 +26,7 @@ impl RenderCmd {
     pub(crate) fn run(self, sh: &Shell, dry_run: bool) -> anyhow::Result<()> {
         let cluster = choose_cluster(self.target.target, sh, &self.settings)?;
         cluster
-            .render_plan(self.model.as_ref())?
+            .render_plan(self.model.chosen().as_ref())?
             .execute_with(dry_run, &mut Release::default())
     }
 }

@@ -4,7 +4,7 @@ use anyhow::bail;
 use clap::Args;
 use xshell::Shell;
 
-use crate::core::model_file::ModelFile;
+use crate::core::model_file::ModelArgs;
 use crate::core::settings::SettingsArgs;
 use crate::core::target::{TargetArg, TargetKind};
 use crate::steps::canary::CanaryOptions;
@@ -31,10 +31,8 @@ pub(crate) struct ShipCmd {
     #[arg(long)]
     release: bool,
 
-    /// Serve this ONNX model instead of the identity echo: mounted read-only (local,
-    /// docker), or on a cluster, a model image built on the service image and pushed.
-    #[arg(long, value_parser = ModelFile::parse)]
-    model: Option<ModelFile>,
+    #[command(flatten)]
+    model: ModelArgs,
 
     #[command(flatten)]
     rollout: Rollout,
@@ -60,7 +58,7 @@ impl ShipCmd {
             port: self.port,
             from_source: self.from_source,
             release: self.release,
-            model: self.model,
+            model: self.model.chosen(),
             rollout: self.rollout,
             canary,
         };

@@ -24,10 +24,11 @@ pub(crate) struct SmokeCmd {
     #[arg(long, default_value_t = 60)]
     timeout: u64,
 
-    /// The service serves this model (the .onnx file's name, without .onnx): send a row of
-    /// its width instead of the tutorial's echo request.
+    /// The service serves this model (the .onnx file's name, without .onnx, or a
+    /// repository's model; repeat it for each of several): send a row shaped as it takes
+    /// instead of the tutorial's echo request.
     #[arg(long)]
-    model: Option<String>,
+    model: Vec<String>,
 
     #[command(flatten)]
     settings: SettingsArgs,

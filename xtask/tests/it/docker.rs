@@ -278,6 +278,47 @@ fn ship_smoke_down_on_docker() {
     );
     assert!(!stderr(&again).contains("$ docker build"));
 
+    // A model repository, mounted read-only: every model answers its smoke row.
+    let repository = state.join("repository");
+    let zoo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/zoo");
+    for (model, file) in [
+        ("fraud", "linear_regression.onnx"),
+        ("churn", "logistic_multiclass.onnx"),
+    ] {
+        std::fs::create_dir_all(repository.join(model).join("1")).unwrap();
+        std::fs::copy(zoo.join(file), repository.join(model).join("1/model.onnx")).unwrap();
+    }
+    let repository = repository.to_str().unwrap();
+    let models = xtask(
+        &state,
+        &[
+            "ship",
+            "--target",
+            "docker",
+            "--port",
+            &port_arg,
+            "--model-repository",
+            repository,
+        ],
+    );
+    assert!(models.status.success(), "{}", stderr(&models));
+    for passed in [
+        "/score/churn answered {\"score\":[",
+        "/score/fraud answered {\"score\":[",
+    ] {
+        assert!(
+            stdout(&models).contains(passed),
+            "{passed:?} missing from:\n{}",
+            stdout(&models)
+        );
+    }
+    let status = xtask(&state, &["status", "--target", "docker"]);
+    assert!(
+        stdout(&status).contains("model     /models/repository"),
+        "{}",
+        stdout(&status)
+    );
+
     let down = xtask(&state, &["down", "--target", "docker"]);
     assert!(down.status.success());
     assert!(

@@ -421,6 +421,32 @@ fn bad_settings_are_refused_before_anything_runs() {
         stderr(&output)
             .contains(r#"autopilot needs a region, but location = "us-west1-b" is a zone: use "us-west1""#)
     );
+    // A canary checks one model's answers; of a repository, it is refused up front.
+    let repository = state.join("repository");
+    std::fs::create_dir_all(repository.join("fraud/1")).unwrap();
+    std::fs::write(repository.join("fraud/1/model.onnx"), b"").unwrap();
+    let output = xtask_isolated(
+        &state,
+        &[
+            "--dry-run",
+            "ship",
+            "--target",
+            "gke",
+            "--project",
+            PROJECT,
+            "--canary",
+            "20",
+            "--model-repository",
+            repository.to_str().unwrap(),
+        ],
+    );
+    assert!(!output.status.success());
+    assert_eq!(stdout(&output), "", "no plan is printed");
+    assert!(
+        stderr(&output).contains("a canary of a model repository is not built yet"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]

@@ -353,6 +353,94 @@ fn ship_serves_a_model_file() {
 }
 
 #[test]
+fn ship_serves_a_model_repository_and_smoke_asks_every_model() {
+    let state = scratch_dir("ship-repository");
+    let port = free_port().to_string();
+    let zoo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/zoo");
+    let repository = state.join("models");
+    for (model, version, file) in [
+        ("fraud", "1", "linear_regression.onnx"),
+        ("fraud", "2", "linear_svr.onnx"),
+        ("churn", "1", "logistic_multiclass.onnx"),
+    ] {
+        let dir = repository.join(model).join(version);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(zoo.join(file), dir.join("model.onnx")).unwrap();
+    }
+    let repository = repository.to_str().unwrap();
+    let shipped = xtask(
+        &state,
+        &["ship", "--port", &port, "--model-repository", repository],
+    );
+    assert!(shipped.status.success(), "{}", stderr(&shipped));
+    assert!(
+        stderr(&shipped).contains(&format!("--model-repository {repository}")),
+        "{}",
+        stderr(&shipped)
+    );
+    let out = stdout(&shipped);
+    for passed in [
+        "/score/churn answered {\"score\":[",
+        "/score/fraud answered {\"score\":[",
+        "Model fraud: curl",
+    ] {
+        assert!(out.contains(passed), "{passed:?} missing from:\n{out}");
+    }
+    let status = xtask(&state, &["status"]);
+    assert!(stdout(&status).contains(repository), "{}", stdout(&status));
+    let smoked = xtask(
+        &state,
+        &["smoke", "--model", "churn", "--model", "fraud", "--timeout", "5"],
+    );
+    assert!(smoked.status.success(), "{}", stderr(&smoked));
+    let unknown = xtask(
+        &state,
+        &["smoke", "--model", "churn", "--model", "nope", "--timeout", "1"],
+    );
+    assert!(
+        stderr(&unknown).contains("GET /v2/models/nope answered 404"),
+        "{}",
+        stderr(&unknown)
+    );
+    assert!(xtask(&state, &["down"]).status.success());
+
+    let both = xtask(
+        &state,
+        &[
+            "ship",
+            "--port",
+            &port,
+            "--model-repository",
+            repository,
+            "--model",
+            "x.onnx",
+        ],
+    );
+    assert_eq!(both.status.code(), Some(2), "{}", stderr(&both));
+    let empty = state.join("empty");
+    std::fs::create_dir_all(empty.join("fraud/latest")).unwrap();
+    let refused = xtask(
+        &state,
+        &[
+            "ship",
+            "--port",
+            &port,
+            "--model-repository",
+            empty.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        stderr(&refused).contains("holds no model: a repository is laid out as"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(
+        !stderr(&refused).contains("$ cargo build"),
+        "refused before anything ran"
+    );
+}
+
+#[test]
 fn the_local_target_has_no_image_to_build_or_push() {
     for task in ["image", "push"] {
         let output = xtask(

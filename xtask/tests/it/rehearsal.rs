@@ -515,6 +515,37 @@ fn rehearsal_kube_ships_a_20_megabyte_model_to_any_cluster() {
         "the start-up line names the model: {}",
         stdout(&logs)
     );
+
+    // A model repository: the directory travels as the model image's layer, and the smoke
+    // test asks each model for a row.
+    let repository = stage.scratch.join("repository");
+    let zoo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/zoo");
+    for (model, file) in [
+        ("fraud", "linear_regression.onnx"),
+        ("churn", "logistic_multiclass.onnx"),
+    ] {
+        std::fs::create_dir_all(repository.join(model).join("1")).unwrap();
+        std::fs::copy(zoo.join(file), repository.join(model).join("1/model.onnx")).unwrap();
+    }
+    let ship = [
+        &["ship", "--model-repository", repository.to_str().unwrap()][..],
+        &target,
+    ]
+    .concat();
+    let shipped = stdout(&stage.xtask_ok(&ship));
+    for passed in [
+        "/score/churn answered {\"score\":[",
+        "/score/fraud answered {\"score\":[",
+    ] {
+        assert!(shipped.contains(passed), "{passed:?} missing from:\n{shipped}");
+    }
+    let deployment = stage.deployment("eks-like", "serving");
+    assert_eq!(
+        deployment["spec"]["template"]["metadata"]["annotations"]["score-service/model"],
+        "churn, fraud"
+    );
+    let status = stdout(&stage.xtask_ok(&[&["status"][..], &target].concat()));
+    assert!(status.contains("model     churn, fraud"), "{status}");
     stage.xtask_ok(&[&["down"][..], &target].concat());
     assert_eq!(
         decoy.requests(),

@@ -20,6 +20,8 @@ pub(super) struct Bench {
     pub(super) alternation: Vec<(&'static str, f64)>,
     pub(super) container: ContainerFigures,
     pub(super) timings: Vec<Timing>,
+    /// Peak resident memory of a server holding a repository: (server, models, MiB).
+    pub(super) memory: Vec<(&'static str, usize, f64)>,
 }
 
 /// One server under one load.

@@ -32,7 +32,7 @@ pub struct ComputePool {
 }
 
 /// Why a job did not run.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PoolError {
     /// The queue is full: a moment's overload, worth a retry.
     Busy,

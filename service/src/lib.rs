@@ -14,6 +14,7 @@ pub mod tensors;
 
 mod api;
 mod app;
+mod batching;
 mod compute;
 mod metrics;
 pub mod repository;

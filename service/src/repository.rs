@@ -17,6 +17,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::api::{Scorer, score};
+use crate::batching::{BatchPolicy, Batcher};
 use crate::compute::ComputePool;
 use crate::config::{Limits, ModelControl};
 use crate::http::ApiError;
@@ -44,6 +45,8 @@ pub struct Version {
     pub scorer: Arc<Scorer>,
     /// The file's modification time when it was loaded: `poll` reloads a changed file.
     modified: Option<SystemTime>,
+    /// Its batching, as its settings asked when it was loaded.
+    batching: Option<BatchPolicy>,
 }
 
 /// A model's loaded versions, and why others are not.
@@ -102,6 +105,27 @@ enum VersionPolicy {
 #[serde(deny_unknown_fields)]
 struct Settings {
     version_policy: Option<VersionPolicy>,
+    /// Adaptive batching, as MLServer names it: most rows in one batch…
+    max_batch_size: Option<usize>,
+    /// …and most seconds a request waits for others to join its batch.
+    max_batch_time: Option<f64>,
+}
+
+impl Settings {
+    /// The batching the settings ask for: both values, or neither.
+    fn batching(&self) -> Result<Option<BatchPolicy>, String> {
+        match (self.max_batch_size, self.max_batch_time) {
+            (None, None) => Ok(None),
+            (Some(size), Some(time)) if size >= 1 && time > 0.0 && time <= 1.0 => Ok(Some(BatchPolicy {
+                max_batch_size: size,
+                max_batch_time: std::time::Duration::from_secs_f64(time),
+            })),
+            (Some(_), Some(_)) => Err(
+                "max_batch_size must be at least 1, and max_batch_time (seconds) above 0 and at most 1".to_owned(),
+            ),
+            _ => Err("adaptive batching needs both max_batch_size and max_batch_time".to_owned()),
+        }
+    }
 }
 
 impl VersionPolicy {
@@ -146,15 +170,14 @@ impl Repository {
         metrics: ModelFamilies,
     ) -> Repository {
         let name = model.name().to_owned();
-        let scorer = scorer(model, limits, pool.clone(), &metrics, SINGLE_VERSION);
+        let scorer = scorer(model, limits, pool.clone(), &metrics, SINGLE_VERSION, None);
+        let version = Version {
+            scorer,
+            modified: None,
+            batching: None,
+        };
         let versions = Versions {
-            loaded: BTreeMap::from([(
-                SINGLE_VERSION,
-                Version {
-                    scorer,
-                    modified: None,
-                },
-            )]),
+            loaded: BTreeMap::from([(SINGLE_VERSION, version)]),
             failed: BTreeMap::new(),
         };
         Repository {
@@ -457,8 +480,12 @@ impl Repository {
     /// from `previous` if it was loaded there, and recorded as failed otherwise.
     fn load_model(&self, model: &OnDisk, only: Option<u64>, previous: &Versions) -> Versions {
         let mut versions = Versions::default();
-        let policy = match read_settings(&model.dir) {
-            Ok(settings) => settings.version_policy.unwrap_or(VersionPolicy::Latest(1)),
+        let settings = read_settings(&model.dir).and_then(|settings| {
+            let batching = settings.batching()?;
+            Ok((settings.version_policy.unwrap_or(VersionPolicy::Latest(1)), batching))
+        });
+        let (policy, batching) = match settings {
+            Ok(settings) => settings,
             Err(reason) => {
                 for version in &model.versions {
                     let failure = Failure {
@@ -480,6 +507,7 @@ impl Repository {
             if let Some(kept) = previous.loaded.get(&version)
                 && kept.modified.is_some()
                 && kept.modified == modified
+                && kept.batching == batching
             {
                 versions.loaded.insert(version, kept.clone());
                 continue;
@@ -491,10 +519,23 @@ impl Repository {
                 versions.failed.insert(version, failed.clone());
                 continue;
             }
-            match load_file(&path, &model.name, &self.model_limits) {
+            let loaded = load_file(&path, &model.name, &self.model_limits).and_then(|loaded| {
+                match batching {
+                    Some(_) => batchable(loaded.as_ref()).map(|()| loaded),
+                    None => Ok(loaded),
+                }
+            });
+            match loaded {
                 Ok(loaded) => {
-                    let scorer = scorer(loaded, self.limits, self.pool.clone(), &self.metrics, version);
-                    versions.loaded.insert(version, Version { scorer, modified });
+                    let scorer = scorer(loaded, self.limits, self.pool.clone(), &self.metrics, version, batching);
+                    versions.loaded.insert(
+                        version,
+                        Version {
+                            scorer,
+                            modified,
+                            batching,
+                        },
+                    );
                 }
                 Err(reason) => match previous.loaded.get(&version) {
                     Some(kept) => {
@@ -549,16 +590,33 @@ fn scorer(
     pool: ComputePool,
     metrics: &ModelFamilies,
     version: u64,
+    batching: Option<BatchPolicy>,
 ) -> Arc<Scorer> {
     let score = score::Contract::of(model.as_ref());
     let metrics = metrics.for_version(model.name(), &version.to_string());
+    let model: Arc<dyn Model> = Arc::from(model);
+    let batcher = batching.map(|policy| Batcher::start(model.clone(), pool.clone(), metrics.clone(), policy));
     Arc::new(Scorer {
-        model: Arc::from(model),
+        model,
         score,
         pool,
         limits,
         metrics,
+        batcher,
     })
+}
+
+/// Batching joins requests along the first axis and cuts the answers back the same way:
+/// every input and output must have the batch as its first axis.
+fn batchable(model: &dyn Model) -> Result<(), String> {
+    let unbatched = model.inputs().iter().chain(model.outputs()).find(|tensor| !tensor.batched);
+    match unbatched {
+        Some(tensor) => Err(format!(
+            "max_batch_size needs every input and output to have the batch as its first axis, and {:?} does not",
+            tensor.name
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Loads one version's file; a panic in tract while analysing it (where panics unwind)

@@ -36,6 +36,7 @@ const SERVICE: Layers = Layers {
         ("features", 1),
         ("tensors", 1),
         ("compute", 1),
+        ("batching", 1),
         ("http", 1),
         ("metrics", 1),
         ("api", 2),

@@ -11,6 +11,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::batching::Batcher;
 use crate::compute::{ComputePool, PoolError};
 use crate::config::Limits;
 use crate::http::ApiError;
@@ -28,6 +29,8 @@ pub struct Scorer {
     pub pool: ComputePool,
     pub limits: Limits,
     pub metrics: ModelMetrics,
+    /// Merges concurrent requests into batches, when the model's settings ask for it.
+    pub batcher: Option<Batcher>,
 }
 
 /// An input the model cannot take.
@@ -118,10 +121,15 @@ impl Scorer {
 
     /// Runs the model on the compute pool.
     pub async fn predict(&self, inputs: Vec<Array>) -> Result<Vec<Array>, ApiError> {
-        let model = self.model.clone();
-        self.metrics
-            .computed(inputs.first().and_then(|i| i.shape.first()).copied().unwrap_or(1));
-        let outcome = self.pool.run(move || model.predict(inputs)).await;
+        let outcome = match &self.batcher {
+            Some(batcher) => batcher.predict(inputs).await,
+            None => {
+                let model = self.model.clone();
+                self.metrics
+                    .computed(inputs.first().and_then(|i| i.shape.first()).copied().unwrap_or(1));
+                self.pool.run(move || model.predict(inputs)).await
+            }
+        };
         let failed = |error| ApiError::ModelFailed {
             model: self.model.name().to_owned(),
             error,

@@ -202,10 +202,116 @@ pub struct Array {
     pub data: Data,
 }
 
+/// Runs `$body` on two [`Data`] of the same element type, with `$a` and `$b` bound to
+/// their vectors; `$other` when the types differ.
+macro_rules! zip_data {
+    ($left:expr, $right:expr, $a:ident, $b:ident => $body:expr, $other:expr) => {
+        match ($left, $right) {
+            (Data::Bool($a), Data::Bool($b)) => $body,
+            (Data::U8($a), Data::U8($b)) => $body,
+            (Data::U16($a), Data::U16($b)) => $body,
+            (Data::U32($a), Data::U32($b)) => $body,
+            (Data::U64($a), Data::U64($b)) => $body,
+            (Data::I8($a), Data::I8($b)) => $body,
+            (Data::I16($a), Data::I16($b)) => $body,
+            (Data::I32($a), Data::I32($b)) => $body,
+            (Data::I64($a), Data::I64($b)) => $body,
+            (Data::F16($a), Data::F16($b)) => $body,
+            (Data::F32($a), Data::F32($b)) => $body,
+            (Data::F64($a), Data::F64($b)) => $body,
+            (Data::Str($a), Data::Str($b)) => $body,
+            _ => $other,
+        }
+    };
+}
+
 impl Array {
     /// Elements per index of the first axis (1 for a rank-0 or rank-1 array).
     pub fn per_row(&self) -> usize {
         self.shape.iter().skip(1).product()
+    }
+
+    /// Arrays of one element type and one shape after the first axis, joined along it;
+    /// None if they differ (or there are none).
+    pub fn concat(arrays: Vec<Array>) -> Option<Array> {
+        let mut arrays = arrays.into_iter();
+        let mut joined = arrays.next()?;
+        if joined.shape.is_empty() {
+            return None;
+        }
+        for array in arrays {
+            if array.shape.get(1..) != joined.shape.get(1..) {
+                return None;
+            }
+            joined.shape[0] += array.shape[0];
+            zip_data!(&mut joined.data, array.data, a, b => a.extend(b), return None);
+        }
+        Some(joined)
+    }
+
+    /// Splits along the first axis into arrays of `rows` rows each, in order; None unless
+    /// the rows add up to the first axis.
+    pub fn split(self, rows: &[usize]) -> Option<Vec<Array>> {
+        if self.shape.first() != Some(&rows.iter().sum()) {
+            return None;
+        }
+        let per_row = self.per_row();
+        let mut data = self.data;
+        let mut parts = Vec::with_capacity(rows.len());
+        // From the back, so each part is cut off the end without moving the rest.
+        for &count in rows.iter().rev() {
+            let keep = data.len() - count * per_row;
+            let part = for_each_data!(&mut data, values => {
+                let tail = values.split_off(keep);
+                Data::from_same(values, tail)
+            });
+            let mut shape = self.shape.clone();
+            shape[0] = count;
+            parts.push(Array { shape, data: part });
+        }
+        parts.reverse();
+        Some(parts)
+    }
+}
+
+/// Wraps a vector in the variant its element type names.
+trait IntoData {
+    fn into_data(self) -> Data;
+}
+
+macro_rules! into_data {
+    ($($variant:ident($t:ty)),*) => {
+        $(impl IntoData for Vec<$t> {
+            fn into_data(self) -> Data {
+                Data::$variant(self)
+            }
+        })*
+    };
+}
+
+into_data!(
+    Bool(bool),
+    U8(u8),
+    U16(u16),
+    U32(u32),
+    U64(u64),
+    I8(i8),
+    I16(i16),
+    I32(i32),
+    I64(i64),
+    F16(f16),
+    F32(f32),
+    F64(f64),
+    Str(String)
+);
+
+impl Data {
+    /// `tail` as the same kind of data as `_like` (whose type names the variant).
+    fn from_same<T>(_like: &Vec<T>, tail: Vec<T>) -> Data
+    where
+        Vec<T>: IntoData,
+    {
+        tail.into_data()
     }
 }
 

@@ -41,7 +41,12 @@ pub struct Batcher {
 impl Batcher {
     /// Starts the model's batching task (on the current tokio runtime); it ends when the
     /// batcher is dropped.
-    pub fn start(model: Arc<dyn Model>, pool: ComputePool, metrics: ModelMetrics, policy: BatchPolicy) -> Batcher {
+    pub fn start(
+        model: Arc<dyn Model>,
+        pool: ComputePool,
+        metrics: ModelMetrics,
+        policy: BatchPolicy,
+    ) -> Batcher {
         let (queue, waiting) = mpsc::unbounded_channel();
         tokio::spawn(collect(model, pool, metrics, policy, waiting));
         Batcher { queue }
@@ -50,7 +55,11 @@ impl Batcher {
     /// Runs `inputs` in the next batch. The compute pool's queue bounds the batches, as
     /// it bounds requests without batching.
     pub async fn predict(&self, inputs: Vec<Array>) -> Answer {
-        let rows = inputs.first().and_then(|input| input.shape.first()).copied().unwrap_or(1);
+        let rows = inputs
+            .first()
+            .and_then(|input| input.shape.first())
+            .copied()
+            .unwrap_or(1);
         let (answer, answered) = oneshot::channel();
         if self.queue.send(Waiting { inputs, rows, answer }).is_err() {
             return Err(PoolError::Gone);
@@ -123,7 +132,9 @@ async fn run(model: Arc<dyn Model>, pool: ComputePool, metrics: ModelMetrics, ba
             let model = model.clone();
             pool.run(move || model.predict(merged)).await
         }
-        None => Ok(Err(PredictError::Rejected("the batch's inputs do not join".into()))),
+        None => Ok(Err(PredictError::Rejected(
+            "the batch's inputs do not join".into(),
+        ))),
     };
     match outcome.map(|outputs| outputs.map(|outputs| split(outputs, &rows))) {
         Ok(Ok(Some(each))) => {
@@ -194,12 +205,18 @@ mod tests {
             shape: vec![1],
             data: Data::Str(vec!["x".into()]),
         };
-        assert!(merge(vec![vec![a.clone()], vec![strings]]).is_none(), "types differ");
+        assert!(
+            merge(vec![vec![a.clone()], vec![strings]]).is_none(),
+            "types differ"
+        );
         let wide = Array {
             shape: vec![1, 3],
             data: Data::F32(vec![0.0; 3]),
         };
-        assert!(merge(vec![vec![a.clone()], vec![wide]]).is_none(), "shapes differ");
+        assert!(
+            merge(vec![vec![a.clone()], vec![wide]]).is_none(),
+            "shapes differ"
+        );
         assert!(a.split(&[2]).is_none(), "rows that do not add up");
     }
 }

@@ -121,7 +121,8 @@ impl Settings {
                 max_batch_time: std::time::Duration::from_secs_f64(time),
             })),
             (Some(_), Some(_)) => Err(
-                "max_batch_size must be at least 1, and max_batch_time (seconds) above 0 and at most 1".to_owned(),
+                "max_batch_size must be at least 1, and max_batch_time (seconds) above 0 and at most 1"
+                    .to_owned(),
             ),
             _ => Err("adaptive batching needs both max_batch_size and max_batch_time".to_owned()),
         }
@@ -482,7 +483,10 @@ impl Repository {
         let mut versions = Versions::default();
         let settings = read_settings(&model.dir).and_then(|settings| {
             let batching = settings.batching()?;
-            Ok((settings.version_policy.unwrap_or(VersionPolicy::Latest(1)), batching))
+            Ok((
+                settings.version_policy.unwrap_or(VersionPolicy::Latest(1)),
+                batching,
+            ))
         });
         let (policy, batching) = match settings {
             Ok(settings) => settings,
@@ -519,15 +523,21 @@ impl Repository {
                 versions.failed.insert(version, failed.clone());
                 continue;
             }
-            let loaded = load_file(&path, &model.name, &self.model_limits).and_then(|loaded| {
-                match batching {
+            let loaded =
+                load_file(&path, &model.name, &self.model_limits).and_then(|loaded| match batching {
                     Some(_) => batchable(loaded.as_ref()).map(|()| loaded),
                     None => Ok(loaded),
-                }
-            });
+                });
             match loaded {
                 Ok(loaded) => {
-                    let scorer = scorer(loaded, self.limits, self.pool.clone(), &self.metrics, version, batching);
+                    let scorer = scorer(
+                        loaded,
+                        self.limits,
+                        self.pool.clone(),
+                        &self.metrics,
+                        version,
+                        batching,
+                    );
                     versions.loaded.insert(
                         version,
                         Version {
@@ -609,7 +619,11 @@ fn scorer(
 /// Batching joins requests along the first axis and cuts the answers back the same way:
 /// every input and output must have the batch as its first axis.
 fn batchable(model: &dyn Model) -> Result<(), String> {
-    let unbatched = model.inputs().iter().chain(model.outputs()).find(|tensor| !tensor.batched);
+    let unbatched = model
+        .inputs()
+        .iter()
+        .chain(model.outputs())
+        .find(|tensor| !tensor.batched);
     match unbatched {
         Some(tensor) => Err(format!(
             "max_batch_size needs every input and output to have the batch as its first axis, and {:?} does not",

@@ -411,7 +411,10 @@ async fn poll_control_follows_the_directory() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batching_merges_concurrent_requests_and_answers_each_as_alone() {
     let dir = repository_dir("batching");
-    for (model, file) in [("trees", "extra_trees_regressor"), ("linear", "linear_regression")] {
+    for (model, file) in [
+        ("trees", "extra_trees_regressor"),
+        ("linear", "linear_regression"),
+    ] {
         put(&dir, model, 1, file);
         // A batch closes at 16 rows, or half a second after its first request.
         std::fs::write(
@@ -425,16 +428,24 @@ async fn batching_merges_concurrent_requests_and_answers_each_as_alone() {
     let server = Arc::new(serve(&dir, None, ModelControl::None).await);
     let (_, index) = control(&server, "/v2/repository/index", "").await;
     let (state, reason) = state_of(&index, "half", "1");
-    assert!(state == "UNAVAILABLE" && reason.contains("needs both"), "{reason}");
+    assert!(
+        state == "UNAVAILABLE" && reason.contains("needs both"),
+        "{reason}"
+    );
 
     // Sixteen distinct rows.
     let rows: Vec<String> = (0..16)
         .map(|i| {
-            let row: Vec<String> = (0..6).map(|j| format!("{:.3}", (i * 7 + j) as f64 / 10.0 - 3.0)).collect();
+            let row: Vec<String> = (0..6)
+                .map(|j| format!("{:.3}", (i * 7 + j) as f64 / 10.0 - 3.0))
+                .collect();
             format!("{{\"X\": [[{}]]}}", row.join(", "))
         })
         .collect();
-    for (model, file) in [("trees", "extra_trees_regressor"), ("linear", "linear_regression")] {
+    for (model, file) in [
+        ("trees", "extra_trees_regressor"),
+        ("linear", "linear_regression"),
+    ] {
         // What each row gets alone, from a server that does not batch.
         let alone = TestServer::serving(zoo(file).to_str().unwrap(), Limits::default()).await;
         let mut expected = Vec::new();
@@ -446,14 +457,21 @@ async fn batching_merges_concurrent_requests_and_answers_each_as_alone() {
         let sent: Vec<_> = rows
             .iter()
             .map(|row| {
-                let (server, request) = (server.clone(), post(&format!("/score/{model}"), "application/json", row));
+                let (server, request) = (
+                    server.clone(),
+                    post(&format!("/score/{model}"), "application/json", row),
+                );
                 tokio::spawn(async move { server.send(request).await })
             })
             .collect();
         for (index, sent) in sent.into_iter().enumerate() {
             let answer = sent.await.unwrap();
             assert_eq!(answer.status, 200);
-            assert_eq!(answer.json(), expected[index], "{model}: row {index} answered as it would alone");
+            assert_eq!(
+                answer.json(),
+                expected[index],
+                "{model}: row {index} answered as it would alone"
+            );
         }
         let metrics = String::from_utf8(server.get("/metrics").await.body).unwrap();
         let series = |name: &str| {
@@ -466,7 +484,10 @@ async fn batching_merges_concurrent_requests_and_answers_each_as_alone() {
         };
         let (inferences, computed) = (series("model_batch_rows_count"), series("model_batch_rows_sum"));
         assert_eq!(computed, 16.0, "every row computed once");
-        assert!(inferences < 16.0, "{model}: 16 requests ran as {inferences} inferences");
+        assert!(
+            inferences < 16.0,
+            "{model}: 16 requests ran as {inferences} inferences"
+        );
         eprintln!("{model}: 16 one-row requests ran as {inferences} inference(s)");
     }
     std::fs::remove_dir_all(&dir).unwrap();

@@ -10,6 +10,8 @@
 //!   given: our time per run against onnxruntime's with one thread at 1, 64 and 1024
 //!   rows, then 1-row and 64-row requests through `/score` and `/v2 infer` against Flask
 //!   + onnxruntime under gunicorn and MLServer's scikit-learn runtime.
+//! - With `--repository-memory` (`memory`): a repository's resident memory beside
+//!   MLServer's; with `--batching` (`batching`): adaptive batching against none.
 //!
 //! Every server the bench starts is stopped when it ends, however it ends.
 //!
@@ -24,6 +26,7 @@ use anyhow::Context;
 use clap::Args;
 use xshell::{Shell, cmd};
 
+mod batching;
 mod figures;
 mod memory;
 mod report;
@@ -75,6 +78,11 @@ pub(crate) struct BenchCmd {
     /// the 100-tree forest under different names, served by score-service and by MLServer.
     #[arg(long, conflicts_with = "model")]
     repository_memory: bool,
+
+    /// Instead: adaptive batching against none, the 100-tree forest loaded with 1-row
+    /// requests from --connections connections.
+    #[arg(long, conflicts_with_all = ["model", "repository_memory"])]
+    batching: bool,
 }
 
 /// What `--model` asks for.
@@ -111,6 +119,12 @@ impl BenchCmd {
             ensure_python_tools(sh, &mut plan, "bench/requirements-mlserver.txt");
             add_large_models(sh, &mut plan, &venv.join("python"));
             memory::add_repository_memory(sh, &mut plan, &venv)?;
+            return plan.execute(dry_run);
+        }
+        if self.batching {
+            ensure_python_tools(sh, &mut plan, "models/requirements.txt");
+            add_large_models(sh, &mut plan, &venv.join("python"));
+            self.add_batching_bench(sh, &mut plan)?;
             return plan.execute(dry_run);
         }
         match self.model.clone() {

@@ -123,6 +123,19 @@ impl App {
         !self.draining.load(Ordering::Relaxed) && self.repository.all_loaded()
     }
 
+    /// Readiness, or why not.
+    fn readiness(&self) -> Result<(), ApiError> {
+        if self.draining.load(Ordering::Relaxed) {
+            return Err(ApiError::Draining);
+        }
+        match self.repository.not_loaded().as_slice() {
+            [] => Ok(()),
+            models => Err(ApiError::NotLoaded {
+                models: models.join(", "),
+            }),
+        }
+    }
+
     pub async fn handle(&self, request: Request<Incoming>, port: Port) -> HttpResponse {
         let started = Instant::now();
         let _in_flight = self.metrics.start();
@@ -175,7 +188,7 @@ impl App {
                 counted(&scorer, started, api::oip::infer(&scorer, request)).await
             }
             Route::Healthz if get => Ok(api::health::live()),
-            Route::Readyz if get => api::health::ready(self.is_ready()),
+            Route::Readyz if get => self.readiness().map(|()| api::health::ready()),
             Route::Metrics if get => Ok(api::health::metrics(&self.metrics)),
             Route::OpenApi if get => Ok(api::health::openapi(&self.openapi)),
             Route::V2Server | Route::V2Live | Route::V2Ready if get => Ok(api::oip::server_get(

@@ -152,8 +152,11 @@ async fn run(model: Arc<dyn Model>, pool: ComputePool, metrics: ModelMetrics, ba
         // each gets exactly the answer it would have had.
         Ok(_) => {
             for (answer, inputs) in answers.into_iter().zip(inputs) {
-                let model = model.clone();
-                let _ = answer.send(pool.run(move || model.predict(inputs)).await);
+                let (model, pool) = (model.clone(), pool.clone());
+                // Side by side, as they would have run unbatched.
+                tokio::spawn(async move {
+                    let _ = answer.send(pool.run(move || model.predict(inputs)).await);
+                });
             }
         }
     }

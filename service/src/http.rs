@@ -351,6 +351,10 @@ pub enum ApiError {
     },
     /// The instance is shutting down (what readiness answers while draining).
     Draining,
+    /// Readiness: models of the repository have no version loaded.
+    NotLoaded {
+        models: String,
+    },
     /// Every compute thread is busy and the queue is full.
     Busy {
         retry_after: Duration,
@@ -383,7 +387,9 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::ModelControl(_) => StatusCode::FORBIDDEN,
             ApiError::LoadFailed { .. } => StatusCode::BAD_REQUEST,
-            ApiError::Draining | ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Draining | ApiError::NotLoaded { .. } | ApiError::Busy { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::ModelFailed { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -478,6 +484,10 @@ impl fmt::Display for ApiError {
                 route.allow()
             ),
             ApiError::Draining => write!(f, "draining: this instance is shutting down"),
+            ApiError::NotLoaded { models } => write!(
+                f,
+                "not ready: no version of {models} is loaded (POST /v2/repository/index says why)"
+            ),
             ApiError::Busy { retry_after } => write!(
                 f,
                 "busy: every compute thread is working and the queue is full; retry after {}s",

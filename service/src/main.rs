@@ -28,6 +28,11 @@ fn main() -> ExitCode {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     use anyhow::Context as _;
+    if config.model_control == ModelControl::Poll && config.repository_poll_interval.is_zero() {
+        anyhow::bail!(
+            "--repository-poll-interval must be above 0s: the repository would be rescanned without pause"
+        );
+    }
     let app = match &config.model_repository {
         Some(dir) => App::with_repository(
             dir,

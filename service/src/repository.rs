@@ -223,6 +223,12 @@ impl Repository {
                     .join(", ")
             );
         }
+        // A repository of one model keeps it as `/score`'s model when others are added
+        // later, so `/score`'s clients do not start getting 404s.
+        let default = default.or_else(|| match found.as_slice() {
+            [only] => Some(only.name.clone()),
+            _ => None,
+        });
         let repository = Repository {
             catalog: ArcSwap::from_pointee(Catalog::default()),
             source: Source::Directory(dir.to_owned()),
@@ -292,6 +298,16 @@ impl Repository {
     /// Whether every model the repository holds has a version loaded.
     pub fn all_loaded(&self) -> bool {
         self.catalog().models.values().all(|v| !v.loaded.is_empty())
+    }
+
+    /// The models the repository holds with no version loaded.
+    pub fn not_loaded(&self) -> Vec<String> {
+        self.catalog()
+            .models
+            .iter()
+            .filter(|(_, versions)| versions.loaded.is_empty())
+            .map(|(name, _)| name.clone())
+            .collect()
     }
 
     /// `POST /v2/repository/index`: every model and version, on disk or loaded, with its
@@ -418,7 +434,17 @@ impl Repository {
             let previous = current.models.get(&model.name).cloned().unwrap_or_default();
             let this = self.clone();
             let (name, versions) = match tokio::task::spawn_blocking(move || {
-                let versions = this.load_model(&model, None, &previous);
+                let mut versions = this.load_model(&model, None, &previous);
+                // New files that do not load (a broken upload, one still being copied, a
+                // settings typo) do not take a model that answers out of service.
+                if versions.loaded.is_empty() && !previous.loaded.is_empty() {
+                    tracing::warn!(
+                        model = model.name,
+                        failed = ?versions.failed.keys().collect::<Vec<_>>(),
+                        "the repository's new files for this model do not load; serving what was loaded"
+                    );
+                    versions.loaded = previous.loaded;
+                }
                 (model.name, versions)
             })
             .await
@@ -619,11 +645,12 @@ fn scorer(
 /// Batching joins requests along the first axis and cuts the answers back the same way:
 /// every input and output must have the batch as its first axis.
 fn batchable(model: &dyn Model) -> Result<(), String> {
+    // An input's first axis must be open: a fixed one (`[1, 4]`) takes no merged batch.
     let unbatched = model
         .inputs()
         .iter()
-        .chain(model.outputs())
-        .find(|tensor| !tensor.batched);
+        .find(|tensor| tensor.shape.first() != Some(&crate::model::Dim::Dynamic))
+        .or_else(|| model.outputs().iter().find(|tensor| !tensor.batched));
     match unbatched {
         Some(tensor) => Err(format!(
             "max_batch_size needs every input and output to have the batch as its first axis, and {:?} does not",
@@ -665,7 +692,16 @@ fn scan(dir: &Path) -> std::io::Result<Vec<OnDisk>> {
         if name.starts_with('.') || !entry.path().is_dir() {
             continue;
         }
-        let mut versions: Vec<u64> = std::fs::read_dir(entry.path())?
+        let inside = match std::fs::read_dir(entry.path()) {
+            Ok(inside) => inside,
+            // One folder this process may not read (`lost+found` on a mounted volume) is
+            // not a model, and does not hide the others.
+            Err(err) => {
+                tracing::warn!(folder = %entry.path().display(), error = %err, "not a model: the folder cannot be read");
+                continue;
+            }
+        };
+        let mut versions: Vec<u64> = inside
             .filter_map(Result::ok)
             .filter(|v| v.path().join(MODEL_FILE).is_file())
             .filter_map(|v| v.file_name().to_str()?.parse::<u64>().ok())

@@ -6,7 +6,7 @@ use http_body_util::Full;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Response, StatusCode};
 
-use crate::http::{ApiError, HttpResponse, json};
+use crate::http::{HttpResponse, json};
 use crate::metrics::Metrics;
 
 const OPENMETRICS: HeaderValue =
@@ -16,13 +16,9 @@ pub fn live() -> HttpResponse {
     json(StatusCode::OK, r#"{"status":"live"}"#)
 }
 
-/// Ready until draining starts; then 503 so load balancers stop sending new work.
-pub fn ready(ready: bool) -> Result<HttpResponse, ApiError> {
-    if ready {
-        Ok(json(StatusCode::OK, r#"{"status":"ready"}"#))
-    } else {
-        Err(ApiError::Draining)
-    }
+/// The answer of a ready instance (the app answers 503 with the reason otherwise).
+pub fn ready() -> HttpResponse {
+    json(StatusCode::OK, r#"{"status":"ready"}"#)
 }
 
 /// The OpenAPI document of every route, written for the loaded model at start-up.

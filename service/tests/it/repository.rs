@@ -160,7 +160,10 @@ async fn models_are_served_by_name_and_version_and_a_bad_one_is_refused_by_name(
     // The bad model is not served, and keeps the server out of the load balancer's
     // rotation (as Triton's strict readiness does) while the others answer.
     assert_eq!(server.get("/v2/models/broken").await.status, 404);
-    assert_eq!(server.get("/readyz").await.status, 503);
+    let readyz = server.get("/readyz").await;
+    assert_eq!(readyz.status, 503);
+    let why = readyz.json()["error"].as_str().unwrap().to_owned();
+    assert!(why.contains("no version of broken is loaded"), "{why}");
     assert_eq!(server.get("/v2/models/fraud/ready").await.status, 200);
     // The index reads; loading and unloading are off unless asked for.
     let (status, index) = control(&server, "/v2/repository/index", "").await;
@@ -398,7 +401,26 @@ async fn poll_control_follows_the_directory() {
         assert!(Instant::now() < deadline, "version 2 was not loaded");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    assert_eq!(score(&server, "/score").await, (200, svr.clone()));
+    // A newer version that does not load (an upload still being copied): version 2 keeps
+    // answering, and the index says why 3 is not served.
+    put_bytes(&dir, "fraud", 3, b"half a file");
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let (_, index) = control(&server, "/v2/repository/index", "").await;
+        if state_of(&index, "fraud", "3").1 != "not loaded" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "version 3 was never tried: {index}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        server.get("/v2/models/fraud").await.json()["versions"],
+        json!(["2"])
+    );
     assert_eq!(score(&server, "/score").await, (200, svr));
+    assert_eq!(server.get("/readyz").await.status, 200);
+    std::fs::remove_dir_all(dir.join("fraud/3")).unwrap();
     // A model appears, then the first goes.
     put(&dir, "classifier", 1, "logistic_multiclass");
     until_status(&server, "/v2/models/classifier", 200).await;

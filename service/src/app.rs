@@ -16,7 +16,7 @@ use crate::config::{Limits, ModelControl};
 use crate::http::{self, ApiError, HttpResponse, Port, Route};
 use crate::metrics::Metrics;
 use crate::model::{Model, ModelLimits};
-use crate::repository::Repository;
+use crate::repository::{Loader, Repository};
 
 /// Everything requests share, built once at start-up.
 pub struct App {
@@ -35,7 +35,13 @@ impl App {
     pub fn new(model: Box<dyn Model>, limits: Limits) -> std::io::Result<Self> {
         let metrics = Metrics::new(model.name());
         let pool = ComputePool::new(limits.compute_threads, limits.compute_queue, metrics.pool())?;
-        let repository = Repository::one(model, limits, pool, metrics.models());
+        let loader = Loader {
+            model_limits: ModelLimits::default(),
+            limits,
+            pool,
+            metrics: metrics.models(),
+        };
+        let repository = Repository::one(model, loader);
         Ok(Self::serving(repository, limits, metrics))
     }
 
@@ -49,15 +55,13 @@ impl App {
     ) -> anyhow::Result<Self> {
         let metrics = Metrics::new(default.as_deref().unwrap_or("repository"));
         let pool = ComputePool::new(limits.compute_threads, limits.compute_queue, metrics.pool())?;
-        let repository = Repository::open(
-            dir,
-            default,
-            control,
+        let loader = Loader {
             model_limits,
             limits,
             pool,
-            metrics.models(),
-        )?;
+            metrics: metrics.models(),
+        };
+        let repository = Repository::open(dir, default, control, loader)?;
         Ok(Self::serving(repository, limits, metrics))
     }
 

@@ -148,11 +148,35 @@ pub struct Repository {
     source: Source,
     default: Option<String>,
     control: ModelControl,
-    model_limits: ModelLimits,
-    limits: Limits,
-    pool: ComputePool,
-    metrics: ModelFamilies,
+    loader: Loader,
     changing: tokio::sync::Mutex<()>,
+}
+
+/// What every loaded version is made with: the load limits, and the pool, request limits
+/// and metric families it is served with.
+pub struct Loader {
+    pub model_limits: ModelLimits,
+    pub limits: Limits,
+    pub pool: ComputePool,
+    pub metrics: ModelFamilies,
+}
+
+impl Loader {
+    fn scorer(&self, model: Box<dyn Model>, version: u64, batching: Option<BatchPolicy>) -> Arc<Scorer> {
+        let score = score::Contract::of(model.as_ref());
+        let metrics = self.metrics.for_version(model.name(), &version.to_string());
+        let model: Arc<dyn Model> = Arc::from(model);
+        let batcher =
+            batching.map(|policy| Batcher::start(model.clone(), self.pool.clone(), metrics.clone(), policy));
+        Arc::new(Scorer {
+            model,
+            score,
+            pool: self.pool.clone(),
+            limits: self.limits,
+            metrics,
+            batcher,
+        })
+    }
 }
 
 /// A model found on disk: its name, directory, and versions (ascending).
@@ -164,14 +188,9 @@ struct OnDisk {
 
 impl Repository {
     /// The one model `model` serves, as version 1.
-    pub fn one(
-        model: Box<dyn Model>,
-        limits: Limits,
-        pool: ComputePool,
-        metrics: ModelFamilies,
-    ) -> Repository {
+    pub fn one(model: Box<dyn Model>, loader: Loader) -> Repository {
         let name = model.name().to_owned();
-        let scorer = scorer(model, limits, pool.clone(), &metrics, SINGLE_VERSION, None);
+        let scorer = loader.scorer(model, SINGLE_VERSION, None);
         let version = Version {
             scorer,
             modified: None,
@@ -188,10 +207,7 @@ impl Repository {
             source: Source::One(name),
             default: None,
             control: ModelControl::None,
-            model_limits: ModelLimits::default(),
-            limits,
-            pool,
-            metrics,
+            loader,
             changing: tokio::sync::Mutex::new(()),
         }
     }
@@ -203,10 +219,7 @@ impl Repository {
         dir: &Path,
         default: Option<String>,
         control: ModelControl,
-        model_limits: ModelLimits,
-        limits: Limits,
-        pool: ComputePool,
-        metrics: ModelFamilies,
+        loader: Loader,
     ) -> anyhow::Result<Repository> {
         use anyhow::Context as _;
         let found = scan(dir).with_context(|| format!("read the model repository {}", dir.display()))?;
@@ -234,10 +247,7 @@ impl Repository {
             source: Source::Directory(dir.to_owned()),
             default,
             control,
-            model_limits,
-            limits,
-            pool,
-            metrics,
+            loader,
             changing: tokio::sync::Mutex::new(()),
         };
         let mut catalog = Catalog::default();
@@ -550,20 +560,13 @@ impl Repository {
                 continue;
             }
             let loaded =
-                load_file(&path, &model.name, &self.model_limits).and_then(|loaded| match batching {
+                load_file(&path, &model.name, &self.loader.model_limits).and_then(|loaded| match batching {
                     Some(_) => batchable(loaded.as_ref()).map(|()| loaded),
                     None => Ok(loaded),
                 });
             match loaded {
                 Ok(loaded) => {
-                    let scorer = scorer(
-                        loaded,
-                        self.limits,
-                        self.pool.clone(),
-                        &self.metrics,
-                        version,
-                        batching,
-                    );
+                    let scorer = self.loader.scorer(loaded, version, batching);
                     versions.loaded.insert(
                         version,
                         Version {
@@ -618,28 +621,6 @@ fn get_in(catalog: &Catalog, name: &str, version: Option<&str>) -> Result<Arc<Sc
                 .collect::<Vec<_>>()
                 .join(", "),
         })
-}
-
-fn scorer(
-    model: Box<dyn Model>,
-    limits: Limits,
-    pool: ComputePool,
-    metrics: &ModelFamilies,
-    version: u64,
-    batching: Option<BatchPolicy>,
-) -> Arc<Scorer> {
-    let score = score::Contract::of(model.as_ref());
-    let metrics = metrics.for_version(model.name(), &version.to_string());
-    let model: Arc<dyn Model> = Arc::from(model);
-    let batcher = batching.map(|policy| Batcher::start(model.clone(), pool.clone(), metrics.clone(), policy));
-    Arc::new(Scorer {
-        model,
-        score,
-        pool,
-        limits,
-        metrics,
-        batcher,
-    })
 }
 
 /// Batching joins requests along the first axis and cuts the answers back the same way:

@@ -11,8 +11,8 @@ use xshell::{Shell, cmd};
 
 use crate::core::plan::Plan;
 use crate::steps::release::{release_build, release_dir};
-use crate::steps::servers::{Contender, Probe, free_port};
 use crate::tasks::bench::figures::Bench;
+use crate::tasks::bench::memory::repository_contender;
 use crate::tasks::bench::report::{REPORT_DIR, write_file};
 use crate::tasks::bench::rows::write_model_requests;
 use crate::tasks::bench::{BenchCmd, LARGE_MODELS, Load};
@@ -79,21 +79,10 @@ impl BenchCmd {
                     move |_| write_repository(&repository, &onnx, settings)
                 },
             );
-            let port = free_port()?;
-            let port_arg = port.to_string();
-            let contender = Contender {
-                name,
-                program: "score-service",
-                command: cmd!(
-                    sh,
-                    "{binary} --host 127.0.0.1 --port {port_arg} --metrics-port {port_arg} --log-format text --model-repository {repository}"
-                ),
-                port,
-                ready: Probe::Get(format!("http://127.0.0.1:{port}/v2/health/ready")),
-            };
+            let contender = repository_contender(sh, name, &binary, &repository)?;
             let load = Load {
                 label: LOAD.to_owned(),
-                url: format!("http://127.0.0.1:{port}/score"),
+                url: format!("http://127.0.0.1:{}/score", contender.port),
                 script: root.join("score-1.lua"),
             };
             self.add_measurement(sh, plan, contender, FOREST, vec![load]);

@@ -56,22 +56,10 @@ pub(super) fn add_repository_memory<'a>(
                 move |_| write_repository(&repository, &onnx, copies)
             },
         );
-        let port = free_port()?;
-        let port_arg = port.to_string();
         add_measured(
             sh,
             plan,
-            Contender {
-                name: ours,
-                program: "score-service",
-                command: cmd!(
-                    sh,
-                    "{binary} --host 127.0.0.1 --port {port_arg} --metrics-port {port_arg} --log-format text --model-repository {repository}"
-                ),
-                port,
-                // Ready only once every model of the repository is loaded.
-                ready: Probe::Get(format!("http://127.0.0.1:{port}/v2/health/ready")),
-            },
+            repository_contender(sh, ours, &binary, &repository)?,
             copies,
         );
 
@@ -107,6 +95,28 @@ pub(super) fn add_repository_memory<'a>(
         write_file(&Path::new(REPORT_DIR).join("repository-memory.md"), &table)
     });
     Ok(())
+}
+
+/// score-service serving the repository `dir`, on a free port: ready only once every model
+/// of the repository is loaded.
+pub(super) fn repository_contender<'a>(
+    sh: &'a Shell,
+    name: &'static str,
+    binary: &Path,
+    dir: &Path,
+) -> anyhow::Result<Contender<'a>> {
+    let port = free_port()?;
+    let port_arg = port.to_string();
+    Ok(Contender {
+        name,
+        program: "score-service",
+        command: cmd!(
+            sh,
+            "{binary} --host 127.0.0.1 --port {port_arg} --metrics-port {port_arg} --log-format text --model-repository {dir}"
+        ),
+        port,
+        ready: Probe::Get(format!("http://127.0.0.1:{port}/v2/health/ready")),
+    })
 }
 
 /// Adds: start `contender`, read its memory once ready, stop it.

@@ -147,19 +147,25 @@ impl App {
         // Per-request logs exist only at debug level; copy nothing for them otherwise.
         let log = tracing::enabled!(tracing::Level::DEBUG)
             .then(|| (request.method().clone(), request.uri().path().to_owned()));
+        // The model version an inference route ran, for its own metrics.
+        let mut served: Option<Arc<Scorer>> = None;
         let response = match (port, route) {
             (Port::Operator, Route::Metrics | Route::Healthz | Route::Readyz) => {
-                self.dispatch(route, request, started).await
+                self.dispatch(route, request, &mut served).await
             }
             (Port::Operator, _) => Err(ApiError::OperatorPort),
             (Port::Public, Route::Metrics) if self.metrics_on_operator_port => {
                 Err(ApiError::MetricsElsewhere)
             }
-            (Port::Public, _) => self.dispatch(route, request, started).await,
+            (Port::Public, _) => self.dispatch(route, request, &mut served).await,
         }
         .unwrap_or_else(ApiError::into_response);
         let status = response.status().as_u16();
-        self.metrics.record(route, status, started.elapsed());
+        let elapsed = started.elapsed();
+        self.metrics.record(route, status, elapsed);
+        if let Some(scorer) = served {
+            scorer.metrics.record(status, elapsed);
+        }
         if let Some((method, path)) = log {
             tracing::debug!(%method, path, status, micros = started.elapsed().as_micros() as u64, "request");
         }
@@ -170,7 +176,7 @@ impl App {
         &self,
         route: Route,
         request: Request<Incoming>,
-        started: Instant,
+        served: &mut Option<Arc<Scorer>>,
     ) -> Result<HttpResponse, ApiError> {
         let method = request.method();
         let get = matches!(*method, Method::GET | Method::HEAD);
@@ -178,18 +184,18 @@ impl App {
         let path = request.uri().path();
         match route {
             Route::Score if post => {
-                let scorer = self.repository.get_default()?;
-                counted(&scorer, started, api::score::score(&scorer, request)).await
+                let scorer = served.insert(self.repository.get_default()?);
+                api::score::score(scorer, request).await
             }
             Route::ScoreModel if post => {
                 let name = http::score_path(path).ok_or(ApiError::NoSuchPath)?;
-                let scorer = self.repository.get(name, None)?;
-                counted(&scorer, started, api::score::score(&scorer, request)).await
+                let scorer = served.insert(self.repository.get(name, None)?);
+                api::score::score(scorer, request).await
             }
             Route::V2Infer if post => {
                 let asked = http::model_path(path).ok_or(ApiError::NoSuchPath)?;
-                let scorer = self.repository.get(asked.name, asked.version)?;
-                counted(&scorer, started, api::oip::infer(&scorer, request)).await
+                let scorer = served.insert(self.repository.get(asked.name, asked.version)?);
+                api::oip::infer(scorer, request).await
             }
             Route::Healthz if get => Ok(api::health::live()),
             Route::Readyz if get => self.readiness().map(|()| api::health::ready()),
@@ -257,21 +263,6 @@ impl App {
             )),
         }
     }
-}
-
-/// Runs an inference route's handler, counted in the model's own metrics.
-async fn counted(
-    scorer: &Scorer,
-    started: Instant,
-    handler: impl Future<Output = Result<HttpResponse, ApiError>>,
-) -> Result<HttpResponse, ApiError> {
-    let answer = handler.await;
-    let status = match &answer {
-        Ok(response) => response.status().as_u16(),
-        Err(error) => error.status().as_u16(),
-    };
-    scorer.metrics.record(status, started.elapsed());
-    answer
 }
 
 /// The body of a load request: `{"parameters": {"version": N}}` loads version N (a

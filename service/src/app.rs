@@ -220,9 +220,12 @@ impl App {
             }
             Route::V2RepositoryIndex if post => {
                 self.control_allows(route)?;
+                let only_ready = read_control_body::<IndexRequest>(request, &self.limits)
+                    .await?
+                    .is_some_and(|index| index.ready);
                 Ok(http::json(
                     hyper::StatusCode::OK,
-                    self.repository.index().to_string(),
+                    self.repository.index(only_ready).to_string(),
                 ))
             }
             Route::V2RepositoryLoad | Route::V2RepositoryUnload if post => {
@@ -279,12 +282,35 @@ struct LoadParameters {
     version: Option<serde_json::Value>,
 }
 
-async fn load_version(request: Request<Incoming>, limits: &Limits) -> Result<Option<u64>, ApiError> {
+/// The body of an index request: `{"ready": true}` lists only the ready versions.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IndexRequest {
+    #[serde(default)]
+    ready: bool,
+}
+
+/// A repository route's optional JSON body: None when empty.
+async fn read_control_body<T: serde::de::DeserializeOwned>(
+    request: Request<Incoming>,
+    limits: &Limits,
+) -> Result<Option<T>, ApiError> {
+    http::check_json_content_type(request.headers())?;
     let body = http::read_body(request, limits).await?;
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(None);
+    match body.trim_ascii_start().first() {
+        None => Ok(None),
+        // serde would read a struct from an array too; the protocol's body is an object.
+        Some(b'{') => serde_json::from_slice(&body)
+            .map(Some)
+            .map_err(ApiError::bad_request),
+        Some(_) => Err(ApiError::BadRequest("the body must be a JSON object".into())),
     }
-    let load: LoadRequest = serde_json::from_slice(&body).map_err(ApiError::bad_request)?;
+}
+
+async fn load_version(request: Request<Incoming>, limits: &Limits) -> Result<Option<u64>, ApiError> {
+    let Some(load) = read_control_body::<LoadRequest>(request, limits).await? else {
+        return Ok(None);
+    };
     match load.parameters.version {
         None => Ok(None),
         Some(serde_json::Value::Number(n)) if n.as_u64().is_some() => Ok(n.as_u64()),

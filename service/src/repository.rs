@@ -322,7 +322,8 @@ impl Repository {
 
     /// `POST /v2/repository/index`: every model and version, on disk or loaded, with its
     /// state and, when not ready, why.
-    pub fn index(&self) -> Value {
+    /// With `only_ready`, the ready versions alone (the protocol's `{"ready": true}`).
+    pub fn index(&self, only_ready: bool) -> Value {
         let catalog = self.catalog();
         let mut rows: BTreeMap<(String, u64), (&str, String)> = BTreeMap::new();
         if let Source::Directory(dir) = &self.source {
@@ -345,6 +346,7 @@ impl Repository {
         }
         Value::Array(
             rows.into_iter()
+                .filter(|(_, (state, _))| !only_ready || *state == "READY")
                 .map(|((name, version), (state, reason))| {
                     json!({"name": name, "version": version.to_string(), "state": state, "reason": reason})
                 })

@@ -241,6 +241,11 @@ async fn explicit_control_loads_and_unloads_and_a_failed_load_changes_nothing() 
         state_of(&index, "fraud", "1"),
         ("UNAVAILABLE".into(), "not loaded".into())
     );
+    let (status, ready) = control(&server, "/v2/repository/index", r#"{"ready": true}"#).await;
+    assert_eq!((status, ready.as_array().unwrap().len()), (200, 1), "{ready}");
+    assert_eq!(state_of(&ready, "fraud", "2").0, "READY");
+    let (status, _) = control(&server, "/v2/repository/index", "[null, null]").await;
+    assert_eq!(status, 400, "a body that is not the protocol's is refused");
     let metadata = server.get("/v2").await.json();
     assert!(
         metadata["extensions"]

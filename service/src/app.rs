@@ -208,8 +208,7 @@ impl App {
             )),
             Route::V2Model | Route::V2ModelReady if get => {
                 let asked = http::model_path(path).ok_or(ApiError::NoSuchPath)?;
-                let scorer = self.repository.get(asked.name, asked.version)?;
-                let versions = self.repository.versions(asked.name);
+                let (scorer, versions) = self.repository.get_with_versions(asked.name, asked.version)?;
                 let ready = !self.draining.load(Ordering::Relaxed);
                 Ok(api::oip::model_get(
                     scorer.model.as_ref(),

@@ -296,13 +296,21 @@ impl Repository {
         }
     }
 
-    /// The loaded versions of `name`, as the protocol writes them.
-    pub fn versions(&self, name: &str) -> Vec<String> {
-        self.catalog()
+    /// `get`, with every loaded version of `name` as the protocol writes them, both read
+    /// from one catalog so a swap between the two reads cannot make them disagree.
+    pub fn get_with_versions(
+        &self,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<(Arc<Scorer>, Vec<String>), ApiError> {
+        let catalog = self.catalog();
+        let scorer = get_in(&catalog, name, version)?;
+        let versions = catalog
             .models
             .get(name)
             .map(|v| v.loaded.keys().map(u64::to_string).collect())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        Ok((scorer, versions))
     }
 
     /// Whether every model the repository holds has a version loaded.

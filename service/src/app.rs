@@ -32,8 +32,18 @@ pub struct App {
 
 impl App {
     /// The app for `model`, with a compute pool of `limits.compute_threads` threads.
-    pub fn new(model: Box<dyn Model>, limits: Limits) -> std::io::Result<Self> {
-        let metrics = Metrics::new(model.name());
+    pub fn new(model: Box<dyn Model>, limits: Limits) -> anyhow::Result<Self> {
+        Self::with_models(vec![model], None, limits)
+    }
+
+    /// The app for the models `--model` names (`Repository::files`).
+    pub fn with_models(
+        models: Vec<Box<dyn Model>>,
+        default: Option<String>,
+        limits: Limits,
+    ) -> anyhow::Result<Self> {
+        let names: Vec<&str> = models.iter().map(|m| m.name()).collect();
+        let metrics = Metrics::new(default.as_deref().unwrap_or(&names.join(",")));
         let pool = ComputePool::new(limits.compute_threads, limits.compute_queue, metrics.pool())?;
         let loader = Loader {
             model_limits: ModelLimits::default(),
@@ -41,7 +51,7 @@ impl App {
             pool,
             metrics: metrics.models(),
         };
-        let repository = Repository::one(model, loader);
+        let repository = Repository::files(models, default, loader)?;
         Ok(Self::serving(repository, limits, metrics))
     }
 

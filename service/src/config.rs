@@ -21,9 +21,10 @@ pub struct Config {
     pub port: u16,
 
     /// Model to serve: a path to an .onnx file, or "identity", which echoes the input as
-    /// the tutorial's service does.
-    #[arg(long, env = "SCORE_MODEL", default_value = "identity")]
-    pub model: String,
+    /// the tutorial's service does. Repeat it (or separate paths with commas) to serve
+    /// several, each under its file's name without `.onnx`.
+    #[arg(long, env = "SCORE_MODEL", default_value = "identity", value_delimiter = ',')]
+    pub model: Vec<String>,
 
     /// Largest request body accepted, in bytes or with a unit (64KiB, 1MiB).
     #[arg(long, env = "SCORE_BODY_LIMIT", default_value = "1MiB", value_parser = parse_size)]
@@ -98,14 +99,9 @@ pub struct Config {
     #[arg(long, env = "SCORE_MODEL_REPOSITORY", value_name = "DIR")]
     pub model_repository: Option<std::path::PathBuf>,
 
-    /// The model `/score` serves when a repository holds several (`/score/{name}` serves
-    /// any of them).
-    #[arg(
-        long,
-        env = "SCORE_DEFAULT_MODEL",
-        value_name = "NAME",
-        requires = "model_repository"
-    )]
+    /// The model `/score` serves when a repository or the --model files hold several
+    /// (`/score/{name}` serves any of them).
+    #[arg(long, env = "SCORE_DEFAULT_MODEL", value_name = "NAME")]
     pub default_model: Option<String>,
 
     /// Who changes what a repository serves once started: nobody (`none`), requests to
@@ -276,12 +272,27 @@ mod tests {
     fn defaults_match_the_tutorial() {
         let config = Config::parse_from(["score-service"]);
         assert_eq!(config.listen_addr().to_string(), "0.0.0.0:5000");
-        assert_eq!(config.model, "identity");
+        assert_eq!(config.model, ["identity"]);
         assert_eq!(
             format!("{:?}", config.limits()),
             format!("{:?}", Limits::default())
         );
         assert!(config.drain_deadline < Duration::from_secs(30));
         assert_eq!(config.model_limits(), ModelLimits::default());
+    }
+
+    #[test]
+    fn several_models_are_named_by_repeating_the_flag_or_by_commas() {
+        let repeated = Config::parse_from(["score-service", "--model", "a.onnx", "--model", "b.onnx"]);
+        assert_eq!(repeated.model, ["a.onnx", "b.onnx"]);
+        let joined = Config::parse_from([
+            "score-service",
+            "--model",
+            "a.onnx,b.onnx",
+            "--default-model",
+            "b",
+        ]);
+        assert_eq!(joined.model, ["a.onnx", "b.onnx"]);
+        assert_eq!(joined.default_model.as_deref(), Some("b"));
     }
 }

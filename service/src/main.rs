@@ -41,7 +41,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             config.model_limits(),
             config.limits(),
         )?,
-        None => App::new(load_model(&config)?, config.limits()).context("start the compute threads")?,
+        None => {
+            let models = config
+                .model
+                .iter()
+                .map(|spec| load_model(spec, &config))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            App::with_models(models, config.default_model.clone(), config.limits())?
+        }
     };
     let address = config.listen_addr();
     let listener = TcpListener::bind(address)
@@ -100,14 +107,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 /// its size budget), so the `catch_unwind` that turns tract's panics on a malformed graph
 /// into a refusal cannot act there: while the model loads, a panic hook reports the
 /// same refusal, as one line, and exits 1.
-fn load_model(config: &Config) -> anyhow::Result<Box<dyn model::Model>> {
-    let path = std::path::PathBuf::from(&config.model);
+fn load_model(spec: &str, config: &Config) -> anyhow::Result<Box<dyn model::Model>> {
+    let path = std::path::PathBuf::from(spec);
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         let _ = fail(model::tract_failed(&path, info.payload()).into());
         std::process::exit(1);
     }));
-    let loaded = model::load(&config.model, &config.model_limits());
+    let loaded = model::load(spec, &config.model_limits());
     std::panic::set_hook(previous);
     Ok(loaded?)
 }

@@ -28,13 +28,13 @@ use crate::model::{self, Model, ModelLimits, OnnxModel};
 const MODEL_FILE: &str = "model.onnx";
 /// The optional per-model settings file, beside the version directories.
 const SETTINGS_FILE: &str = "settings.json";
-/// The version of the one model `--model` names.
+/// The version of each model `--model` names.
 const SINGLE_VERSION: u64 = 1;
 
 /// Where the models come from.
 pub enum Source {
-    /// `--model`: a file or `identity`, served as version 1.
-    One(String),
+    /// `--model`, once or more: files or `identity`, each served as version 1.
+    Files,
     /// `--model-repository`.
     Directory(PathBuf),
 }
@@ -187,29 +187,49 @@ struct OnDisk {
 }
 
 impl Repository {
-    /// The one model `model` serves, as version 1.
-    pub fn one(model: Box<dyn Model>, loader: Loader) -> Repository {
-        let name = model.name().to_owned();
-        let scorer = loader.scorer(model, SINGLE_VERSION, None);
-        let version = Version {
-            scorer,
-            modified: None,
-            batching: None,
-        };
-        let versions = Versions {
-            loaded: BTreeMap::from([(SINGLE_VERSION, version)]),
-            failed: BTreeMap::new(),
-        };
-        Repository {
-            catalog: ArcSwap::from_pointee(Catalog {
-                models: BTreeMap::from([(name.clone(), versions)]),
-            }),
-            source: Source::One(name),
-            default: None,
+    /// The models `--model` names, each as version 1, under its own name; `/score`
+    /// serves `default`, or the only one. Refuses two models of one name, and a `default`
+    /// that names none of them.
+    pub fn files(
+        models: Vec<Box<dyn Model>>,
+        default: Option<String>,
+        loader: Loader,
+    ) -> anyhow::Result<Repository> {
+        let mut catalog = Catalog::default();
+        for model in models {
+            let name = model.name().to_owned();
+            if catalog.models.contains_key(&name) {
+                anyhow::bail!(
+                    "two --model files are named {name:?}: a model is called by its file's name (without .onnx), so rename one"
+                );
+            }
+            let version = Version {
+                scorer: loader.scorer(model, SINGLE_VERSION, None),
+                modified: None,
+                batching: None,
+            };
+            let versions = Versions {
+                loaded: BTreeMap::from([(SINGLE_VERSION, version)]),
+                failed: BTreeMap::new(),
+            };
+            catalog.models.insert(name, versions);
+        }
+        if let Some(name) = &default
+            && !catalog.models.contains_key(name)
+        {
+            anyhow::bail!(
+                "--default-model {name:?} is none of the --model files ({})",
+                catalog.names()
+            );
+        }
+        Ok(Repository {
+            catalog: ArcSwap::from_pointee(catalog),
+            source: Source::Files,
+            default,
             control: ModelControl::None,
             loader,
             changing: tokio::sync::Mutex::new(()),
-        }
+        })
     }
 
     /// Every model in `dir`, each version its policy chooses; a model that fails to load

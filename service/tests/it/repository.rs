@@ -519,3 +519,75 @@ async fn batching_merges_concurrent_requests_and_answers_each_as_alone() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_model_files_are_served_each_by_its_name() {
+    let load =
+        |name: &str| score_service::model::load(zoo(name).to_str().unwrap(), &Default::default()).unwrap();
+    let (svr, classifier) = (alone("linear_svr").await, alone("logistic_multiclass").await);
+    let both = || vec![load("linear_svr"), load("logistic_multiclass")];
+    let server = TestServer::with_app(App::with_models(both(), None, Limits::default()).unwrap()).await;
+    assert_eq!(score(&server, "/score/linear_svr").await, (200, svr.clone()));
+    assert_eq!(
+        score(&server, "/score/logistic_multiclass").await,
+        (200, classifier)
+    );
+    let metadata = server.get("/v2/models/logistic_multiclass").await;
+    assert_eq!(metadata.status, 200, "{metadata:?}");
+    assert_eq!(metadata.json()["versions"], json!(["1"]));
+    let (status, answer) = score(&server, "/score").await;
+    assert_eq!(status, 404, "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("/score/{name}"),
+        "{answer}"
+    );
+    let index = server
+        .send(post("/v2/repository/index", "application/json", "{}"))
+        .await
+        .json();
+    assert_eq!(state_of(&index, "linear_svr", "1").0, "READY");
+    assert_eq!(state_of(&index, "logistic_multiclass", "1").0, "READY");
+
+    let defaulted = App::with_models(both(), Some("linear_svr".into()), Limits::default()).unwrap();
+    let server = TestServer::with_app(defaulted).await;
+    assert_eq!(score(&server, "/score").await, (200, svr));
+
+    let unknown = App::with_models(both(), Some("nope".into()), Limits::default())
+        .err()
+        .expect("a default that names no model is refused");
+    assert!(
+        unknown
+            .to_string()
+            .contains("--default-model \"nope\" is none of"),
+        "{unknown}"
+    );
+}
+
+#[test]
+fn model_files_of_one_name_are_refused_at_start() {
+    // SCORE_MODEL takes several paths joined by commas, as the xtask's containers set it.
+    let scratch = repository_dir("same-name");
+    for dir in ["a", "b"] {
+        std::fs::create_dir_all(scratch.join(dir)).unwrap();
+        std::fs::copy(zoo("linear_svr"), scratch.join(dir).join("model.onnx")).unwrap();
+    }
+    let paths = format!(
+        "{},{}",
+        scratch.join("a/model.onnx").display(),
+        scratch.join("b/model.onnx").display()
+    );
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_score-service"))
+        .args(["--port", "0", "--log-format", "text"])
+        .env("SCORE_MODEL", &paths)
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "two models named alike must not start");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("two --model files are named")
+            && stderr.contains("model")
+            && stderr.contains("rename one"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&scratch).unwrap();
+}

@@ -1,40 +1,54 @@
-//! `--model PATH`: an ONNX file to serve, or `--model-repository DIR`: a directory of
-//! models in Triton's layout (`DIR/NAME/VERSION/model.onnx`), each checked before
-//! anything runs.
+//! `--model PATH` (once or more): ONNX files to serve, or `--model-repository DIR`: a
+//! directory of models in Triton's layout (`DIR/NAME/VERSION/model.onnx`), each checked
+//! before anything runs.
 
 use std::path::{Path, PathBuf};
+
+use anyhow::Context;
 
 /// The flags that choose what the service serves, shared by `ship`, `deploy` and
 /// `render`.
 #[derive(clap::Args, Clone, Debug)]
 pub(crate) struct ModelArgs {
-    /// Serve this ONNX model instead of the identity echo: mounted read-only (local,
-    /// docker), or on a cluster, a model image built on the service image and pushed.
+    /// Serve this ONNX model instead of the identity echo; repeat it to serve several,
+    /// each at `/score/NAME` and `/v2/models/NAME` (NAME: the file's name without
+    /// `.onnx`). Mounted read-only (local, docker), or on a cluster, a model image built
+    /// on the service image and pushed.
     #[arg(long, value_parser = ModelFile::parse, conflicts_with = "model_repository")]
-    model: Option<ModelFile>,
+    model: Vec<ModelFile>,
 
     /// Serve every model of this directory (`DIR/NAME/VERSION/model.onnx`, as Triton lays
     /// it out), each at `/score/NAME` and `/v2/models/NAME`: mounted read-only, or on a
     /// cluster, a model image built on the service image and pushed.
-    #[arg(long, value_name = "DIR", value_parser = ModelFile::parse_repository)]
-    model_repository: Option<ModelFile>,
+    #[arg(long, value_name = "DIR", value_parser = Models::parse_repository)]
+    model_repository: Option<Models>,
 }
 
 impl ModelArgs {
-    pub(crate) fn chosen(self) -> Option<ModelFile> {
-        self.model.or(self.model_repository)
+    /// What was chosen, if anything; refuses two files the service would call by one name.
+    pub(crate) fn chosen(self) -> anyhow::Result<Option<Models>> {
+        if self.model.is_empty() {
+            return Ok(self.model_repository);
+        }
+        let mut names: Vec<&str> = self.model.iter().map(|m| m.name.as_str()).collect();
+        names.sort_unstable();
+        if let Some(twice) = names.windows(2).find(|pair| pair[0] == pair[1]) {
+            anyhow::bail!(
+                "two --model files are named {:?}: the service calls a model by its file's name, so rename one",
+                twice[0]
+            );
+        }
+        Ok(Some(Models::Files(self.model)))
     }
 }
 
+/// One ONNX file.
 #[derive(Clone, Debug)]
 pub(crate) struct ModelFile {
     /// Absolute, so it means the same to the service, Docker and us.
     pub(crate) path: PathBuf,
-    /// The file's name without `.onnx`: what the service calls the model; for a
-    /// repository, the directory's name.
+    /// The file's name without `.onnx`: what the service calls the model.
     pub(crate) name: String,
-    /// A repository's models, by name (sorted); empty for one file.
-    pub(crate) models: Vec<String>,
 }
 
 impl ModelFile {
@@ -49,13 +63,29 @@ impl ModelFile {
             .and_then(|s| s.to_str())
             .unwrap_or("model")
             .to_owned();
-        Ok(ModelFile {
-            path,
-            name,
-            models: Vec::new(),
-        })
+        Ok(ModelFile { path, name })
     }
+}
 
+/// Where a container finds the models: mounted, or copied into a model image.
+const INSIDE: &str = "/models";
+
+/// What the service is asked to serve instead of the identity echo.
+#[derive(Clone, Debug)]
+pub(crate) enum Models {
+    /// `--model`, once or more.
+    Files(Vec<ModelFile>),
+    /// `--model-repository`.
+    Repository {
+        path: PathBuf,
+        /// The directory's name.
+        name: String,
+        /// Its models, by name (sorted).
+        models: Vec<String>,
+    },
+}
+
+impl Models {
     /// A model repository: a directory holding at least one `NAME/VERSION/model.onnx`.
     pub(crate) fn parse_repository(text: &str) -> Result<Self, String> {
         let path = Path::new(text)
@@ -72,43 +102,86 @@ impl ModelFile {
             .and_then(|s| s.to_str())
             .unwrap_or("models")
             .to_owned();
-        Ok(ModelFile { path, name, models })
-    }
-
-    pub(crate) fn is_repository(&self) -> bool {
-        !self.models.is_empty()
+        Ok(Models::Repository { path, name, models })
     }
 
     /// The names of the models the service serves from it.
     pub(crate) fn names(&self) -> Vec<String> {
-        if self.is_repository() {
-            self.models.clone()
-        } else {
-            vec![self.name.clone()]
+        match self {
+            Models::Files(files) => files.iter().map(|f| f.name.clone()).collect(),
+            Models::Repository { models, .. } => models.clone(),
         }
     }
 
-    /// Where the service finds it in a container.
-    pub(crate) fn path_inside(&self) -> String {
-        if self.is_repository() {
-            format!("/models/{}", self.name)
-        } else {
-            format!("/models/{}.onnx", self.name)
-        }
-    }
-
-    /// The service's flag for it, and the environment variable of that flag.
-    pub(crate) fn flag(&self) -> (&'static str, &'static str) {
-        if self.is_repository() {
-            ("--model-repository", "SCORE_MODEL_REPOSITORY")
-        } else {
-            ("--model", "SCORE_MODEL")
-        }
-    }
-
-    /// What `status` shows of it: the model's name, or the repository's models.
+    /// What `status` shows of it: the models' names.
     pub(crate) fn described(&self) -> String {
         self.names().join(", ")
+    }
+
+    /// The service's flags for it, run on this machine.
+    pub(crate) fn service_args(&self) -> Vec<String> {
+        match self {
+            Models::Files(files) => files
+                .iter()
+                .flat_map(|f| ["--model".to_owned(), f.path.display().to_string()])
+                .collect(),
+            Models::Repository { path, .. } => {
+                vec!["--model-repository".to_owned(), path.display().to_string()]
+            }
+        }
+    }
+
+    /// Each path on this machine, with where a container finds it (under `/models`).
+    pub(crate) fn mounts(&self) -> Vec<(PathBuf, String)> {
+        match self {
+            Models::Files(files) => files
+                .iter()
+                .map(|f| (f.path.clone(), format!("{INSIDE}/{}.onnx", f.name)))
+                .collect(),
+            Models::Repository { path, name, .. } => vec![(path.clone(), format!("{INSIDE}/{name}"))],
+        }
+    }
+
+    /// The environment variable that tells the service in a container what to serve, as
+    /// `NAME=VALUE` (several files: their paths joined by commas, as the service reads
+    /// `SCORE_MODEL`).
+    pub(crate) fn env(&self) -> String {
+        let inside: Vec<String> = self.mounts().into_iter().map(|(_, inside)| inside).collect();
+        let variable = match self {
+            Models::Files(_) => "SCORE_MODEL",
+            Models::Repository { .. } => "SCORE_MODEL_REPOSITORY",
+        };
+        format!("{variable}={}", inside.join(","))
+    }
+
+    /// Every file that travels in a model image, with its path under `/models`, in a
+    /// fixed order so a hash over them is the same on every machine.
+    pub(crate) fn files(&self) -> anyhow::Result<Vec<(String, PathBuf)>> {
+        let mut found = Vec::new();
+        for (path, inside) in self.mounts() {
+            let under = inside
+                .trim_start_matches(INSIDE)
+                .trim_start_matches('/')
+                .to_owned();
+            if !path.is_dir() {
+                found.push((under, path));
+                continue;
+            }
+            let mut pending = vec![path.clone()];
+            while let Some(dir) = pending.pop() {
+                for entry in std::fs::read_dir(&dir).with_context(|| format!("read {}", dir.display()))? {
+                    let file = entry?.path();
+                    if file.is_dir() {
+                        pending.push(file);
+                    } else {
+                        let relative = file.strip_prefix(&path)?.to_string_lossy().into_owned();
+                        found.push((format!("{under}/{relative}"), file));
+                    }
+                }
+            }
+        }
+        found.sort();
+        Ok(found)
     }
 }
 
@@ -152,15 +225,68 @@ mod tests {
             std::fs::write(dir.join(model).join(version).join("model.onnx"), b"").unwrap();
         }
         std::fs::create_dir_all(dir.join("empty/1")).unwrap();
-        let repository = ModelFile::parse_repository(dir.to_str().unwrap()).unwrap();
-        assert_eq!(repository.models, ["churn", "fraud"]);
-        assert_eq!(repository.flag().0, "--model-repository");
-        assert!(repository.path_inside().starts_with("/models/xtask-repository-"));
+        let repository = Models::parse_repository(dir.to_str().unwrap()).unwrap();
+        assert_eq!(repository.names(), ["churn", "fraud"]);
+        assert_eq!(repository.service_args()[0], "--model-repository");
+        let name = dir.file_name().unwrap().to_str().unwrap();
+        assert_eq!(repository.env(), format!("SCORE_MODEL_REPOSITORY=/models/{name}"));
+        let files: Vec<String> = repository
+            .files()
+            .unwrap()
+            .into_iter()
+            .map(|(under, _)| under)
+            .collect();
+        assert_eq!(
+            files,
+            [
+                "churn/3/model.onnx",
+                "fraud/1/model.onnx",
+                "fraud/2/model.onnx",
+                "notes/draft/model.onnx"
+            ]
+            .map(|file| format!("{name}/{file}"))
+        );
         std::fs::remove_dir_all(dir.join("fraud")).unwrap();
         std::fs::remove_dir_all(dir.join("churn")).unwrap();
-        let empty = ModelFile::parse_repository(dir.to_str().unwrap()).unwrap_err();
+        let empty = Models::parse_repository(dir.to_str().unwrap()).unwrap_err();
         assert!(empty.contains("holds no model"), "{empty}");
         std::fs::remove_dir_all(&dir).unwrap();
-        assert!(ModelFile::parse_repository(dir.to_str().unwrap()).is_err());
+        assert!(Models::parse_repository(dir.to_str().unwrap()).is_err());
+    }
+
+    #[test]
+    fn several_files_are_served_each_by_its_name_and_two_of_one_name_are_refused() {
+        let dir = std::env::temp_dir().join(format!("xtask-model-files-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        for file in ["a/churn.onnx", "a/fraud.onnx", "b/fraud.onnx"] {
+            std::fs::create_dir_all(dir.join(file).parent().unwrap()).unwrap();
+            std::fs::write(dir.join(file), b"").unwrap();
+        }
+        let args = |files: &[&str]| ModelArgs {
+            model: files
+                .iter()
+                .map(|f| ModelFile::parse(dir.join(f).to_str().unwrap()).unwrap())
+                .collect(),
+            model_repository: None,
+        };
+        let served = args(&["a/churn.onnx", "a/fraud.onnx"]).chosen().unwrap().unwrap();
+        assert_eq!(served.names(), ["churn", "fraud"]);
+        assert_eq!(served.env(), "SCORE_MODEL=/models/churn.onnx,/models/fraud.onnx");
+        let flags = served.service_args();
+        assert_eq!(flags.iter().filter(|f| *f == "--model").count(), 2, "{flags:?}");
+        let files: Vec<String> = served
+            .files()
+            .unwrap()
+            .into_iter()
+            .map(|(under, _)| under)
+            .collect();
+        assert_eq!(files, ["churn.onnx", "fraud.onnx"]);
+        let twice = args(&["a/fraud.onnx", "b/fraud.onnx"])
+            .chosen()
+            .unwrap_err()
+            .to_string();
+        assert!(twice.contains("two --model files are named \"fraud\""), "{twice}");
+        assert!(args(&[]).chosen().unwrap().is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -31,7 +31,7 @@ use crate::steps::tracks::{Figures, Snapshot, Thresholds, Verdict, agree, canary
 
 /// The API server's path to `path` on port `port` of `pod`: the pod proxy, which reaches
 /// a pod wherever the xtask runs, through the credentials kubectl already has.
-fn pod_proxy(namespace: &str, pod: &str, port: &str, path: &str) -> String {
+pub(crate) fn pod_proxy(namespace: &str, pod: &str, port: &str, path: &str) -> String {
     format!("/api/v1/namespaces/{namespace}/pods/{pod}:{port}/proxy{path}")
 }
 

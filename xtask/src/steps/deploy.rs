@@ -233,15 +233,21 @@ pub(crate) fn describe_serving(deployment: &Value) -> String {
     let annotations = &deployment["metadata"]["annotations"];
     let status = &deployment["status"];
     let count = |value: &Value| value.as_u64().unwrap_or(0);
+    let cause = annotations["kubernetes.io/change-cause"]
+        .as_str()
+        .unwrap_or("no change-cause");
+    let image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+        .as_str()
+        .unwrap_or("?");
+    // Our change-cause names the image already; another tool's may not.
+    let image = if cause.contains(image) {
+        String::new()
+    } else {
+        format!(", image {image}")
+    };
     format!(
-        "revision {} ({}), image {}, {} of {} pods ready, {} up to date",
+        "revision {} ({cause}){image}, {} of {} pods ready, {} up to date",
         annotations["deployment.kubernetes.io/revision"]
-            .as_str()
-            .unwrap_or("?"),
-        annotations["kubernetes.io/change-cause"]
-            .as_str()
-            .unwrap_or("no change-cause"),
-        deployment["spec"]["template"]["spec"]["containers"][0]["image"]
             .as_str()
             .unwrap_or("?"),
         count(&status["readyReplicas"]),

@@ -247,9 +247,67 @@ pub(crate) fn print_try_it(url: &str, models: &[String]) {
     }
 }
 
+/// The body that asks a server's repository index for what it serves: only the versions
+/// that answer.
+pub(crate) const INDEX_READY: &str = r#"{"ready": true}"#;
+
+/// What a server serves, read from its answer to `POST /v2/repository/index` with
+/// `INDEX_READY`: each model with its ready versions ("churn 1, fraud 1 and 2").
+pub(crate) fn describe_index(answer: &str) -> String {
+    let Ok(Value::Array(entries)) = serde_json::from_str::<Value>(answer) else {
+        return format!("(the index answered {})", answer.trim());
+    };
+    let mut models: Vec<(String, Vec<String>)> = Vec::new();
+    for entry in &entries {
+        let (Some(name), Some(version)) = (entry["name"].as_str(), entry["version"].as_str()) else {
+            continue;
+        };
+        match models.iter_mut().find(|(known, _)| known == name) {
+            Some((_, versions)) => versions.push(version.to_owned()),
+            None => models.push((name.to_owned(), vec![version.to_owned()])),
+        }
+    }
+    if models.is_empty() {
+        return "no model is ready".to_owned();
+    }
+    models
+        .iter()
+        .map(|(name, versions)| {
+            let versions = match versions.split_last() {
+                Some((last, [])) => last.clone(),
+                Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+                None => String::new(),
+            };
+            format!("{name} {versions}")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// What the server at `url` serves, as it says (`describe_index`), or why it could not say.
+pub(crate) fn served_at(url: &str) -> String {
+    match post_json(
+        &agent(Duration::from_secs(2)),
+        &format!("{url}/v2/repository/index"),
+        INDEX_READY,
+    ) {
+        Ok((200, answer)) => describe_index(&answer),
+        Ok((status, answer)) => format!("(POST /v2/repository/index answered {status}: {})", answer.trim()),
+        Err(err) => format!("(POST /v2/repository/index failed: {err})"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_index_is_described_model_by_model_with_its_ready_versions() {
+        let answer = r#"[{"name":"churn","version":"1","state":"READY"},{"name":"fraud","version":"1","state":"READY"},{"name":"fraud","version":"2","state":"READY"},{"name":"fraud","version":"3","state":"READY"}]"#;
+        assert_eq!(describe_index(answer), "churn 1, fraud 1, 2 and 3");
+        assert_eq!(describe_index("[]"), "no model is ready");
+        assert_eq!(describe_index("not found\n"), "(the index answered not found)");
+    }
 
     #[test]
     fn one_row_is_shaped_and_typed_as_the_metadata_declares() {

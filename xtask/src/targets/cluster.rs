@@ -15,7 +15,7 @@ use serde_json::Value;
 use xshell::Shell;
 
 use crate::core::git;
-use crate::core::model_file::ModelFile;
+use crate::core::model_file::Models;
 use crate::core::paths::state_dir;
 use crate::core::plan::{Command, Plan, query};
 use crate::core::process::{Poll, WaitError, poll_until};
@@ -30,7 +30,7 @@ use crate::steps::model_image::ModelImage;
 use crate::steps::push::{self, Release};
 use crate::steps::registry::{self, LocalRegistry};
 use crate::steps::render::{MODEL_ANNOTATION, Renderer};
-use crate::steps::smoke::{print_try_it, smoke_test};
+use crate::steps::smoke::{INDEX_READY, describe_index, print_try_it, smoke_test};
 use crate::targets::target::{Publish, ShipOptions, Target};
 
 /// What the plans do on a cluster, as RBAC names it: verb, resource, and what for.
@@ -177,17 +177,12 @@ impl<'a> Cluster<'a> {
         Ok(format!("{registry}/{}", self.settings.image))
     }
 
-    fn renderer(&self, model: Option<&ModelFile>) -> Renderer<'a> {
-        Renderer::new(
-            self.sh,
-            &self.settings,
-            &self.state,
-            model.map(ModelFile::described),
-        )
+    fn renderer(&self, model: Option<&Models>) -> Renderer<'a> {
+        Renderer::new(self.sh, &self.settings, &self.state, model.map(Models::described))
     }
 
     /// The image this tree (and model) makes for these settings.
-    fn reference(&self, model: Option<&ModelFile>) -> anyhow::Result<String> {
+    fn reference(&self, model: Option<&Models>) -> anyhow::Result<String> {
         let image = Image::for_worktree(self.sh, self.repository()?)?;
         Ok(match model {
             None => image.reference(),
@@ -198,8 +193,48 @@ impl<'a> Cluster<'a> {
         })
     }
 
+    /// Adds: ask each of the app's pods, through the API server's pod proxy, which models
+    /// and versions it serves (`POST /v2/repository/index`), and print one line a pod.
+    fn add_pods_serving(&self, plan: &mut Plan<'a, Release>) {
+        let selector = format!("app={}", self.settings.app);
+        let (kubectl, body) = (self.kubectl.clone(), self.state.join("index-request.json"));
+        let shown = canary::pod_proxy(&kubectl.namespace, "POD", "http", "/v2/repository/index");
+        plan.read(
+            kubectl.namespaced(["get", "pods", "--selector", &selector, "--output", "json"]),
+            "see `kubectl get pods`",
+            move |_, json| {
+                let pods: Value = serde_json::from_str(&json).context("kubectl printed no JSON")?;
+                eprintln!(
+                    "# ask each running pod what it serves: $ kubectl create --raw {shown} --filename {}",
+                    body.display()
+                );
+                if let Some(dir) = body.parent() {
+                    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+                }
+                std::fs::write(&body, INDEX_READY).with_context(|| format!("write {}", body.display()))?;
+                for pod in pods["items"].as_array().into_iter().flatten() {
+                    let name = pod["metadata"]["name"].as_str().unwrap_or("?");
+                    let phase = pod["status"]["phase"].as_str().unwrap_or("?");
+                    let serving = if phase == "Running" {
+                        let path =
+                            canary::pod_proxy(&kubectl.namespace, name, "http", "/v2/repository/index");
+                        let body = body.display().to_string();
+                        match query(kubectl.cluster_wide(["create", "--raw", &path, "--filename", &body])) {
+                            Ok(answer) => describe_index(&answer),
+                            Err(err) => format!("(could not ask it: {err:#})"),
+                        }
+                    } else {
+                        format!("({phase})")
+                    };
+                    println!("{:10}{name} serves {serving}", "pod");
+                }
+                Ok(())
+            },
+        );
+    }
+
     /// The plan of `render`: the manifests of the image pushed from this tree.
-    pub(crate) fn render_plan(&self, model: Option<&ModelFile>) -> anyhow::Result<Plan<'a, Release>> {
+    pub(crate) fn render_plan(&self, model: Option<&Models>) -> anyhow::Result<Plan<'a, Release>> {
         let renderer = self.renderer(model);
         renderer.check_settings()?;
         let mut plan = Plan::new();
@@ -214,7 +249,7 @@ impl<'a> Cluster<'a> {
     /// The plan of `deploy`: the image pushed from this tree, applied and rolled out.
     pub(crate) fn deploy_plan(
         &self,
-        model: Option<&ModelFile>,
+        model: Option<&Models>,
         rollout: Rollout,
     ) -> anyhow::Result<Plan<'a, Release>> {
         let renderer = self.renderer(model);
@@ -568,11 +603,14 @@ impl<'s> Target for Cluster<'s> {
     fn ship_plan(&self, options: &ShipOptions) -> anyhow::Result<Plan<'_, Release>> {
         let sh = self.sh;
         let model = options.model.as_ref();
-        if options.canary.is_some() && model.is_some_and(ModelFile::is_repository) {
-            bail!(
-                "--canary checks one model's answers: a canary of a model repository is not built yet; ship the repository without --canary, or canary one model with --model"
-            );
-        }
+        let model_name = match model {
+            None => None,
+            Some(Models::Files(files)) if files.len() == 1 => Some(files[0].name.clone()),
+            Some(_) if options.canary.is_none() => None,
+            Some(_) => bail!(
+                "--canary checks one model's answers: a canary of several models or of a model repository is not built yet; ship them without --canary, or canary one model with --model"
+            ),
+        };
         let renderer = self.renderer(model);
         renderer.check_settings()?;
         let mut plan = Plan::new();
@@ -588,12 +626,11 @@ impl<'s> Target for Cluster<'s> {
             let model_image = ModelImage::new(model, image.tag(), self.state.join("model-image"))?;
             model_image.add_build_and_push(sh, &mut plan, &image.repository, self.record());
         }
-        let model_name = model.map(|m| m.name.clone());
         match &options.canary {
             None => self.add_deploy(&mut plan, &renderer, &git::commit(self.sh)?, options.rollout),
             Some(canary) => self.add_canary(&mut plan, &renderer, options.rollout, canary, model_name)?,
         }
-        let names = model.map(ModelFile::names).unwrap_or_default();
+        let names = model.map(Models::names).unwrap_or_default();
         self.add_smoke(&mut plan, Duration::from_secs(600), names)?;
         Ok(plan)
     }
@@ -695,6 +732,7 @@ impl<'s> Target for Cluster<'s> {
                 Ok(())
             },
         );
+        self.add_pods_serving(&mut plan);
         let port = self.settings.service_port;
         let (kind, host) = entry(self.settings.traffic);
         plan.read(

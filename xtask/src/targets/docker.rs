@@ -8,7 +8,7 @@ use anyhow::bail;
 use serde::{Deserialize, Serialize};
 use xshell::{Shell, cmd};
 
-use crate::core::model_file::ModelFile;
+use crate::core::model_file::Models;
 use crate::core::paths::state_dir;
 use crate::core::plan::{Command, Plan, query};
 use crate::core::process::{Poll, WaitError, poll_until};
@@ -18,7 +18,7 @@ use crate::steps::engine::add_engine_check;
 use crate::steps::image::{IMAGE_NAME, Image};
 use crate::steps::push::{self, Pushed, Release};
 use crate::steps::registry::{self, LocalRegistry};
-use crate::steps::smoke::{add_how_to_reach, add_smoke_test};
+use crate::steps::smoke::{add_how_to_reach, add_smoke_test, served_at};
 use crate::targets::target::{Publish, ShipOptions, Target};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -175,13 +175,13 @@ impl Target for Docker<'_> {
         // A model is mounted read-only, not baked in: the image stays the one pushed.
         let model_args: Vec<String> = model
             .map(|m| {
-                let inside = m.path_inside();
-                vec![
-                    "--volume".into(),
-                    format!("{}:{inside}:ro", m.path.display()),
-                    "--env".into(),
-                    format!("{}={inside}", m.flag().1),
-                ]
+                let mut args: Vec<String> = m
+                    .mounts()
+                    .into_iter()
+                    .flat_map(|(path, inside)| ["--volume".into(), format!("{}:{inside}:ro", path.display())])
+                    .collect();
+                args.extend(["--env".into(), m.env()]);
+                args
             })
             .unwrap_or_default();
         let shown = format!(
@@ -226,7 +226,7 @@ impl Target for Docker<'_> {
                 move |_| wait_ready(sh, &name, &url)
             },
         );
-        let model_names = model.map(ModelFile::names).unwrap_or_default();
+        let model_names = model.map(Models::names).unwrap_or_default();
         add_smoke_test(
             &mut plan,
             url.clone(),
@@ -302,6 +302,7 @@ impl Target for Docker<'_> {
                     found["Config"]["Image"].as_str().unwrap_or("?")
                 );
                 println!("{:10}{model}", "model");
+                println!("{:10}{}", "serving", served_at(&container.url));
                 println!(
                     "{:10}{}{}",
                     "state",

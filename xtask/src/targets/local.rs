@@ -9,13 +9,13 @@ use anyhow::bail;
 use xshell::{Shell, cmd};
 
 use crate::core::http;
-use crate::core::model_file::ModelFile;
+use crate::core::model_file::Models;
 use crate::core::paths::state_dir;
 use crate::core::plan::Plan;
 use crate::steps::daemon::Daemon;
 use crate::steps::push::Release;
 use crate::steps::release::{debug_build, debug_dir, release_build, release_dir};
-use crate::steps::smoke::{add_how_to_reach, add_smoke_test};
+use crate::steps::smoke::{add_how_to_reach, add_smoke_test, served_at};
 use crate::targets::target::{ShipOptions, Target};
 
 /// How long the service may take to answer `/readyz` after it starts.
@@ -68,9 +68,7 @@ impl Target for Local<'_> {
         }
         let binary = &binary;
         let port_arg = port.to_string();
-        let model_args = model
-            .map(|m| vec![m.flag().0.into(), m.path.display().to_string()])
-            .unwrap_or_default();
+        let model_args = model.map(Models::service_args).unwrap_or_default();
         self.daemon.add_start(
             &mut plan,
             cmd!(
@@ -88,12 +86,12 @@ impl Target for Local<'_> {
             &mut plan,
             url.clone(),
             Duration::from_secs(10),
-            model.map(ModelFile::names).unwrap_or_default(),
+            model.map(Models::names).unwrap_or_default(),
         );
         add_how_to_reach(
             &mut plan,
             url,
-            model.map(ModelFile::names).unwrap_or_default(),
+            model.map(Models::names).unwrap_or_default(),
             "cargo xtask down",
         );
         Ok(plan)
@@ -154,6 +152,7 @@ impl Target for Local<'_> {
             println!("{:10}local (pid {})", "target", instance.pid);
             println!("{:10}{}", "binary", args.first().map_or("?", String::as_str));
             println!("{:10}{model}", "model");
+            println!("{:10}{}", "serving", served_at(&instance.url));
             println!("{:10}{ready}", "ready");
             println!("{:10}{}", "address", instance.url);
             println!("{:10}{}", "log", instance.log.display());

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use crate::core::model_file::ModelFile;
+use crate::core::model_file::Models;
 use crate::core::plan::Plan;
 use crate::steps::canary::CanaryOptions;
 use crate::steps::deploy::Rollout;
@@ -21,7 +21,7 @@ pub(crate) struct ShipOptions {
     pub(crate) from_source: bool,
     /// Run the optimised build on this machine (local), not the quick debug one.
     pub(crate) release: bool,
-    pub(crate) model: Option<ModelFile>,
+    pub(crate) model: Option<Models>,
     /// How to roll out on a cluster.
     pub(crate) rollout: Rollout,
     /// On a cluster, release as a canary beside the stable track first.

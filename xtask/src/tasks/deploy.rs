@@ -30,7 +30,7 @@ impl DeployCmd {
     pub(crate) fn run(self, sh: &Shell, dry_run: bool) -> anyhow::Result<()> {
         let cluster = choose_cluster(self.target.target, sh, &self.settings)?;
         cluster
-            .deploy_plan(self.model.chosen().as_ref(), self.rollout)?
+            .deploy_plan(self.model.chosen()?.as_ref(), self.rollout)?
             .execute_with(dry_run, &mut Release::default())
     }
 }

@@ -26,7 +26,7 @@ impl RenderCmd {
     pub(crate) fn run(self, sh: &Shell, dry_run: bool) -> anyhow::Result<()> {
         let cluster = choose_cluster(self.target.target, sh, &self.settings)?;
         cluster
-            .render_plan(self.model.chosen().as_ref())?
+            .render_plan(self.model.chosen()?.as_ref())?
             .execute_with(dry_run, &mut Release::default())
     }
 }

@@ -58,7 +58,7 @@ impl ShipCmd {
             port: self.port,
             from_source: self.from_source,
             release: self.release,
-            model: self.model.chosen(),
+            model: self.model.chosen()?,
             rollout: self.rollout,
             canary,
         };

@@ -320,7 +320,41 @@ fn ship_smoke_down_on_docker() {
     }
     let status = xtask(&state, &["status", "--target", "docker"]);
     assert!(
-        stdout(&status).contains("model     /models/repository"),
+        stdout(&status).contains("model     /models/repository")
+            && stdout(&status).contains("serving   churn 1, fraud 1"),
+        "{}",
+        stdout(&status)
+    );
+
+    // Several model files, each mounted read-only at /models/NAME.onnx.
+    let (fraud, churn) = (
+        zoo.join("linear_regression.onnx"),
+        zoo.join("logistic_multiclass.onnx"),
+    );
+    let files = xtask(
+        &state,
+        &[
+            "ship",
+            "--target",
+            "docker",
+            "--port",
+            &port_arg,
+            "--model",
+            fraud.to_str().unwrap(),
+            "--model",
+            churn.to_str().unwrap(),
+        ],
+    );
+    assert!(files.status.success(), "{}", stderr(&files));
+    assert!(
+        stderr(&files)
+            .contains("--env SCORE_MODEL=/models/linear_regression.onnx,/models/logistic_multiclass.onnx"),
+        "{}",
+        stderr(&files)
+    );
+    let status = xtask(&state, &["status", "--target", "docker"]);
+    assert!(
+        stdout(&status).contains("serving   linear_regression 1, logistic_multiclass 1"),
         "{}",
         stdout(&status)
     );

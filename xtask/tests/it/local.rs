@@ -388,6 +388,12 @@ fn ship_serves_a_model_repository_and_smoke_asks_every_model() {
     }
     let status = xtask(&state, &["status"]);
     assert!(stdout(&status).contains(repository), "{}", stdout(&status));
+    // What it serves, as the server's index says: the newest version of each model.
+    assert!(
+        stdout(&status).contains("serving   churn 1, fraud 2"),
+        "{}",
+        stdout(&status)
+    );
     let smoked = xtask(
         &state,
         &["smoke", "--model", "churn", "--model", "fraud", "--timeout", "5"],
@@ -436,6 +442,69 @@ fn ship_serves_a_model_repository_and_smoke_asks_every_model() {
     );
     assert!(
         !stderr(&refused).contains("$ cargo build"),
+        "refused before anything ran"
+    );
+}
+
+#[test]
+fn ship_serves_several_model_files_and_refuses_two_of_one_name() {
+    let state = scratch_dir("ship-model-files");
+    let port = free_port().to_string();
+    let zoo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../models/zoo")
+        .canonicalize()
+        .unwrap();
+    let (svr, classifier) = (zoo.join("linear_svr.onnx"), zoo.join("logistic_multiclass.onnx"));
+    let (svr, classifier) = (svr.to_str().unwrap(), classifier.to_str().unwrap());
+    let shipped = xtask(
+        &state,
+        &["ship", "--port", &port, "--model", svr, "--model", classifier],
+    );
+    assert!(shipped.status.success(), "{}", stderr(&shipped));
+    assert!(
+        stderr(&shipped).contains(&format!("--model {svr} --model {classifier}")),
+        "{}",
+        stderr(&shipped)
+    );
+    let out = stdout(&shipped);
+    for passed in [
+        "/score/linear_svr answered {\"score\":[",
+        "/score/logistic_multiclass answered {\"score\":[",
+    ] {
+        assert!(out.contains(passed), "{passed:?} missing from:\n{out}");
+    }
+    let status = xtask(&state, &["status"]);
+    assert!(
+        stdout(&status).contains("serving   linear_svr 1, logistic_multiclass 1"),
+        "{}",
+        stdout(&status)
+    );
+    assert!(xtask(&state, &["down"]).status.success());
+
+    // Two files the service would call by one name: refused before anything runs.
+    let other = state.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::copy(svr, other.join("linear_svr.onnx")).unwrap();
+    let twice = xtask(
+        &state,
+        &[
+            "ship",
+            "--port",
+            &port,
+            "--model",
+            svr,
+            "--model",
+            other.join("linear_svr.onnx").to_str().unwrap(),
+        ],
+    );
+    assert!(!twice.status.success());
+    assert!(
+        stderr(&twice).contains("two --model files are named \"linear_svr\""),
+        "{}",
+        stderr(&twice)
+    );
+    assert!(
+        !stderr(&twice).contains("$ cargo build"),
         "refused before anything ran"
     );
 }

@@ -287,7 +287,7 @@ fn rehearsal_gke_cluster_up_ship_rescale_crash_rollback_and_down() {
         &format!("$ kubectl rollout undo deployment/score-app --context {GKE_CONTEXT} --namespace mlops"),
         // What the cluster serves is read from it after the rollback, not presumed.
         "rolled back, and read after it the cluster serves revision 3",
-        &format!("image {pinned}, 2 of 2 pods ready"),
+        &format!("image {pinned}), 2 of 2 pods ready"),
     ] {
         assert!(why.contains(expected), "{expected:?} missing from:\n{why}");
     }
@@ -385,7 +385,7 @@ fn rehearsal_gke_cluster_up_ship_rescale_crash_rollback_and_down() {
         "failed with a stop by its watch: pod score-app-",
         &format!("cannot pull {stand_in}/score-service@{missing}: ImagePullBackOff"),
         "rolled back, and read after it the cluster serves revision",
-        &format!("image {pinned}, 2 of 2 pods ready"),
+        &format!("image {pinned}), 2 of 2 pods ready"),
     ] {
         assert!(why.contains(expected), "{expected:?} missing from:\n{why}");
     }
@@ -546,6 +546,28 @@ fn rehearsal_kube_ships_a_20_megabyte_model_to_any_cluster() {
     );
     let status = stdout(&stage.xtask_ok(&[&["status"][..], &target].concat()));
     assert!(status.contains("model     churn, fraud"), "{status}");
+    // Each pod says, through the pod proxy, what it serves.
+    let pods: Vec<&str> = status.lines().filter(|line| line.starts_with("pod ")).collect();
+    assert!(!pods.is_empty(), "{status}");
+    assert!(
+        pods.iter().all(|line| line.ends_with(" serves churn 1, fraud 1")),
+        "{status}"
+    );
+
+    // Several files: each travels in the model image, named by its file.
+    let (fraud, churn) = (
+        zoo.join("linear_regression.onnx"),
+        zoo.join("logistic_multiclass.onnx"),
+    );
+    let (fraud, churn) = (fraud.to_str().unwrap(), churn.to_str().unwrap());
+    let ship = [&["ship", "--model", fraud, "--model", churn][..], &target].concat();
+    let shipped = stdout(&stage.xtask_ok(&ship));
+    for passed in [
+        "/score/linear_regression answered {\"score\":[",
+        "/score/logistic_multiclass answered {\"score\":[",
+    ] {
+        assert!(shipped.contains(passed), "{passed:?} missing from:\n{shipped}");
+    }
     stage.xtask_ok(&[&["down"][..], &target].concat());
     assert_eq!(
         decoy.requests(),

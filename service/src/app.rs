@@ -234,7 +234,7 @@ impl App {
                     .is_some_and(|index| index.ready);
                 Ok(http::json(
                     hyper::StatusCode::OK,
-                    self.repository.index(only_ready).to_string(),
+                    self.repository.index(only_ready).await.to_string(),
                 ))
             }
             Route::V2RepositoryLoad | Route::V2RepositoryUnload if post => {

@@ -129,6 +129,25 @@ impl ModelFamilies {
     }
 }
 
+impl ModelFamilies {
+    /// Drops the series of a version no longer served.
+    pub fn remove_version(&self, model: &str, version: &str) {
+        let labels = ModelLabels {
+            model: model.to_owned(),
+            version: version.to_owned(),
+        };
+        for outcome in ["ok", "client_error", "server_error"] {
+            self.requests.remove(&ModelOutcomeLabels {
+                model: model.to_owned(),
+                version: version.to_owned(),
+                outcome,
+            });
+        }
+        self.latency.remove(&labels);
+        self.rows.remove(&labels);
+    }
+}
+
 /// One model version's requests by outcome, their latency, and the rows per inference.
 #[derive(Clone)]
 pub struct ModelMetrics {

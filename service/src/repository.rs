@@ -351,11 +351,15 @@ impl Repository {
     /// `POST /v2/repository/index`: every model and version, on disk or loaded, with its
     /// state and, when not ready, why.
     /// With `only_ready`, the ready versions alone (the protocol's `{"ready": true}`).
-    pub fn index(&self, only_ready: bool) -> Value {
+    pub async fn index(&self, only_ready: bool) -> Value {
+        let on_disk = match &self.source {
+            Source::Directory(dir) => scan_aside(dir).await.unwrap_or_default(),
+            Source::Files => Vec::new(),
+        };
         let catalog = self.catalog();
         let mut rows: BTreeMap<(String, u64), (&str, String)> = BTreeMap::new();
-        if let Source::Directory(dir) = &self.source {
-            for model in scan(dir).unwrap_or_default() {
+        {
+            for model in on_disk {
                 for version in model.versions {
                     rows.insert(
                         (model.name.clone(), version),
@@ -392,7 +396,8 @@ impl Repository {
                 "this server serves one model (--model): it has no repository to load from".to_owned(),
             ));
         };
-        let model = scan(dir)
+        let model = scan_aside(dir)
+            .await
             .ok()
             .and_then(|found| found.into_iter().find(|m| m.name == name))
             .ok_or_else(|| ApiError::LoadFailed {
@@ -458,7 +463,7 @@ impl Repository {
         let Source::Directory(dir) = &self.source else {
             return;
         };
-        let Ok(found) = scan(dir) else {
+        let Ok(found) = scan_aside(dir).await else {
             tracing::warn!(repository = %dir.display(), "the model repository cannot be read; serving what was loaded");
             return;
         };
@@ -537,8 +542,18 @@ impl Repository {
 
     /// Builds the next catalog from the current one and serves it.
     fn swap(&self, change: impl FnOnce(&mut Catalog)) {
-        let mut next = Catalog::clone(&self.catalog.load());
+        let before = self.catalog.load_full();
+        let mut next = Catalog::clone(&before);
         change(&mut next);
+        // A version no longer served loses its series: /metrics shows what is served,
+        // and a repository whose versions come and go keeps a bounded set of labels.
+        for (name, versions) in &before.models {
+            for version in versions.loaded.keys() {
+                if !next.models.get(name).is_some_and(|now| now.loaded.contains_key(version)) {
+                    self.loader.metrics.remove_version(name, &version.to_string());
+                }
+            }
+        }
         self.catalog.store(Arc::new(next));
     }
 
@@ -693,6 +708,14 @@ fn read_settings(dir: &Path) -> Result<Settings, String> {
 
 /// The models in `dir`: each directory whose name is a model name and that holds at
 /// least one version directory (a number) with the model file in it.
+/// `scan`, on a thread where waiting on the disk stalls no request.
+async fn scan_aside(dir: &Path) -> std::io::Result<Vec<OnDisk>> {
+    let dir = dir.to_owned();
+    tokio::task::spawn_blocking(move || scan(&dir))
+        .await
+        .map_err(std::io::Error::other)?
+}
+
 fn scan(dir: &Path) -> std::io::Result<Vec<OnDisk>> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir(dir)? {

@@ -299,8 +299,18 @@ async fn explicit_control_loads_and_unloads_and_a_failed_load_changes_nothing() 
     assert_eq!((status, &answer["versions"]), (200, &json!(["2"])));
     assert_eq!(score(&server, "/score").await, (200, svr));
 
+    let series = |metrics: &str| {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("model_") && l.contains("model=\"fraud\""))
+            .count()
+    };
+    let metrics = String::from_utf8(server.get("/metrics").await.body).unwrap();
+    assert!(series(&metrics) > 0, "{metrics}");
     let (status, _) = control(&server, "/v2/repository/models/fraud/unload", "").await;
     assert_eq!(status, 200);
+    let metrics = String::from_utf8(server.get("/metrics").await.body).unwrap();
+    assert_eq!(series(&metrics), 0, "an unloaded model's series go: {metrics}");
     assert_eq!(server.get("/v2/models/fraud").await.status, 404);
     assert_eq!(score(&server, "/score").await.0, 404);
     let (_, index) = control(&server, "/v2/repository/index", "").await;

@@ -94,8 +94,11 @@ async fn collect(
             },
         };
         let mut rows = first.rows;
-        let mut batch = vec![first];
-        let closes = Instant::now() + policy.max_batch_time;
+        let mut batch = Vec::with_capacity(policy.max_batch_size.min(1024));
+        batch.push(first);
+        // One timer per batch, not one per request that joins it.
+        let closes = tokio::time::sleep_until(Instant::now() + policy.max_batch_time);
+        tokio::pin!(closes);
         while rows < policy.max_batch_size {
             tokio::select! {
                 arrived = waiting.recv() => match arrived {
@@ -109,7 +112,7 @@ async fn collect(
                     }
                     None => break,
                 },
-                () = tokio::time::sleep_until(closes) => break,
+                () = &mut closes => break,
             }
         }
         tokio::spawn(run(model.clone(), pool.clone(), metrics.clone(), batch));
@@ -126,7 +129,7 @@ async fn run(model: Arc<dyn Model>, pool: ComputePool, metrics: ModelMetrics, ba
         return;
     }
     let (answers, inputs): (Vec<_>, Vec<_>) = batch.into_iter().map(|w| (w.answer, w.inputs)).unzip();
-    let merged = merge(inputs.clone());
+    let merged = merge(&inputs);
     let outcome = match merged {
         Some(merged) => {
             let model = model.clone();
@@ -162,16 +165,19 @@ async fn run(model: Arc<dyn Model>, pool: ComputePool, metrics: ModelMetrics, ba
     }
 }
 
-/// Each input of every request, joined along the first axis.
-fn merge(requests: Vec<Vec<Array>>) -> Option<Vec<Array>> {
+/// Each input of every request, joined along the first axis; the requests keep theirs,
+/// to run alone if the batch fails.
+fn merge(requests: &[Vec<Array>]) -> Option<Vec<Array>> {
     let count = requests.first()?.len();
-    let mut by_input: Vec<Vec<Array>> = (0..count).map(|_| Vec::with_capacity(requests.len())).collect();
-    for inputs in requests {
-        for (index, input) in inputs.into_iter().enumerate() {
-            by_input.get_mut(index)?.push(input);
-        }
-    }
-    by_input.into_iter().map(Array::concat).collect()
+    (0..count)
+        .map(|index| {
+            let column: Vec<&Array> = requests
+                .iter()
+                .map(|inputs| inputs.get(index))
+                .collect::<Option<_>>()?;
+            Array::concat(&column)
+        })
+        .collect()
 }
 
 /// Each output cut into the requests' rows: a list of outputs per request.
@@ -200,7 +206,7 @@ mod tests {
             shape: vec![2, 2],
             data: Data::F32(vec![3.0, 4.0, 5.0, 6.0]),
         };
-        let merged = merge(vec![vec![a.clone()], vec![b.clone()]]).unwrap();
+        let merged = merge(&[vec![a.clone()], vec![b.clone()]]).unwrap();
         assert_eq!(merged[0].shape, [3, 2]);
         assert_eq!(merged[0].data, Data::F32(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]));
         assert_eq!(split(merged, &[1, 2]).unwrap(), [vec![a.clone()], vec![b]]);
@@ -209,7 +215,7 @@ mod tests {
             data: Data::Str(vec!["x".into()]),
         };
         assert!(
-            merge(vec![vec![a.clone()], vec![strings]]).is_none(),
+            merge(&[vec![a.clone()], vec![strings]]).is_none(),
             "types differ"
         );
         let wide = Array {
@@ -217,7 +223,7 @@ mod tests {
             data: Data::F32(vec![0.0; 3]),
         };
         assert!(
-            merge(vec![vec![a.clone()], vec![wide]]).is_none(),
+            merge(&[vec![a.clone()], vec![wide]]).is_none(),
             "shapes differ"
         );
         assert!(a.split(&[2]).is_none(), "rows that do not add up");

@@ -233,18 +233,18 @@ impl Array {
 
     /// Arrays of one element type and one shape after the first axis, joined along it;
     /// None if they differ (or there are none).
-    pub fn concat(arrays: Vec<Array>) -> Option<Array> {
-        let mut arrays = arrays.into_iter();
-        let mut joined = arrays.next()?;
-        if joined.shape.is_empty() {
+    pub fn concat(arrays: &[&Array]) -> Option<Array> {
+        let (first, rest) = arrays.split_first()?;
+        if first.shape.is_empty() || rest.iter().any(|a| a.shape.get(1..) != first.shape.get(1..)) {
             return None;
         }
-        for array in arrays {
-            if array.shape.get(1..) != joined.shape.get(1..) {
-                return None;
-            }
+        let mut joined = (*first).clone();
+        // One allocation for the whole batch, not one per doubling.
+        let more: usize = rest.iter().map(|a| a.data.len()).sum();
+        for_each_data!(&mut joined.data, values => values.reserve(more));
+        for array in rest {
             joined.shape[0] += array.shape[0];
-            zip_data!(&mut joined.data, array.data, a, b => a.extend(b), return None);
+            zip_data!(&mut joined.data, &array.data, a, b => a.extend_from_slice(b), return None);
         }
         Some(joined)
     }

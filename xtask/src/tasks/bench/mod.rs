@@ -80,7 +80,8 @@ pub(crate) struct BenchCmd {
     repository_memory: bool,
 
     /// Instead: adaptive batching against none, the 100-tree forest loaded with 1-row
-    /// requests from --connections connections.
+    /// requests (distinct rows) from --connections connections; beside them the identity
+    /// echo, and MLServer without and with its batching.
     #[arg(long, conflicts_with_all = ["model", "repository_memory"])]
     batching: bool,
 }
@@ -124,7 +125,8 @@ impl BenchCmd {
         if self.batching {
             ensure_python_tools(sh, &mut plan, "models/requirements.txt");
             add_large_models(sh, &mut plan, &venv.join("python"));
-            self.add_batching_bench(sh, &mut plan)?;
+            ensure_python_tools(sh, &mut plan, "bench/requirements-mlserver.txt");
+            self.add_batching_bench(sh, &mut plan, &venv)?;
             return plan.execute(dry_run);
         }
         match self.model.clone() {
@@ -330,7 +332,7 @@ impl BenchCmd {
                     format!("write MLServer's settings for {name} in {}", settings.display()),
                     {
                         let (settings, name) = (settings.clone(), name.clone());
-                        move |_| write_mlserver_settings(&settings, &name, &joblib, ports)
+                        move |_| write_mlserver_settings(&settings, &name, &joblib, ports, None)
                     },
                 );
                 let mlserver_contender = Contender {
@@ -535,12 +537,14 @@ fn add_large_models<'a>(sh: &'a Shell, plan: &mut Plan<'a, Bench>, python: &Path
 }
 
 /// MLServer's two settings files: the server's (its ports) and the model's (the
-/// scikit-learn runtime, the joblib file).
-fn write_mlserver_settings(
+/// scikit-learn runtime, the joblib file, and `batching`'s fields, as MLServer names them,
+/// when given).
+pub(super) fn write_mlserver_settings(
     dir: &Path,
     model: &str,
     joblib: &Path,
     [http, grpc, metrics]: [u16; 3],
+    batching: Option<serde_json::Map<String, serde_json::Value>>,
 ) -> anyhow::Result<()> {
     let model_dir = dir.join(model);
     std::fs::create_dir_all(&model_dir)?;
@@ -549,11 +553,14 @@ fn write_mlserver_settings(
         "debug": false, "load_models_at_startup": true,
     });
     let uri = std::fs::canonicalize(joblib).with_context(|| format!("find {}", joblib.display()))?;
-    let settings = serde_json::json!({
+    let mut settings = serde_json::json!({
         "name": model,
         "implementation": "mlserver_sklearn.SKLearnModel",
         "parameters": {"uri": uri, "version": "1"},
     });
+    if let (Some(fields), Some(settings)) = (batching, settings.as_object_mut()) {
+        settings.extend(fields);
+    }
     std::fs::write(dir.join("settings.json"), server.to_string())?;
     std::fs::write(model_dir.join("model-settings.json"), settings.to_string())?;
     Ok(())

@@ -65,9 +65,75 @@ pub(super) fn write_model_requests(dir: &Path, model: &str, width: usize) -> any
     Ok(())
 }
 
+/// How many distinct bodies a load of 1-row requests cycles through.
+pub(super) const DISTINCT_BODIES: usize = 1024;
+
+/// Writes, under `dir`, `score-1-distinct.lua` and `infer-1-distinct.lua`: wrk scripts that
+/// send 1-row requests, each the next of `DISTINCT_BODIES` distinct rows, so that neither
+/// a tree walk's branches nor a batch are ever the same twice in a row.
+pub(super) fn write_distinct_row_scripts(dir: &Path, width: usize) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let rows: Vec<Vec<f64>> = (0..DISTINCT_BODIES)
+        .map(|row| (row * width..(row + 1) * width).map(feature).collect())
+        .collect();
+    let bodies = |body: &dyn Fn(&[f64]) -> serde_json::Value| {
+        // Level-1 long strings: JSON never contains "]=]".
+        rows.iter()
+            .map(|row| format!("[=[{}]=]", body(row)))
+            .collect::<Vec<_>>()
+            .join(",\n")
+    };
+    let score = bodies(&|row| serde_json::json!({"X": [row]}));
+    let infer = bodies(
+        &|row| serde_json::json!({"inputs": [{"name": "X", "shape": [1, width], "datatype": "FP32", "data": row}]}),
+    );
+    for (kind, bodies) in [("score", score), ("infer", infer)] {
+        let script = format!(
+            "-- Written by cargo xtask bench: 1-row requests, {DISTINCT_BODIES} distinct rows in turn.\n\
+             local bodies = {{\n{bodies}\n}}\n\
+             local turn = 0\n\
+             local headers = {{[\"Content-Type\"] = \"application/json\"}}\n\
+             request = function()\n  turn = turn % #bodies + 1\n  return wrk.format(\"POST\", nil, headers, bodies[turn])\nend\n"
+        );
+        std::fs::write(dir.join(format!("{kind}-1-distinct.lua")), script)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_distinct_row_scripts_send_each_row_once_per_turn() {
+        let dir = std::env::temp_dir().join(format!("xtask-distinct-rows-{}", std::process::id()));
+        write_distinct_row_scripts(&dir, 3).unwrap();
+        for (kind, rows_of) in [
+            (
+                "score",
+                (|v: &serde_json::Value| v["X"].clone()) as fn(&serde_json::Value) -> serde_json::Value,
+            ),
+            ("infer", |v| v["inputs"][0]["data"].clone()),
+        ] {
+            let script = std::fs::read_to_string(dir.join(format!("{kind}-1-distinct.lua"))).unwrap();
+            let bodies: Vec<serde_json::Value> = script
+                .split("[=[")
+                .skip(1)
+                .map(|rest| serde_json::from_str(rest.split("]=]").next().unwrap()).unwrap())
+                .collect();
+            assert_eq!(bodies.len(), DISTINCT_BODIES, "{kind}");
+            let rows: std::collections::HashSet<String> =
+                bodies.iter().map(|b| rows_of(b).to_string()).collect();
+            assert_eq!(rows.len(), DISTINCT_BODIES, "{kind}: no row repeats");
+            assert!(script.contains("request = function()"), "{script}");
+        }
+        let score = std::fs::read_to_string(dir.join("score-1-distinct.lua")).unwrap();
+        let first: serde_json::Value =
+            serde_json::from_str(score.split("[=[").nth(1).unwrap().split("]=]").next().unwrap()).unwrap();
+        assert_eq!(first["X"].as_array().unwrap().len(), 1, "one row");
+        assert_eq!(first["X"][0].as_array().unwrap().len(), 3, "as wide as asked");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn the_timing_pool_holds_distinct_rows_in_range() {

@@ -214,18 +214,12 @@ mod tests {
             shape: vec![1],
             data: Data::Str(vec!["x".into()]),
         };
-        assert!(
-            merge(&[vec![a.clone()], vec![strings]]).is_none(),
-            "types differ"
-        );
+        assert!(merge(&[vec![a.clone()], vec![strings]]).is_none(), "types differ");
         let wide = Array {
             shape: vec![1, 3],
             data: Data::F32(vec![0.0; 3]),
         };
-        assert!(
-            merge(&[vec![a.clone()], vec![wide]]).is_none(),
-            "shapes differ"
-        );
+        assert!(merge(&[vec![a.clone()], vec![wide]]).is_none(), "shapes differ");
         assert!(a.split(&[2]).is_none(), "rows that do not add up");
     }
 }

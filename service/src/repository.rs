@@ -549,7 +549,11 @@ impl Repository {
         // and a repository whose versions come and go keeps a bounded set of labels.
         for (name, versions) in &before.models {
             for version in versions.loaded.keys() {
-                if !next.models.get(name).is_some_and(|now| now.loaded.contains_key(version)) {
+                if !next
+                    .models
+                    .get(name)
+                    .is_some_and(|now| now.loaded.contains_key(version))
+                {
                     self.loader.metrics.remove_version(name, &version.to_string());
                 }
             }

@@ -56,7 +56,11 @@ const PERMISSIONS: [(&str, &str, &str); 14] = [
         "pods/proxy",
         "read each track's /metrics in a canary analysis",
     ),
-    ("create", "pods/proxy", "send a canary's check rows to each track, and ask each pod what it serves (status)"),
+    (
+        "create",
+        "pods/proxy",
+        "send a canary's check rows to each track, and ask each pod what it serves (status)",
+    ),
 ];
 
 /// What the plans do there besides, with `traffic: gateway`.

@@ -393,7 +393,7 @@ impl Repository {
         let _changing = self.changing.lock().await;
         let Source::Directory(dir) = &self.source else {
             return Err(ApiError::ModelControl(
-                "this server serves one model (--model): it has no repository to load from".to_owned(),
+                "this server serves the files --model names: it has no repository to load from".to_owned(),
             ));
         };
         let model = scan_aside(dir)
@@ -424,6 +424,18 @@ impl Repository {
                     reason: format!("the load ended without an answer: {err}"),
                 })?;
         if let Some((version, failure)) = versions.failed.iter().next() {
+            // What did load is dropped: its series go too, unless a version of the same
+            // number is served (and shares them).
+            let catalog = self.catalog();
+            for loaded in versions.loaded.keys() {
+                if !catalog
+                    .models
+                    .get(name)
+                    .is_some_and(|served| served.loaded.contains_key(loaded))
+                {
+                    self.loader.metrics.remove_version(name, &loaded.to_string());
+                }
+            }
             return Err(ApiError::LoadFailed {
                 model: name.to_owned(),
                 reason: format!("version {version}: {}", failure.reason),
@@ -710,8 +722,6 @@ fn read_settings(dir: &Path) -> Result<Settings, String> {
     }
 }
 
-/// The models in `dir`: each directory whose name is a model name and that holds at
-/// least one version directory (a number) with the model file in it.
 /// `scan`, on a thread where waiting on the disk stalls no request.
 async fn scan_aside(dir: &Path) -> std::io::Result<Vec<OnDisk>> {
     let dir = dir.to_owned();
@@ -720,6 +730,8 @@ async fn scan_aside(dir: &Path) -> std::io::Result<Vec<OnDisk>> {
         .map_err(std::io::Error::other)?
 }
 
+/// The models in `dir`: each directory whose name is a model name and that holds at
+/// least one version directory (a number) with the model file in it.
 fn scan(dir: &Path) -> std::io::Result<Vec<OnDisk>> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir(dir)? {

@@ -270,6 +270,13 @@ async fn explicit_control_loads_and_unloads_and_a_failed_load_changes_nothing() 
 
     // A new version that does not load: refused by name, and version 1 still answers.
     put_bytes(&dir, "fraud", 3, b"not an onnx file");
+    // The policy asks for versions 2 and 3: 2 loads, 3 does not, and nothing changes, not
+    // even /metrics, where version 2 would have had its series.
+    std::fs::write(
+        dir.join("fraud/settings.json"),
+        r#"{"version_policy": {"latest": 2}}"#,
+    )
+    .unwrap();
     let (status, answer) = control(&server, "/v2/repository/models/fraud/load", "").await;
     assert_eq!(status, 400, "{answer}");
     let error = answer["error"].as_str().unwrap();
@@ -278,6 +285,12 @@ async fn explicit_control_loads_and_unloads_and_a_failed_load_changes_nothing() 
         "{error}"
     );
     assert_eq!(score(&server, "/score").await, (200, regression.clone()));
+    let metrics = String::from_utf8(server.get("/metrics").await.body).unwrap();
+    assert!(
+        !metrics.contains(r#"model="fraud",version="2""#) && metrics.contains(r#"model="fraud",version="1""#),
+        "{metrics}"
+    );
+    std::fs::remove_file(dir.join("fraud/settings.json")).unwrap();
     for (body, why) in [
         (r#"{"parameters": {"version": 7}}"#, "no version 7"),
         (r#"{"parameters": {"version": "x"}}"#, "give a version number"),
@@ -586,17 +599,30 @@ fn model_files_of_one_name_are_refused_at_start() {
         scratch.join("a/model.onnx").display(),
         scratch.join("b/model.onnx").display()
     );
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_score-service"))
+    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_score-service"))
         .args(["--port", "0", "--log-format", "text"])
         .env("SCORE_MODEL", &paths)
-        .output()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
-    assert!(!output.status.success(), "two models named alike must not start");
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    // A server that starts instead of refusing would never exit: stop it and say so.
+    let deadline = Instant::now() + PATIENCE;
+    let status = loop {
+        if let Some(status) = server.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            server.kill().unwrap();
+            panic!("two models named alike must not start, but the server ran for {PATIENCE:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(!status.success());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut server.stderr.take().unwrap(), &mut stderr).unwrap();
     assert!(
-        stderr.contains("two --model files are named")
-            && stderr.contains("model")
-            && stderr.contains("rename one"),
+        stderr.contains(r#"two --model files are named \"model\""#),
         "{stderr}"
     );
     std::fs::remove_dir_all(&scratch).unwrap();

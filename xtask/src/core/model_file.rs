@@ -34,7 +34,7 @@ impl ModelArgs {
         names.sort_unstable();
         if let Some(twice) = names.windows(2).find(|pair| pair[0] == pair[1]) {
             anyhow::bail!(
-                "two --model files are named {:?}: the service calls a model by its file's name, so rename one",
+                "two --model files are named {:?}: the service calls a model by its file's name, so give each its own (or name it once)",
                 twice[0]
             );
         }
@@ -58,6 +58,12 @@ impl ModelFile {
             return Err(format!("{text} is not an .onnx file"));
         }
         let path = path.canonicalize().map_err(|err| format!("{text}: {err}"))?;
+        if path.to_string_lossy().contains(',') {
+            return Err(format!(
+                "{}: the service separates model paths with commas (SCORE_MODEL), so a path must not hold one; rename or move the file",
+                path.display()
+            ));
+        }
         let name = path
             .file_stem()
             .and_then(|s| s.to_str())
@@ -160,8 +166,9 @@ impl Models {
         let mut found = Vec::new();
         for (path, inside) in self.mounts() {
             let under = inside
-                .trim_start_matches(INSIDE)
-                .trim_start_matches('/')
+                .strip_prefix(INSIDE)
+                .and_then(|rest| rest.strip_prefix('/'))
+                .unwrap_or(&inside)
                 .to_owned();
             if !path.is_dir() {
                 found.push((under, path));
@@ -248,6 +255,19 @@ mod tests {
         );
         std::fs::remove_dir_all(dir.join("fraud")).unwrap();
         std::fs::remove_dir_all(dir.join("churn")).unwrap();
+        // A repository named as the folder it is copied into keeps its own name there.
+        let named_models = dir.join("models");
+        std::fs::create_dir_all(named_models.join("fraud/1")).unwrap();
+        std::fs::write(named_models.join("fraud/1/model.onnx"), b"").unwrap();
+        let nested = Models::parse_repository(named_models.to_str().unwrap()).unwrap();
+        let files: Vec<String> = nested
+            .files()
+            .unwrap()
+            .into_iter()
+            .map(|(under, _)| under)
+            .collect();
+        assert_eq!(files, ["models/fraud/1/model.onnx"]);
+        std::fs::remove_dir_all(&named_models).unwrap();
         let empty = Models::parse_repository(dir.to_str().unwrap()).unwrap_err();
         assert!(empty.contains("holds no model"), "{empty}");
         std::fs::remove_dir_all(&dir).unwrap();
@@ -262,6 +282,17 @@ mod tests {
             std::fs::create_dir_all(dir.join(file).parent().unwrap()).unwrap();
             std::fs::write(dir.join(file), b"").unwrap();
         }
+        std::fs::write(dir.join("a/models_v2.onnx"), b"").unwrap();
+        let prefixed = ModelArgs {
+            model: vec![ModelFile::parse(dir.join("a/models_v2.onnx").to_str().unwrap()).unwrap()],
+            model_repository: None,
+        };
+        let files = prefixed.chosen().unwrap().unwrap().files().unwrap();
+        assert_eq!(files[0].0, "models_v2.onnx");
+        std::fs::create_dir_all(dir.join("a,b")).unwrap();
+        std::fs::write(dir.join("a,b/churn.onnx"), b"").unwrap();
+        let comma = ModelFile::parse(dir.join("a,b/churn.onnx").to_str().unwrap()).unwrap_err();
+        assert!(comma.contains("separates model paths with commas"), "{comma}");
         let args = |files: &[&str]| ModelArgs {
             model: files
                 .iter()

@@ -240,7 +240,7 @@ pub(crate) fn describe_serving(deployment: &Value) -> String {
         .as_str()
         .unwrap_or("?");
     // Our change-cause names the image already; another tool's may not.
-    let image = if cause.contains(image) {
+    let image = if cause.contains(&format!("image {image}")) {
         String::new()
     } else {
         format!(", image {image}")

@@ -137,11 +137,16 @@ impl Target for Local<'_> {
                 .filter(|arg| !arg.is_empty())
                 .map(|arg| String::from_utf8_lossy(arg).into_owned())
                 .collect();
-            let model = args
-                .iter()
-                .position(|arg| arg == "--model" || arg == "--model-repository")
-                .and_then(|at| args.get(at + 1))
-                .map_or("identity", String::as_str);
+            let given: Vec<&str> = args
+                .windows(2)
+                .filter(|pair| pair[0] == "--model" || pair[0] == "--model-repository")
+                .map(|pair| pair[1].as_str())
+                .collect();
+            let model = if given.is_empty() {
+                "identity".to_owned()
+            } else {
+                given.join(", ")
+            };
             let ready = match http::get(
                 &http::agent(Duration::from_secs(2)),
                 &format!("{}/readyz", instance.url),

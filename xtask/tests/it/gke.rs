@@ -425,9 +425,19 @@ fn bad_settings_are_refused_before_anything_runs() {
     let repository = state.join("repository");
     std::fs::create_dir_all(repository.join("fraud/1")).unwrap();
     std::fs::write(repository.join("fraud/1/model.onnx"), b"").unwrap();
-    let output = xtask_isolated(
-        &state,
+    let zoo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/zoo");
+    let (one, other) = (zoo.join("linear_svr.onnx"), zoo.join("linear_regression.onnx"));
+    let several = [
+        &["--model-repository", repository.to_str().unwrap()][..],
         &[
+            "--model",
+            one.to_str().unwrap(),
+            "--model",
+            other.to_str().unwrap(),
+        ],
+    ];
+    for models in several {
+        let ship = [
             "--dry-run",
             "ship",
             "--target",
@@ -436,17 +446,16 @@ fn bad_settings_are_refused_before_anything_runs() {
             PROJECT,
             "--canary",
             "20",
-            "--model-repository",
-            repository.to_str().unwrap(),
-        ],
-    );
-    assert!(!output.status.success());
-    assert_eq!(stdout(&output), "", "no plan is printed");
-    assert!(
-        stderr(&output).contains("a canary of a model repository is not built yet"),
-        "{}",
-        stderr(&output)
-    );
+        ];
+        let output = xtask_isolated(&state, &[&ship[..], models].concat());
+        assert!(!output.status.success());
+        assert_eq!(stdout(&output), "", "no plan is printed");
+        assert!(
+            stderr(&output).contains("a canary of several models or of a model repository is not built yet"),
+            "{}",
+            stderr(&output)
+        );
+    }
 }
 
 #[test]

@@ -69,8 +69,9 @@ pub(super) fn write_model_requests(dir: &Path, model: &str, width: usize) -> any
 pub(super) const DISTINCT_BODIES: usize = 1024;
 
 /// Writes, under `dir`, `score-1-distinct.lua` and `infer-1-distinct.lua`: wrk scripts that
-/// send 1-row requests, each the next of `DISTINCT_BODIES` distinct rows, so that neither
-/// a tree walk's branches nor a batch are ever the same twice in a row.
+/// send 1-row requests, each the next of `DISTINCT_BODIES` distinct rows (each wrk thread
+/// starting at its own offset), so that a tree walk's branches are not the same from one
+/// request to the next.
 pub(super) fn write_distinct_row_scripts(dir: &Path, width: usize) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
     let rows: Vec<Vec<f64>> = (0..DISTINCT_BODIES)
@@ -91,7 +92,9 @@ pub(super) fn write_distinct_row_scripts(dir: &Path, width: usize) -> anyhow::Re
         let script = format!(
             "-- Written by cargo xtask bench: 1-row requests, {DISTINCT_BODIES} distinct rows in turn.\n\
              local bodies = {{\n{bodies}\n}}\n\
-             local turn = 0\n\
+             turn = 0\n\
+             local threads = 0\n\
+             setup = function(thread)\n  thread:set(\"turn\", threads * 509 % #bodies)\n  threads = threads + 1\nend\n\
              local headers = {{[\"Content-Type\"] = \"application/json\"}}\n\
              request = function()\n  turn = turn % #bodies + 1\n  return wrk.format(\"POST\", nil, headers, bodies[turn])\nend\n"
         );
@@ -105,7 +108,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_distinct_row_scripts_send_each_row_once_per_turn() {
+    fn the_distinct_row_scripts_hold_every_row_once_and_threads_start_apart() {
         let dir = std::env::temp_dir().join(format!("xtask-distinct-rows-{}", std::process::id()));
         write_distinct_row_scripts(&dir, 3).unwrap();
         for (kind, rows_of) in [
@@ -126,6 +129,7 @@ mod tests {
                 bodies.iter().map(|b| rows_of(b).to_string()).collect();
             assert_eq!(rows.len(), DISTINCT_BODIES, "{kind}: no row repeats");
             assert!(script.contains("request = function()"), "{script}");
+            assert!(script.contains("thread:set(\"turn\", threads * 509"), "{script}");
         }
         let score = std::fs::read_to_string(dir.join("score-1-distinct.lua")).unwrap();
         let first: serde_json::Value =

@@ -426,16 +426,7 @@ impl Repository {
         if let Some((version, failure)) = versions.failed.iter().next() {
             // What did load is dropped: its series go too, unless a version of the same
             // number is served (and shares them).
-            let catalog = self.catalog();
-            for loaded in versions.loaded.keys() {
-                if !catalog
-                    .models
-                    .get(name)
-                    .is_some_and(|served| served.loaded.contains_key(loaded))
-                {
-                    self.loader.metrics.remove_version(name, &loaded.to_string());
-                }
-            }
+            self.drop_series_not_in(&self.catalog(), name, versions.loaded.keys());
             return Err(ApiError::LoadFailed {
                 model: name.to_owned(),
                 reason: format!("version {version}: {}", failure.reason),
@@ -552,6 +543,21 @@ impl Repository {
         }
     }
 
+    /// Removes the metric series of `name`'s `versions` that `served` does not serve.
+    fn drop_series_not_in<'v>(
+        &self,
+        served: &Catalog,
+        name: &str,
+        versions: impl IntoIterator<Item = &'v u64>,
+    ) {
+        let loaded = served.models.get(name).map(|now| &now.loaded);
+        for version in versions {
+            if !loaded.is_some_and(|loaded| loaded.contains_key(version)) {
+                self.loader.metrics.remove_version(name, &version.to_string());
+            }
+        }
+    }
+
     /// Builds the next catalog from the current one and serves it.
     fn swap(&self, change: impl FnOnce(&mut Catalog)) {
         let before = self.catalog.load_full();
@@ -560,15 +566,7 @@ impl Repository {
         // A version no longer served loses its series: /metrics shows what is served,
         // and a repository whose versions come and go keeps a bounded set of labels.
         for (name, versions) in &before.models {
-            for version in versions.loaded.keys() {
-                if !next
-                    .models
-                    .get(name)
-                    .is_some_and(|now| now.loaded.contains_key(version))
-                {
-                    self.loader.metrics.remove_version(name, &version.to_string());
-                }
-            }
+            self.drop_series_not_in(&next, name, versions.loaded.keys());
         }
         self.catalog.store(Arc::new(next));
     }

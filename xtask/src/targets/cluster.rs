@@ -202,16 +202,12 @@ impl<'a> Cluster<'a> {
     fn add_pods_serving(&self, plan: &mut Plan<'a, Release>) {
         let selector = format!("app={}", self.settings.app);
         let (kubectl, body) = (self.kubectl.clone(), self.state.join("index-request.json"));
-        let shown = canary::pod_proxy(&kubectl.namespace, "POD", "http", "/v2/repository/index");
         plan.read(
             kubectl.namespaced(["get", "pods", "--selector", &selector, "--output", "json"]),
             "see `kubectl get pods`",
             move |_, json| {
                 let pods: Value = serde_json::from_str(&json).context("kubectl printed no JSON")?;
-                eprintln!(
-                    "# ask each running pod what it serves: $ kubectl create --raw {shown} --filename {}",
-                    body.display()
-                );
+                // Each question is echoed as it runs, as every query is.
                 if let Some(dir) = body.parent() {
                     std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
                 }

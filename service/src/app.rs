@@ -198,13 +198,16 @@ impl App {
                 api::score::score(scorer, request).await
             }
             Route::ScoreModel if post => {
-                let name = http::score_path(path).ok_or(ApiError::NoSuchPath)?;
-                let scorer = served.insert(self.repository.get(name, None)?);
+                let name = http::score_path(path)
+                    .and_then(http::decoded)
+                    .ok_or(ApiError::NoSuchPath)?;
+                let scorer = served.insert(self.repository.get(&name, None)?);
                 api::score::score(scorer, request).await
             }
             Route::V2Infer if post => {
                 let asked = http::model_path(path).ok_or(ApiError::NoSuchPath)?;
-                let scorer = served.insert(self.repository.get(asked.name, asked.version)?);
+                let name = http::decoded(asked.name).ok_or(ApiError::NoSuchPath)?;
+                let scorer = served.insert(self.repository.get(&name, asked.version)?);
                 api::oip::infer(scorer, request).await
             }
             Route::Healthz if get => Ok(api::health::live()),
@@ -218,7 +221,8 @@ impl App {
             )),
             Route::V2Model | Route::V2ModelReady if get => {
                 let asked = http::model_path(path).ok_or(ApiError::NoSuchPath)?;
-                let (scorer, versions) = self.repository.get_with_versions(asked.name, asked.version)?;
+                let name = http::decoded(asked.name).ok_or(ApiError::NoSuchPath)?;
+                let (scorer, versions) = self.repository.get_with_versions(&name, asked.version)?;
                 let ready = !self.draining.load(Ordering::Relaxed);
                 Ok(api::oip::model_get(
                     scorer.model.as_ref(),
@@ -240,7 +244,7 @@ impl App {
             Route::V2RepositoryLoad | Route::V2RepositoryUnload if post => {
                 self.control_allows(route)?;
                 let (name, _) = http::repository_path(path).ok_or(ApiError::NoSuchPath)?;
-                let name = name.to_owned();
+                let name = http::decoded(name).ok_or(ApiError::NoSuchPath)?.into_owned();
                 if route == Route::V2RepositoryUnload {
                     self.repository.unload(&name).await?;
                     return Ok(http::json(hyper::StatusCode::OK, "{}".to_owned()));

@@ -173,6 +173,32 @@ pub fn repository_path(path: &str) -> Option<(&str, Route)> {
     (!name.is_empty()).then_some((name, route))
 }
 
+/// A model's name as a path writes it: `%XX` escapes decoded (a repository's directory
+/// may be named with characters a URL must escape, a space say); None for an escape that
+/// is malformed or does not decode to UTF-8.
+pub fn decoded(segment: &str) -> Option<std::borrow::Cow<'_, str>> {
+    if !segment.contains('%') {
+        return Some(std::borrow::Cow::Borrowed(segment));
+    }
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        if bytes[at] == b'%' {
+            let hex = bytes.get(at + 1..at + 3)?;
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
+            at += 3;
+        } else {
+            out.push(bytes[at]);
+            at += 1;
+        }
+    }
+    String::from_utf8(out).ok().map(std::borrow::Cow::Owned)
+}
+
 /// `/score/{name}` → the name.
 pub fn score_path(path: &str) -> Option<&str> {
     let name = path.strip_prefix("/score/")?;
@@ -520,6 +546,16 @@ pub fn json(status: StatusCode, body: impl Into<Bytes>) -> HttpResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_models_name_is_read_with_its_escapes_decoded() {
+        assert_eq!(decoded("fraud").as_deref(), Some("fraud"));
+        assert_eq!(decoded("fraud%20model").as_deref(), Some("fraud model"));
+        assert_eq!(decoded("caf%C3%A9").as_deref(), Some("café"));
+        for malformed in ["%", "%2", "%zz", "%+1", "%FF", "a%2"] {
+            assert_eq!(decoded(malformed), None, "{malformed}");
+        }
+    }
 
     #[test]
     fn every_route_maps_back_from_its_paths() {

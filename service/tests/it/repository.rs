@@ -627,3 +627,25 @@ fn model_files_of_one_name_are_refused_at_start() {
     );
     std::fs::remove_dir_all(&scratch).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_models_name_is_found_through_its_escapes() {
+    let dir = repository_dir("escaped");
+    put(&dir, "fraud model", 1, "linear_svr");
+    put(&dir, "churn", 1, "logistic_multiclass");
+    let server = serve(&dir, None, ModelControl::Explicit).await;
+    assert_eq!(
+        score(&server, "/score/fraud%20model").await,
+        (200, alone("linear_svr").await)
+    );
+    let metadata = server.get("/v2/models/fraud%20model").await;
+    assert_eq!(metadata.status, 200, "{metadata:?}");
+    assert_eq!(metadata.json()["name"], "fraud model");
+    let (status, _) = control(&server, "/v2/repository/models/fraud%20model/load", "").await;
+    assert_eq!(status, 200);
+    for malformed in ["/score/fraud%2model", "/v2/models/fraud%zz/infer"] {
+        let answer = server.send(post(malformed, "application/json", ROW)).await;
+        assert_eq!(answer.status, 404, "{malformed}: {answer:?}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

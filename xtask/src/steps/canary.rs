@@ -196,7 +196,11 @@ impl Analysis<'_> {
         let Some(model) = &self.model else {
             return Ok((REQUEST.to_owned(), None));
         };
-        let path = self.proxy(canary_pod, "http", &format!("/v2/models/{model}"));
+        let path = self.proxy(
+            canary_pod,
+            "http",
+            &format!("/v2/models/{}", crate::steps::smoke::escaped(model)),
+        );
         let metadata: Value =
             serde_json::from_str(&query(self.kubectl.cluster_wide(["get", "--raw", &path]))?)
                 .context("the model's metadata is not JSON")?;

@@ -99,7 +99,7 @@ fn attempt(agent: &ureq::Agent, url: &str, models: &[String]) -> Result<Vec<(Str
         .iter()
         .map(|model| {
             let score = if several {
-                format!("/score/{model}")
+                format!("/score/{}", escaped(model))
             } else {
                 "/score".to_owned()
             };
@@ -117,7 +117,7 @@ fn attempt_model(
     model: &str,
     score: &str,
 ) -> Result<(String, String), String> {
-    let (status, body) = get(agent, &format!("{url}/v2/models/{model}"))?;
+    let (status, body) = get(agent, &format!("{url}/v2/models/{}", escaped(model)))?;
     let inputs = match serde_json::from_str::<Value>(&body) {
         Ok(metadata) if status == 200 => metadata["inputs"].as_array().cloned().unwrap_or_default(),
         _ => return Err(format!("GET /v2/models/{model} answered {status} {body}")),
@@ -138,7 +138,7 @@ fn attempt_model(
         ));
     }
     let request = infer_request(&inputs);
-    let path = format!("{url}/v2/models/{model}/infer");
+    let path = format!("{url}/v2/models/{}/infer", escaped(model));
     let (status, body) = post_json(agent, &path, &request.to_string())?;
     let answer = serde_json::from_str::<Value>(&body).unwrap_or_default();
     match answer["outputs"].as_array() {
@@ -235,16 +235,29 @@ pub(crate) fn print_try_it(url: &str, models: &[String]) {
             println!("Try it:  curl -X POST {url}/score -H 'Content-Type: application/json' -d '{REQUEST}'")
         }
         [model] => {
-            println!("Its model: curl {url}/v2/models/{model}   (then POST /score with rows of that shape)")
+            let path = escaped(model);
+            println!("Its model: curl {url}/v2/models/{path}   (then POST /score with rows of that shape)")
         }
         several => {
             for model in several {
+                let path = escaped(model);
                 println!(
-                    "Model {model}: curl {url}/v2/models/{model}   (then POST /score/{model} with rows of that shape)"
+                    "Model {model}: curl {url}/v2/models/{path}   (then POST /score/{path} with rows of that shape)"
                 );
             }
         }
     }
+}
+
+/// A model's name as a URL path segment: every byte but the unreserved ones escaped (a
+/// repository's directory may be named "fraud model"); the service decodes it back.
+pub(crate) fn escaped(name: &str) -> String {
+    name.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// The body that asks a server's repository index for what it serves: only the versions
@@ -300,6 +313,12 @@ pub(crate) fn served_at(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_models_name_is_escaped_for_its_path() {
+        assert_eq!(escaped("fraud_v2.1-x~"), "fraud_v2.1-x~");
+        assert_eq!(escaped("fraud model/é"), "fraud%20model%2F%C3%A9");
+    }
 
     #[test]
     fn the_index_is_described_model_by_model_with_its_ready_versions() {

@@ -362,6 +362,8 @@ fn ship_serves_a_model_repository_and_smoke_asks_every_model() {
         ("fraud", "1", "linear_regression.onnx"),
         ("fraud", "2", "linear_svr.onnx"),
         ("churn", "1", "logistic_multiclass.onnx"),
+        // A name a URL must escape: the smoke test and the service agree on it.
+        ("fraud model", "1", "linear_regression.onnx"),
     ] {
         let dir = repository.join(model).join(version);
         std::fs::create_dir_all(&dir).unwrap();
@@ -382,6 +384,7 @@ fn ship_serves_a_model_repository_and_smoke_asks_every_model() {
     for passed in [
         "/score/churn answered {\"score\":[",
         "/score/fraud answered {\"score\":[",
+        "/score/fraud%20model answered {\"score\":[",
         "Model fraud: curl",
     ] {
         assert!(out.contains(passed), "{passed:?} missing from:\n{out}");
@@ -390,7 +393,7 @@ fn ship_serves_a_model_repository_and_smoke_asks_every_model() {
     assert!(stdout(&status).contains(repository), "{}", stdout(&status));
     // What it serves, as the server's index says: the newest version of each model.
     assert!(
-        stdout(&status).contains("serving   churn 1, fraud 2"),
+        stdout(&status).contains("serving   churn 1, fraud 2, fraud model 1"),
         "{}",
         stdout(&status)
     );

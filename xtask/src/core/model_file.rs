@@ -137,15 +137,23 @@ impl Models {
         }
     }
 
-    /// Each path on this machine, with where a container finds it (under `/models`).
-    pub(crate) fn mounts(&self) -> Vec<(PathBuf, String)> {
+    /// Each path on this machine, with its place under `/models` in a container.
+    fn placed(&self) -> Vec<(PathBuf, String)> {
         match self {
             Models::Files(files) => files
                 .iter()
-                .map(|f| (f.path.clone(), format!("{INSIDE}/{}.onnx", f.name)))
+                .map(|f| (f.path.clone(), format!("{}.onnx", f.name)))
                 .collect(),
-            Models::Repository { path, name, .. } => vec![(path.clone(), format!("{INSIDE}/{name}"))],
+            Models::Repository { path, name, .. } => vec![(path.clone(), name.clone())],
         }
+    }
+
+    /// Each path on this machine, with where a container finds it.
+    pub(crate) fn mounts(&self) -> Vec<(PathBuf, String)> {
+        self.placed()
+            .into_iter()
+            .map(|(path, under)| (path, format!("{INSIDE}/{under}")))
+            .collect()
     }
 
     /// The environment variable that tells the service in a container what to serve, as
@@ -164,12 +172,7 @@ impl Models {
     /// fixed order so a hash over them is the same on every machine.
     pub(crate) fn files(&self) -> anyhow::Result<Vec<(String, PathBuf)>> {
         let mut found = Vec::new();
-        for (path, inside) in self.mounts() {
-            let under = inside
-                .strip_prefix(INSIDE)
-                .and_then(|rest| rest.strip_prefix('/'))
-                .unwrap_or(&inside)
-                .to_owned();
+        for (path, under) in self.placed() {
             if !path.is_dir() {
                 found.push((under, path));
                 continue;
@@ -223,6 +226,16 @@ fn repository_models(dir: &Path) -> std::io::Result<Vec<String>> {
 mod tests {
     use super::*;
 
+    /// Where each file travels, under `/models`.
+    fn under_models(models: &Models) -> Vec<String> {
+        models
+            .files()
+            .unwrap()
+            .into_iter()
+            .map(|(under, _)| under)
+            .collect()
+    }
+
     #[test]
     fn a_repository_lists_the_models_the_service_will_find() {
         let dir = std::env::temp_dir().join(format!("xtask-repository-{}", std::process::id()));
@@ -237,12 +250,7 @@ mod tests {
         assert_eq!(repository.service_args()[0], "--model-repository");
         let name = dir.file_name().unwrap().to_str().unwrap();
         assert_eq!(repository.env(), format!("SCORE_MODEL_REPOSITORY=/models/{name}"));
-        let files: Vec<String> = repository
-            .files()
-            .unwrap()
-            .into_iter()
-            .map(|(under, _)| under)
-            .collect();
+        let files = under_models(&repository);
         assert_eq!(
             files,
             [
@@ -260,12 +268,7 @@ mod tests {
         std::fs::create_dir_all(named_models.join("fraud/1")).unwrap();
         std::fs::write(named_models.join("fraud/1/model.onnx"), b"").unwrap();
         let nested = Models::parse_repository(named_models.to_str().unwrap()).unwrap();
-        let files: Vec<String> = nested
-            .files()
-            .unwrap()
-            .into_iter()
-            .map(|(under, _)| under)
-            .collect();
+        let files = under_models(&nested);
         assert_eq!(files, ["models/fraud/1/model.onnx"]);
         std::fs::remove_dir_all(&named_models).unwrap();
         let empty = Models::parse_repository(dir.to_str().unwrap()).unwrap_err();
@@ -305,13 +308,7 @@ mod tests {
         assert_eq!(served.env(), "SCORE_MODEL=/models/churn.onnx,/models/fraud.onnx");
         let flags = served.service_args();
         assert_eq!(flags.iter().filter(|f| *f == "--model").count(), 2, "{flags:?}");
-        let files: Vec<String> = served
-            .files()
-            .unwrap()
-            .into_iter()
-            .map(|(under, _)| under)
-            .collect();
-        assert_eq!(files, ["churn.onnx", "fraud.onnx"]);
+        assert_eq!(under_models(&served), ["churn.onnx", "fraud.onnx"]);
         let twice = args(&["a/fraud.onnx", "b/fraud.onnx"])
             .chosen()
             .unwrap_err()

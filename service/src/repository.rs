@@ -358,14 +358,12 @@ impl Repository {
         };
         let catalog = self.catalog();
         let mut rows: BTreeMap<(String, u64), (&str, String)> = BTreeMap::new();
-        {
-            for model in on_disk {
-                for version in model.versions {
-                    rows.insert(
-                        (model.name.clone(), version),
-                        ("UNAVAILABLE", "not loaded".to_owned()),
-                    );
-                }
+        for model in on_disk {
+            for version in model.versions {
+                rows.insert(
+                    (model.name.clone(), version),
+                    ("UNAVAILABLE", "not loaded".to_owned()),
+                );
             }
         }
         for (name, versions) in &catalog.models {

@@ -50,18 +50,22 @@ impl App {
             limits,
             pool,
             metrics: metrics.models(),
+            vet_with: None,
         };
         let repository = Repository::files(models, default, loader)?;
         Ok(Self::serving(repository, limits, metrics))
     }
 
-    /// The app for the model repository `dir` (`Repository::open`).
+    /// The app for the model repository `dir` (`Repository::open`). `vet_with`, when set,
+    /// is this service's binary: each file is loaded by a process of it first
+    /// (`--vet-model`), so a file tract panics on is refused instead of ending the server.
     pub fn with_repository(
         dir: &std::path::Path,
         default: Option<String>,
         control: ModelControl,
         model_limits: ModelLimits,
         limits: Limits,
+        vet_with: Option<std::path::PathBuf>,
     ) -> anyhow::Result<Self> {
         let metrics = Metrics::new(default.as_deref().unwrap_or("repository"));
         let pool = ComputePool::new(limits.compute_threads, limits.compute_queue, metrics.pool())?;
@@ -70,6 +74,7 @@ impl App {
             limits,
             pool,
             metrics: metrics.models(),
+            vet_with,
         };
         let repository = Repository::open(dir, default, control, loader)?;
         Ok(Self::serving(repository, limits, metrics))

@@ -127,6 +127,12 @@ pub struct Config {
     /// 0 if it is, 1 if not. For container health checks in images without a shell.
     #[arg(long)]
     pub check: bool,
+
+    /// Do not serve: load FILE within the --model-max-* limits and exit 0 if it loads, 1
+    /// if it is refused, 3 if tract panicked on it. A repository server runs itself so
+    /// before it loads a file, since a panic ends the process it happens in.
+    #[arg(long, value_name = "FILE", hide = true)]
+    pub vet_model: Option<std::path::PathBuf>,
 }
 
 /// Who may change what a model repository serves after start-up.
@@ -167,6 +173,17 @@ impl Config {
             max_tree_nodes: self.model_max_tree_nodes,
             max_elements: self.model_max_elements,
         }
+    }
+
+    /// The flags that set `limits` again, for a process of this binary started by the
+    /// server (`--vet-model`).
+    pub fn model_limit_flags(limits: &ModelLimits) -> Vec<String> {
+        vec![
+            format!("--model-max-bytes={}", limits.max_bytes),
+            format!("--model-max-nodes={}", limits.max_nodes),
+            format!("--model-max-tree-nodes={}", limits.max_tree_nodes),
+            format!("--model-max-elements={}", limits.max_elements),
+        ]
     }
 
     /// The per-request limits the server enforces.
@@ -279,6 +296,19 @@ mod tests {
         );
         assert!(config.drain_deadline < Duration::from_secs(30));
         assert_eq!(config.model_limits(), ModelLimits::default());
+    }
+
+    #[test]
+    fn model_limit_flags_set_the_same_limits_again() {
+        let limits = ModelLimits {
+            max_bytes: 12_345,
+            max_nodes: 67,
+            max_tree_nodes: 890,
+            max_elements: 1_234_567,
+        };
+        let mut args = vec!["score-service".to_owned()];
+        args.extend(Config::model_limit_flags(&limits));
+        assert_eq!(Config::parse_from(args).model_limits(), limits);
     }
 
     #[test]

@@ -3,7 +3,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 use score_service::config::{Config, LogFormat, ModelControl};
-use score_service::{App, model};
+use score_service::{App, model, repository};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::filter::Targets;
@@ -14,6 +14,9 @@ fn main() -> ExitCode {
     let config = Config::parse();
     if config.check {
         return check_ready(config.probe_addr());
+    }
+    if let Some(file) = &config.vet_model {
+        return vet_model(file, &config.model_limits());
     }
     init_logging(&config);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -40,6 +43,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             config.model_control,
             config.model_limits(),
             config.limits(),
+            Some(this_binary()),
         )?,
         None => {
             let models = config
@@ -117,6 +121,34 @@ fn load_model(spec: &str, config: &Config) -> anyhow::Result<Box<dyn model::Mode
     let loaded = model::load(spec, &config.model_limits());
     std::panic::set_hook(previous);
     Ok(loaded?)
+}
+
+/// The program to run again for `--vet-model`. On Linux the running binary itself, which
+/// stays what it was if the file on disk is replaced while the server runs.
+fn this_binary() -> std::path::PathBuf {
+    let proc_self = std::path::Path::new("/proc/self/exe");
+    if proc_self.exists() {
+        return proc_self.to_owned();
+    }
+    std::env::current_exe().unwrap_or_else(|_| std::env::args_os().next().unwrap_or_default().into())
+}
+
+/// `--vet-model`: loads the file and says how that went by its exit status, for the
+/// repository server that started this process. A panic exits with `VET_PANICKED` and its
+/// one-line refusal on stderr, whether this build unwinds or aborts.
+fn vet_model(file: &std::path::Path, limits: &model::ModelLimits) -> ExitCode {
+    let path = file.to_owned();
+    std::panic::set_hook(Box::new(move |info| {
+        eprintln!("{}", model::tract_failed(&path, info.payload()));
+        std::process::exit(repository::VET_PANICKED.into());
+    }));
+    match model::OnnxModel::load(file, limits) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("{:#}", anyhow::Error::new(err));
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// `--check`: one GET /readyz over a plain socket; no runtime, no logging set-up.

@@ -43,8 +43,8 @@ pub enum Source {
 #[derive(Clone)]
 pub struct Version {
     pub scorer: Arc<Scorer>,
-    /// The file's modification time when it was loaded: `poll` reloads a changed file.
-    modified: Option<SystemTime>,
+    /// The file's stamp when it was loaded: `poll` reloads a changed file.
+    stamp: Option<Stamp>,
     /// Its batching, as its settings asked when it was loaded.
     batching: Option<BatchPolicy>,
 }
@@ -57,12 +57,38 @@ struct Versions {
     failed: BTreeMap<u64, Failure>,
 }
 
-/// Why a version is not loaded, and its file's modification time then: `poll` retries
-/// only a file that changed.
+/// Why a version is not loaded, and its file's stamp then: `poll` retries only a file
+/// that changed.
 #[derive(Clone, PartialEq)]
 struct Failure {
     reason: String,
-    modified: Option<SystemTime>,
+    stamp: Option<Stamp>,
+}
+
+/// What tells `poll` that a file changed. Its modification time alone misses a copy that
+/// keeps the old one (`cp -p`, `rsync -t`, unpacking a tar) and a rename over it; the
+/// inode and the status-change time, which no tool can set, catch those. (Triton's poll
+/// reads the modification time only.)
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct Stamp {
+    modified: SystemTime,
+    len: u64,
+    inode: u64,
+    status_changed: (i64, i64),
+}
+
+impl Stamp {
+    /// The stamp of the file at `path` (through symbolic links, as a ConfigMap's are).
+    fn of(path: &Path) -> Option<Stamp> {
+        use std::os::unix::fs::MetadataExt as _;
+        let metadata = std::fs::metadata(path).ok()?;
+        Some(Stamp {
+            modified: metadata.modified().ok()?,
+            len: metadata.len(),
+            inode: metadata.ino(),
+            status_changed: (metadata.ctime(), metadata.ctime_nsec()),
+        })
+    }
 }
 
 /// What is served right now, by model name.
@@ -159,9 +185,28 @@ pub struct Loader {
     pub limits: Limits,
     pub pool: ComputePool,
     pub metrics: ModelFamilies,
+    /// The binary that loads each file in a process of its own before this one does
+    /// (`--vet-model`): where panics abort, as in the release binary, a file tract panics
+    /// on would otherwise end the server and every model it serves.
+    pub vet_with: Option<PathBuf>,
 }
 
 impl Loader {
+    /// Loads one version's file, vetted first where `vet_with` says; a panic in tract
+    /// while analysing it is a refusal of this model, not of the server.
+    fn load_file(&self, path: &Path, name: &str) -> Result<Box<dyn Model>, String> {
+        if let Some(binary) = &self.vet_with {
+            vet(binary, path, &self.model_limits)?;
+        }
+        let limits = &self.model_limits;
+        let loaded = std::panic::catch_unwind(|| OnnxModel::load_as(path, name, limits));
+        match loaded {
+            Ok(Ok(model)) => Ok(Box::new(model)),
+            Ok(Err(err)) => Err(format!("{:#}", anyhow::Error::new(err))),
+            Err(panic) => Err(model::tract_failed(path, panic.as_ref()).to_string()),
+        }
+    }
+
     fn scorer(&self, model: Box<dyn Model>, version: u64, batching: Option<BatchPolicy>) -> Arc<Scorer> {
         let score = score::Contract::of(model.as_ref());
         let metrics = self.metrics.for_version(model.name(), &version.to_string());
@@ -205,7 +250,7 @@ impl Repository {
             }
             let version = Version {
                 scorer: loader.scorer(model, SINGLE_VERSION, None),
-                modified: None,
+                stamp: None,
                 batching: None,
             };
             let versions = Versions {
@@ -587,7 +632,7 @@ impl Repository {
                 for version in &model.versions {
                     let failure = Failure {
                         reason: reason.clone(),
-                        modified: None,
+                        stamp: None,
                     };
                     versions.failed.insert(*version, failure);
                 }
@@ -600,24 +645,26 @@ impl Repository {
         };
         for version in chosen {
             let path = model.dir.join(version.to_string()).join(MODEL_FILE);
-            let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+            let stamp = Stamp::of(&path);
             if let Some(kept) = previous.loaded.get(&version)
-                && kept.modified.is_some()
-                && kept.modified == modified
+                && kept.stamp.is_some()
+                && kept.stamp == stamp
                 && kept.batching == batching
             {
                 versions.loaded.insert(version, kept.clone());
                 continue;
             }
             if let Some(failed) = previous.failed.get(&version)
-                && failed.modified.is_some()
-                && failed.modified == modified
+                && failed.stamp.is_some()
+                && failed.stamp == stamp
             {
                 versions.failed.insert(version, failed.clone());
                 continue;
             }
-            let loaded =
-                load_file(&path, &model.name, &self.loader.model_limits).and_then(|loaded| match batching {
+            let loaded = self
+                .loader
+                .load_file(&path, &model.name)
+                .and_then(|loaded| match batching {
                     Some(_) => batchable(loaded.as_ref()).map(|()| loaded),
                     None => Ok(loaded),
                 });
@@ -628,7 +675,7 @@ impl Repository {
                         version,
                         Version {
                             scorer,
-                            modified,
+                            stamp,
                             batching,
                         },
                     );
@@ -644,7 +691,7 @@ impl Repository {
                         versions.loaded.insert(version, kept.clone());
                     }
                     None => {
-                        versions.failed.insert(version, Failure { reason, modified });
+                        versions.failed.insert(version, Failure { reason, stamp });
                     }
                 },
             }
@@ -698,14 +745,47 @@ fn batchable(model: &dyn Model) -> Result<(), String> {
     }
 }
 
-/// Loads one version's file; a panic in tract while analysing it (where panics unwind)
-/// is a refusal of this model, not of the server.
-fn load_file(path: &Path, name: &str, limits: &ModelLimits) -> Result<Box<dyn Model>, String> {
-    let loaded = std::panic::catch_unwind(|| OnnxModel::load_as(path, name, limits));
-    match loaded {
-        Ok(Ok(model)) => Ok(Box::new(model)),
-        Ok(Err(err)) => Err(format!("{:#}", anyhow::Error::new(err))),
-        Err(panic) => Err(model::tract_failed(path, panic.as_ref()).to_string()),
+/// How `--vet-model` says tract panicked on the file (its refusal is on stderr).
+pub const VET_PANICKED: u8 = 3;
+
+/// Loads `path` in a process of `binary` (`--vet-model`) and refuses it if that process
+/// panicked or was killed (a stack overflow, the kernel's OOM killer). A file it loads, or
+/// refuses cleanly, passes: the load in this process then says what it says.
+fn vet(binary: &Path, path: &Path, limits: &ModelLimits) -> Result<(), String> {
+    let output = std::process::Command::new(binary)
+        .arg("--vet-model")
+        .arg(path)
+        .args(crate::config::Config::model_limit_flags(limits))
+        // The server's own settings (SCORE_*) are not the vetting process's business.
+        .env_clear()
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|err| {
+            format!(
+                "could not start {} to vet {}: {err}",
+                binary.display(),
+                path.display()
+            )
+        })?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let last_line = stderr
+        .lines()
+        .rev()
+        .find(|line| !line.trim().is_empty())
+        .unwrap_or("");
+    match output.status.code() {
+        Some(0 | 1) => Ok(()),
+        Some(code) if code == i32::from(VET_PANICKED) => Err(last_line.to_owned()),
+        _ => Err(format!(
+            "{}: loading it ended the process vetting it ({}){}",
+            path.display(),
+            output.status,
+            if last_line.is_empty() {
+                String::new()
+            } else {
+                format!(": {last_line}")
+            }
+        )),
     }
 }
 

@@ -106,6 +106,38 @@ fn a_graph_tract_panics_on_is_refused_and_the_binary_exits_with_one_line() {
     );
 }
 
+/// `--vet-model`, which a repository server runs on each file before loading it: the
+/// exit status says loaded (0), refused (1) or panicked (3, with the refusal as one line),
+/// whether panics unwind, as here, or abort, as in the release binary.
+#[test]
+fn vet_model_says_by_its_exit_status_whether_the_file_loads_is_refused_or_panics() {
+    let vet = |file: &std::path::Path, limits: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_score-service"))
+            .arg("--vet-model")
+            .arg(file)
+            .args(limits)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        (output.status.code(), stderr)
+    };
+    let good = models_dir().join("zoo/linear_svr.onnx");
+    assert_eq!(vet(&good, &[]), (Some(0), String::new()));
+    let (status, stderr) = vet(&good, &["--model-max-bytes=10"]);
+    assert_eq!(status, Some(1), "the limits passed apply: {stderr}");
+    assert!(stderr.contains("--model-max-bytes"), "{stderr}");
+
+    let panics = models_dir().join("../fuzz/regressions/model_bytes-transpose-axis.bin");
+    let (status, stderr) = vet(&panics, &[]);
+    assert_eq!(status, Some(3), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|line| !line.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line: {stderr}");
+    assert!(
+        lines[0].contains("tract failed while building its graph"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn a_tensor_declaring_more_than_the_limit_is_refused_before_anything_is_allocated() {
     let huge = TensorProto {

@@ -40,12 +40,23 @@ fn put_bytes(dir: &Path, model: &str, version: u64, bytes: &[u8]) {
 }
 
 async fn serve(dir: &Path, default: Option<&str>, control: ModelControl) -> TestServer {
+    serve_vetted(dir, default, control, None).await
+}
+
+/// A server of `dir` that has `vet_with` load each file first, as the binary has itself.
+async fn serve_vetted(
+    dir: &Path,
+    default: Option<&str>,
+    control: ModelControl,
+    vet_with: Option<PathBuf>,
+) -> TestServer {
     let app = App::with_repository(
         dir,
         default.map(str::to_owned),
         control,
         Default::default(),
         Limits::default(),
+        vet_with,
     )
     .unwrap();
     TestServer::with_app(app).await
@@ -429,7 +440,27 @@ async fn poll_control_follows_the_directory() {
         assert!(Instant::now() < deadline, "version 2 was not loaded");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(score(&server, "/score").await, (200, svr.clone()));
+    assert_eq!(score(&server, "/score").await, (200, svr));
+    // Version 2's file replaced by one that keeps its modification time, as `cp -p`,
+    // `rsync -t` or a tar leave it: it is still seen as changed, and reloaded.
+    let file = dir.join("fraud/2/model.onnx");
+    let kept_time = std::fs::metadata(&file).unwrap().modified().unwrap();
+    let replacement = dir.join("replacement.onnx");
+    std::fs::copy(zoo("linear_regression"), &replacement).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&replacement)
+        .unwrap()
+        .set_modified(kept_time)
+        .unwrap();
+    std::fs::rename(&replacement, &file).unwrap();
+    assert_eq!(std::fs::metadata(&file).unwrap().modified().unwrap(), kept_time);
+    let regression = alone("linear_regression").await;
+    let deadline = Instant::now() + PATIENCE;
+    while score(&server, "/score").await != (200, regression.clone()) {
+        assert!(Instant::now() < deadline, "the replaced file was not reloaded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // A newer version that does not load (an upload still being copied): version 2 keeps
     // answering, and the index says why 3 is not served.
     put_bytes(&dir, "fraud", 3, b"half a file");
@@ -446,7 +477,7 @@ async fn poll_control_follows_the_directory() {
         server.get("/v2/models/fraud").await.json()["versions"],
         json!(["2"])
     );
-    assert_eq!(score(&server, "/score").await, (200, svr));
+    assert_eq!(score(&server, "/score").await, (200, regression));
     assert_eq!(server.get("/readyz").await.status, 200);
     std::fs::remove_dir_all(dir.join("fraud/3")).unwrap();
     // A model appears, then the first goes.
@@ -647,5 +678,55 @@ async fn a_models_name_is_found_through_its_escapes() {
         let answer = server.send(post(malformed, "application/json", ROW)).await;
         assert_eq!(answer.status, 404, "{malformed}: {answer:?}");
     }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Where panics abort (the release binary), a file tract panics on would end the server
+/// that loads it. The server has a process of its own binary load each file first
+/// (`--vet-model`); here a stand-in for that binary aborts on the files named `broken`,
+/// as the release binary does on the fuzzer's Transpose, so the abort path runs in a test
+/// build that unwinds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_that_ends_the_vetting_process_is_refused_and_the_others_are_served() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = repository_dir("vetted");
+    put(&dir, "fraud", 1, "linear_svr");
+    put(&dir, "broken", 1, "linear_svr");
+    let vetter = dir.join("vetter.sh");
+    // Its arguments: --vet-model FILE, then the limits.
+    std::fs::write(
+        &vetter,
+        "#!/bin/sh\ncase \"$2\" in */broken/*) echo 'tract said no' >&2; kill -ABRT $$;; esac\nexit 0\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&vetter, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let server = serve_vetted(&dir, None, ModelControl::Explicit, Some(vetter)).await;
+    assert_eq!(
+        score(&server, "/score/fraud").await,
+        (200, alone("linear_svr").await)
+    );
+    let (_, index) = control(&server, "/v2/repository/index", "{}").await;
+    let (state, reason) = state_of(&index, "broken", "1");
+    assert_eq!(state, "UNAVAILABLE");
+    assert!(
+        reason.contains("broken/1/model.onnx: loading it ended the process vetting it")
+            && reason.contains("SIGABRT")
+            && reason.ends_with(": tract said no"),
+        "{reason}"
+    );
+
+    // Loaded live, the same: refused by name, and the server goes on serving.
+    put(&dir, "broken", 2, "linear_svr");
+    let (status, answer) = control(&server, "/v2/repository/models/broken/load", "").await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("ended the process vetting it"),
+        "{answer}"
+    );
+    assert_eq!(score(&server, "/score/fraud").await.0, 200);
     std::fs::remove_dir_all(&dir).unwrap();
 }

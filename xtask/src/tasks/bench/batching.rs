@@ -18,7 +18,7 @@ use crate::steps::servers::{Contender, Probe, free_port};
 use crate::tasks::bench::figures::Bench;
 use crate::tasks::bench::memory::repository_contender;
 use crate::tasks::bench::report::{REPORT_DIR, write_file};
-use crate::tasks::bench::rows::{write_distinct_row_scripts, write_model_requests};
+use crate::tasks::bench::rows::write_model_requests;
 use crate::tasks::bench::{BenchCmd, LARGE_MODELS, Load, write_mlserver_settings};
 
 const FOREST: &str = "forest_100x10";
@@ -78,14 +78,10 @@ impl BenchCmd {
             ),
             {
                 let root = root.clone();
-                move |bench| {
-                    let width = bench.row_size(FOREST)?;
-                    write_model_requests(&root, FOREST, width)?;
-                    write_distinct_row_scripts(&root, width)
-                }
+                move |bench| write_model_requests(&root, FOREST, bench.row_size(FOREST)?)
             },
         );
-        let score = root.join("score-1-distinct.lua");
+        let score = root.join("score-1.lua");
         let load = |port: u16, path: &str, script: &Path| {
             vec![Load {
                 label: LOAD.to_owned(),
@@ -123,7 +119,7 @@ impl BenchCmd {
             let port = contender.port;
             self.add_measurement(sh, plan, contender, FOREST, load(port, "/score", &score));
         }
-        let (mlserver, infer) = (venv.join("mlserver"), root.join("infer-1-distinct.lua"));
+        let (mlserver, infer) = (venv.join("mlserver"), root.join("infer-1.lua"));
         for (name, settings) in MLSERVERS {
             // MLServer also listens for gRPC and metrics: each needs a free port too.
             let ports = [free_port()?, free_port()?, free_port()?];

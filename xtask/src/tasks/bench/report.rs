@@ -11,7 +11,7 @@ use crate::steps::wrk::Figures;
 use crate::tasks::bench::figures::{
     ALTERNATIONS, Bench, ContainerFigures, FLOOR, Measurement, SERVICE, TIMED_ROWS,
 };
-use crate::tasks::bench::rows::TIMED_POOL_ROWS;
+use crate::tasks::bench::rows::{DISTINCT_ROWS, TIMED_POOL_ROWS};
 
 /// Where the reports, the servers' logs and the generated rows go.
 pub(super) const REPORT_DIR: &str = "target/bench";
@@ -142,7 +142,7 @@ pub(super) fn model_report(bench: &Bench, connections: u32, duration: u32) -> an
     let mut models: Vec<&str> = bench.timings.iter().map(|t| t.model.as_str()).collect();
     models.dedup();
     let mut table = format!(
-        "Models, on {} cores. Time per run with no HTTP: score-service's own (service/examples/model_timing.rs) and onnxruntime's with one intra-op thread, median of 7 trials, each run a new batch from the same {TIMED_POOL_ROWS} distinct rows. Then wrk with 2 threads and {connections} connections for {duration}s per row, beside the load generator.\n",
+        "Models, on {} cores. Time per run with no HTTP: score-service's own (service/examples/model_timing.rs) and onnxruntime's with one intra-op thread, median of 7 trials, each run a new batch from the same {TIMED_POOL_ROWS} distinct rows. Then wrk with 2 threads and {connections} connections for {duration}s per row, beside the load generator, each request the next body of {DISTINCT_ROWS} distinct rows in turn.\n",
         cores()
     );
     for model in models {

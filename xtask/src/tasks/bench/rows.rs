@@ -40,102 +40,124 @@ pub(super) fn write_row_pool(path: &Path, width: usize) -> anyhow::Result<()> {
     std::fs::write(path, bytes).with_context(|| format!("write {}", path.display()))
 }
 
+/// Distinct rows an HTTP load cycles through: its requests take them in turn, so that a
+/// tree walk's branches are not the same from one request to the next (a replayed body
+/// lets the branch predictor learn them), whatever the rows per request.
+pub(super) const DISTINCT_ROWS: usize = 1024;
+
 /// Writes, under `dir`, the wrk scripts and bodies for a model `width` features wide:
-/// `score-{rows}.lua`, `infer-{rows}.lua` (input named "X", as skl2onnx names it) and
-/// `score-1.json`.
+/// `score-{rows}.lua` and `infer-{rows}.lua` (input named "X", as skl2onnx names it),
+/// each sending the next of `DISTINCT_ROWS / rows` bodies of distinct rows in turn (each
+/// wrk thread starting at its own offset), and `score-1.json`, the first 1-row body.
 pub(super) fn write_model_requests(dir: &Path, model: &str, width: usize) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
     for rows in REQUEST_ROWS {
-        let values: Vec<f64> = (0..rows * width).map(feature).collect();
-        let matrix: Vec<&[f64]> = values.chunks(width).collect();
-        let score = serde_json::json!({"X": matrix}).to_string();
-        let infer = serde_json::json!({"inputs": [{"name": "X", "shape": [rows, width], "datatype": "FP32", "data": values}]})
-            .to_string();
-        for (kind, body) in [("score", &score), ("infer", &infer)] {
-            // A level-1 long string: JSON never contains "]=]".
-            let script = format!(
-                "-- Written by cargo xtask bench --model for {model}.\nwrk.method = \"POST\"\nwrk.body = [=[{body}]=]\nwrk.headers[\"Content-Type\"] = \"application/json\"\n"
-            );
-            std::fs::write(dir.join(format!("{kind}-{rows}.lua")), script)?;
+        let bodies = (DISTINCT_ROWS / rows).max(1);
+        let matrices: Vec<Vec<f64>> = (0..bodies)
+            .map(|body| {
+                (body * rows * width..(body + 1) * rows * width)
+                    .map(feature)
+                    .collect()
+            })
+            .collect();
+        let score: Vec<String> = matrices
+            .iter()
+            .map(|values| {
+                let matrix: Vec<&[f64]> = values.chunks(width).collect();
+                serde_json::json!({"X": matrix}).to_string()
+            })
+            .collect();
+        let infer: Vec<String> = matrices
+            .iter()
+            .map(|values| {
+                serde_json::json!({"inputs": [{"name": "X", "shape": [rows, width], "datatype": "FP32", "data": values}]})
+                    .to_string()
+            })
+            .collect();
+        for (kind, bodies) in [("score", &score), ("infer", &infer)] {
+            std::fs::write(
+                dir.join(format!("{kind}-{rows}.lua")),
+                cycling_script(model, rows, bodies),
+            )?;
         }
         if rows == 1 {
-            std::fs::write(dir.join("score-1.json"), &score)?;
+            std::fs::write(dir.join("score-1.json"), &score[0])?;
         }
     }
     Ok(())
 }
 
-/// How many distinct bodies a load of 1-row requests cycles through.
-pub(super) const DISTINCT_BODIES: usize = 1024;
-
-/// Writes, under `dir`, `score-1-distinct.lua` and `infer-1-distinct.lua`: wrk scripts that
-/// send 1-row requests, each the next of `DISTINCT_BODIES` distinct rows (each wrk thread
-/// starting at its own offset), so that a tree walk's branches are not the same from one
-/// request to the next.
-pub(super) fn write_distinct_row_scripts(dir: &Path, width: usize) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let rows: Vec<Vec<f64>> = (0..DISTINCT_BODIES)
-        .map(|row| (row * width..(row + 1) * width).map(feature).collect())
-        .collect();
-    let bodies = |body: &dyn Fn(&[f64]) -> serde_json::Value| {
-        // Level-1 long strings: JSON never contains "]=]".
-        rows.iter()
-            .map(|row| format!("[=[{}]=]", body(row)))
-            .collect::<Vec<_>>()
-            .join(",\n")
-    };
-    let score = bodies(&|row| serde_json::json!({"X": [row]}));
-    let infer = bodies(
-        &|row| serde_json::json!({"inputs": [{"name": "X", "shape": [1, width], "datatype": "FP32", "data": row}]}),
-    );
-    for (kind, bodies) in [("score", score), ("infer", infer)] {
-        let script = format!(
-            "-- Written by cargo xtask bench: 1-row requests, {DISTINCT_BODIES} distinct rows in turn.\n\
-             local bodies = {{\n{bodies}\n}}\n\
-             turn = 0\n\
-             local threads = 0\n\
-             setup = function(thread)\n  thread:set(\"turn\", threads * 509 % #bodies)\n  threads = threads + 1\nend\n\
-             local headers = {{[\"Content-Type\"] = \"application/json\"}}\n\
-             request = function()\n  turn = turn % #bodies + 1\n  return wrk.format(\"POST\", nil, headers, bodies[turn])\nend\n"
-        );
-        std::fs::write(dir.join(format!("{kind}-1-distinct.lua")), script)?;
-    }
-    Ok(())
+/// A wrk script that POSTs `bodies` in turn, each thread from its own offset.
+fn cycling_script(model: &str, rows: usize, bodies: &[String]) -> String {
+    // Level-1 long strings: JSON never contains "]=]".
+    let bodies: Vec<String> = bodies.iter().map(|body| format!("[=[{body}]=]")).collect();
+    format!(
+        "-- Written by cargo xtask bench for {model}: {rows}-row requests, {count} distinct bodies in turn.\n\
+         local bodies = {{\n{bodies}\n}}\n\
+         turn = 0\n\
+         local threads = 0\n\
+         setup = function(thread)\n  thread:set(\"turn\", threads * 509 % #bodies)\n  threads = threads + 1\nend\n\
+         local headers = {{[\"Content-Type\"] = \"application/json\"}}\n\
+         request = function()\n  turn = turn % #bodies + 1\n  return wrk.format(\"POST\", nil, headers, bodies[turn])\nend\n",
+        count = bodies.len(),
+        bodies = bodies.join(",\n"),
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// The bodies a script sends, parsed.
+    fn bodies_of(script: &str) -> Vec<serde_json::Value> {
+        script
+            .split("[=[")
+            .skip(1)
+            .map(|rest| serde_json::from_str(rest.split("]=]").next().unwrap()).unwrap())
+            .collect()
+    }
+
     #[test]
-    fn the_distinct_row_scripts_hold_every_row_once_and_threads_start_apart() {
+    fn the_request_scripts_send_every_row_once_and_threads_start_apart() {
         let dir = std::env::temp_dir().join(format!("xtask-distinct-rows-{}", std::process::id()));
-        write_distinct_row_scripts(&dir, 3).unwrap();
-        for (kind, rows_of) in [
-            (
-                "score",
-                (|v: &serde_json::Value| v["X"].clone()) as fn(&serde_json::Value) -> serde_json::Value,
-            ),
-            ("infer", |v| v["inputs"][0]["data"].clone()),
-        ] {
-            let script = std::fs::read_to_string(dir.join(format!("{kind}-1-distinct.lua"))).unwrap();
-            let bodies: Vec<serde_json::Value> = script
-                .split("[=[")
-                .skip(1)
-                .map(|rest| serde_json::from_str(rest.split("]=]").next().unwrap()).unwrap())
-                .collect();
-            assert_eq!(bodies.len(), DISTINCT_BODIES, "{kind}");
-            let rows: std::collections::HashSet<String> =
-                bodies.iter().map(|b| rows_of(b).to_string()).collect();
-            assert_eq!(rows.len(), DISTINCT_BODIES, "{kind}: no row repeats");
+        write_model_requests(&dir, "forest", 3).unwrap();
+        for rows in REQUEST_ROWS {
+            let score = bodies_of(&std::fs::read_to_string(dir.join(format!("score-{rows}.lua"))).unwrap());
+            let infer = bodies_of(&std::fs::read_to_string(dir.join(format!("infer-{rows}.lua"))).unwrap());
+            assert_eq!(score.len(), DISTINCT_ROWS / rows, "{rows} row(s)");
+            assert_eq!(infer.len(), score.len());
+            let mut distinct = std::collections::HashSet::new();
+            for (score, infer) in score.iter().zip(&infer) {
+                let matrix = score["X"].as_array().unwrap();
+                assert_eq!(matrix.len(), rows);
+                assert!(
+                    matrix.iter().all(|row| row.as_array().unwrap().len() == 3),
+                    "as wide as asked"
+                );
+                let flat: Vec<&serde_json::Value> =
+                    matrix.iter().flat_map(|row| row.as_array().unwrap()).collect();
+                assert_eq!(
+                    infer["inputs"][0]["data"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .collect::<Vec<_>>(),
+                    flat
+                );
+                assert_eq!(infer["inputs"][0]["shape"], serde_json::json!([rows, 3]));
+                distinct.extend(matrix.iter().map(|row| row.to_string()));
+            }
+            assert_eq!(distinct.len(), DISTINCT_ROWS, "{rows} row(s): no row repeats");
+            let script = std::fs::read_to_string(dir.join(format!("score-{rows}.lua"))).unwrap();
             assert!(script.contains("request = function()"), "{script}");
             assert!(script.contains("thread:set(\"turn\", threads * 509"), "{script}");
         }
-        let score = std::fs::read_to_string(dir.join("score-1-distinct.lua")).unwrap();
         let first: serde_json::Value =
-            serde_json::from_str(score.split("[=[").nth(1).unwrap().split("]=]").next().unwrap()).unwrap();
-        assert_eq!(first["X"].as_array().unwrap().len(), 1, "one row");
-        assert_eq!(first["X"][0].as_array().unwrap().len(), 3, "as wide as asked");
+            serde_json::from_str(&std::fs::read_to_string(dir.join("score-1.json")).unwrap()).unwrap();
+        assert_eq!(
+            first,
+            bodies_of(&std::fs::read_to_string(dir.join("score-1.lua")).unwrap())[0]
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -20,25 +20,53 @@ pub(crate) struct ModelArgs {
     /// Serve every model of this directory (`DIR/NAME/VERSION/model.onnx`, as Triton lays
     /// it out), each at `/score/NAME` and `/v2/models/NAME`: mounted read-only, or on a
     /// cluster, a model image built on the service image and pushed.
-    #[arg(long, value_name = "DIR", value_parser = Models::parse_repository)]
-    model_repository: Option<Models>,
+    #[arg(long, value_name = "DIR", value_parser = ModelSource::parse_repository)]
+    model_repository: Option<ModelSource>,
+
+    /// The model `/score` serves when there are several (each is at `/score/NAME` too);
+    /// without it, `/score` answers 404 naming them.
+    #[arg(long, value_name = "NAME")]
+    default_model: Option<String>,
 }
 
 impl ModelArgs {
-    /// What was chosen, if anything; refuses two files the service would call by one name.
+    /// What was chosen, if anything; refuses two files the service would call by one
+    /// name, and a default model that is none of them.
     pub(crate) fn chosen(self) -> anyhow::Result<Option<Models>> {
-        if self.model.is_empty() {
-            return Ok(self.model_repository);
-        }
-        let mut names: Vec<&str> = self.model.iter().map(|m| m.name.as_str()).collect();
-        names.sort_unstable();
-        if let Some(twice) = names.windows(2).find(|pair| pair[0] == pair[1]) {
+        let source = if self.model.is_empty() {
+            self.model_repository
+        } else {
+            let mut names: Vec<&str> = self.model.iter().map(|m| m.name.as_str()).collect();
+            names.sort_unstable();
+            if let Some(twice) = names.windows(2).find(|pair| pair[0] == pair[1]) {
+                anyhow::bail!(
+                    "two --model files are named {:?}: the service calls a model by its file's name, so give each its own (or name it once)",
+                    twice[0]
+                );
+            }
+            Some(ModelSource::Files(self.model))
+        };
+        let Some(source) = source else {
+            if let Some(name) = self.default_model {
+                anyhow::bail!(
+                    "--default-model {name:?} names a model, but no --model or --model-repository gives one"
+                );
+            }
+            return Ok(None);
+        };
+        let models = Models {
+            source,
+            default: self.default_model,
+        };
+        if let Some(name) = &models.default
+            && !models.names().contains(name)
+        {
             anyhow::bail!(
-                "two --model files are named {:?}: the service calls a model by its file's name, so give each its own (or name it once)",
-                twice[0]
+                "--default-model {name:?} is none of the models shipped ({})",
+                models.described()
             );
         }
-        Ok(Some(Models::Files(self.model)))
+        Ok(Some(models))
     }
 }
 
@@ -76,9 +104,18 @@ impl ModelFile {
 /// Where a container finds the models: mounted, or copied into a model image.
 const INSIDE: &str = "/models";
 
-/// What the service is asked to serve instead of the identity echo.
+/// What the service is asked to serve instead of the identity echo, and which of them
+/// `/score` serves.
 #[derive(Clone, Debug)]
-pub(crate) enum Models {
+pub(crate) struct Models {
+    pub(crate) source: ModelSource,
+    /// `--default-model`: `/score`'s model, when there are several.
+    pub(crate) default: Option<String>,
+}
+
+/// Where the models come from.
+#[derive(Clone, Debug)]
+pub(crate) enum ModelSource {
     /// `--model`, once or more.
     Files(Vec<ModelFile>),
     /// `--model-repository`.
@@ -91,7 +128,7 @@ pub(crate) enum Models {
     },
 }
 
-impl Models {
+impl ModelSource {
     /// A model repository: a directory holding at least one `NAME/VERSION/model.onnx`.
     pub(crate) fn parse_repository(text: &str) -> Result<Self, String> {
         let path = Path::new(text)
@@ -108,14 +145,16 @@ impl Models {
             .and_then(|s| s.to_str())
             .unwrap_or("models")
             .to_owned();
-        Ok(Models::Repository { path, name, models })
+        Ok(ModelSource::Repository { path, name, models })
     }
+}
 
+impl Models {
     /// The names of the models the service serves from it.
     pub(crate) fn names(&self) -> Vec<String> {
-        match self {
-            Models::Files(files) => files.iter().map(|f| f.name.clone()).collect(),
-            Models::Repository { models, .. } => models.clone(),
+        match &self.source {
+            ModelSource::Files(files) => files.iter().map(|f| f.name.clone()).collect(),
+            ModelSource::Repository { models, .. } => models.clone(),
         }
     }
 
@@ -126,25 +165,29 @@ impl Models {
 
     /// The service's flags for it, run on this machine.
     pub(crate) fn service_args(&self) -> Vec<String> {
-        match self {
-            Models::Files(files) => files
+        let mut args = match &self.source {
+            ModelSource::Files(files) => files
                 .iter()
                 .flat_map(|f| ["--model".to_owned(), f.path.display().to_string()])
                 .collect(),
-            Models::Repository { path, .. } => {
+            ModelSource::Repository { path, .. } => {
                 vec!["--model-repository".to_owned(), path.display().to_string()]
             }
+        };
+        if let Some(name) = &self.default {
+            args.extend(["--default-model".to_owned(), name.clone()]);
         }
+        args
     }
 
     /// Each path on this machine, with its place under `/models` in a container.
     fn placed(&self) -> Vec<(PathBuf, String)> {
-        match self {
-            Models::Files(files) => files
+        match &self.source {
+            ModelSource::Files(files) => files
                 .iter()
                 .map(|f| (f.path.clone(), format!("{}.onnx", f.name)))
                 .collect(),
-            Models::Repository { path, name, .. } => vec![(path.clone(), name.clone())],
+            ModelSource::Repository { path, name, .. } => vec![(path.clone(), name.clone())],
         }
     }
 
@@ -156,16 +199,20 @@ impl Models {
             .collect()
     }
 
-    /// The environment variable that tells the service in a container what to serve, as
+    /// The environment variables that tell the service in a container what to serve, as
     /// `NAME=VALUE` (several files: their paths joined by commas, as the service reads
-    /// `SCORE_MODEL`).
-    pub(crate) fn env(&self) -> String {
+    /// `SCORE_MODEL`), and which model `/score` serves.
+    pub(crate) fn env(&self) -> Vec<String> {
         let inside: Vec<String> = self.mounts().into_iter().map(|(_, inside)| inside).collect();
-        let variable = match self {
-            Models::Files(_) => "SCORE_MODEL",
-            Models::Repository { .. } => "SCORE_MODEL_REPOSITORY",
+        let variable = match &self.source {
+            ModelSource::Files(_) => "SCORE_MODEL",
+            ModelSource::Repository { .. } => "SCORE_MODEL_REPOSITORY",
         };
-        format!("{variable}={}", inside.join(","))
+        let mut env = vec![format!("{variable}={}", inside.join(","))];
+        if let Some(name) = &self.default {
+            env.push(format!("SCORE_DEFAULT_MODEL={name}"));
+        }
+        env
     }
 
     /// Every file that travels in a model image, with its path under `/models`, in a
@@ -227,6 +274,14 @@ mod tests {
     use super::*;
 
     /// Where each file travels, under `/models`.
+    /// The models of the repository `dir`, as `--model-repository DIR` chooses them.
+    fn repository_of(dir: &Path) -> Result<Models, String> {
+        ModelSource::parse_repository(dir.to_str().unwrap()).map(|source| Models {
+            source,
+            default: None,
+        })
+    }
+
     fn under_models(models: &Models) -> Vec<String> {
         models
             .files()
@@ -245,11 +300,14 @@ mod tests {
             std::fs::write(dir.join(model).join(version).join("model.onnx"), b"").unwrap();
         }
         std::fs::create_dir_all(dir.join("empty/1")).unwrap();
-        let repository = Models::parse_repository(dir.to_str().unwrap()).unwrap();
+        let repository = repository_of(&dir).unwrap();
         assert_eq!(repository.names(), ["churn", "fraud"]);
         assert_eq!(repository.service_args()[0], "--model-repository");
         let name = dir.file_name().unwrap().to_str().unwrap();
-        assert_eq!(repository.env(), format!("SCORE_MODEL_REPOSITORY=/models/{name}"));
+        assert_eq!(
+            repository.env(),
+            [format!("SCORE_MODEL_REPOSITORY=/models/{name}")]
+        );
         let files = under_models(&repository);
         assert_eq!(
             files,
@@ -267,14 +325,14 @@ mod tests {
         let named_models = dir.join("models");
         std::fs::create_dir_all(named_models.join("fraud/1")).unwrap();
         std::fs::write(named_models.join("fraud/1/model.onnx"), b"").unwrap();
-        let nested = Models::parse_repository(named_models.to_str().unwrap()).unwrap();
+        let nested = repository_of(&named_models).unwrap();
         let files = under_models(&nested);
         assert_eq!(files, ["models/fraud/1/model.onnx"]);
         std::fs::remove_dir_all(&named_models).unwrap();
-        let empty = Models::parse_repository(dir.to_str().unwrap()).unwrap_err();
+        let empty = repository_of(&dir).unwrap_err();
         assert!(empty.contains("holds no model"), "{empty}");
         std::fs::remove_dir_all(&dir).unwrap();
-        assert!(Models::parse_repository(dir.to_str().unwrap()).is_err());
+        assert!(repository_of(&dir).is_err());
     }
 
     #[test]
@@ -289,6 +347,7 @@ mod tests {
         let prefixed = ModelArgs {
             model: vec![ModelFile::parse(dir.join("a/models_v2.onnx").to_str().unwrap()).unwrap()],
             model_repository: None,
+            default_model: None,
         };
         let files = prefixed.chosen().unwrap().unwrap().files().unwrap();
         assert_eq!(files[0].0, "models_v2.onnx");
@@ -296,18 +355,55 @@ mod tests {
         std::fs::write(dir.join("a,b/churn.onnx"), b"").unwrap();
         let comma = ModelFile::parse(dir.join("a,b/churn.onnx").to_str().unwrap()).unwrap_err();
         assert!(comma.contains("separates model paths with commas"), "{comma}");
-        let args = |files: &[&str]| ModelArgs {
+        let args_with_default = |files: &[&str], default: Option<&str>| ModelArgs {
             model: files
                 .iter()
                 .map(|f| ModelFile::parse(dir.join(f).to_str().unwrap()).unwrap())
                 .collect(),
             model_repository: None,
+            default_model: default.map(str::to_owned),
         };
+        let args = |files: &[&str]| args_with_default(files, None);
         let served = args(&["a/churn.onnx", "a/fraud.onnx"]).chosen().unwrap().unwrap();
         assert_eq!(served.names(), ["churn", "fraud"]);
-        assert_eq!(served.env(), "SCORE_MODEL=/models/churn.onnx,/models/fraud.onnx");
+        assert_eq!(
+            served.env(),
+            ["SCORE_MODEL=/models/churn.onnx,/models/fraud.onnx"]
+        );
         let flags = served.service_args();
         assert_eq!(flags.iter().filter(|f| *f == "--model").count(), 2, "{flags:?}");
+        assert!(!flags.contains(&"--default-model".to_owned()), "{flags:?}");
+
+        // /score's model, named among them; a name that is none of them is refused.
+        let with_default = args_with_default(&["a/churn.onnx", "a/fraud.onnx"], Some("fraud"))
+            .chosen()
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            with_default.env(),
+            [
+                "SCORE_MODEL=/models/churn.onnx,/models/fraud.onnx",
+                "SCORE_DEFAULT_MODEL=fraud"
+            ]
+        );
+        assert!(
+            with_default
+                .service_args()
+                .ends_with(&["--default-model".to_owned(), "fraud".to_owned()])
+        );
+        let unknown = args_with_default(&["a/churn.onnx"], Some("fraud"))
+            .chosen()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            unknown.contains("--default-model \"fraud\" is none of the models shipped (churn)"),
+            "{unknown}"
+        );
+        let alone = args_with_default(&[], Some("fraud"))
+            .chosen()
+            .unwrap_err()
+            .to_string();
+        assert!(alone.contains("no --model or --model-repository"), "{alone}");
         assert_eq!(under_models(&served), ["churn.onnx", "fraud.onnx"]);
         let twice = args(&["a/fraud.onnx", "b/fraud.onnx"])
             .chosen()

@@ -26,7 +26,7 @@ use crate::core::settings::{STABLE_SUFFIX, Traffic};
 use crate::steps::deploy::describe_serving;
 use crate::steps::kubectl::Kubectl;
 use crate::steps::push::Release;
-use crate::steps::smoke::{REQUEST, score_request};
+use crate::steps::smoke::{REQUEST, escaped, score_request};
 use crate::steps::tracks::{Figures, Snapshot, Thresholds, Verdict, agree, canary_replicas};
 
 /// The API server's path to `path` on port `port` of `pod`: the pod proxy, which reaches
@@ -88,12 +88,16 @@ pub(crate) fn add_analysis<'a>(
     plan: &mut Plan<'a, Release>,
     kubectl: &Kubectl<'a>,
     app: &str,
-    model: Option<String>,
+    models: Vec<String>,
     options: &CanaryOptions,
 ) {
     let proxy = |pod: &str, port: &str, path: &str| pod_proxy(&kubectl.namespace, pod, port, path);
     let rows = match &options.check_rows {
         Some(file) => format!("the rows of {}", file.display()),
+        None if models.len() > 1 => format!(
+            "each of its {} models one row shaped as it declares (the smoke rows; a model the stable track does not serve must answer, and one it serves must agree)",
+            models.len()
+        ),
         None => "one row shaped as the model declares (the smoke row)".to_owned(),
     };
     let description = format!(
@@ -111,7 +115,7 @@ pub(crate) fn add_analysis<'a>(
     let analysis = Analysis {
         kubectl: kubectl.clone(),
         app: app.to_owned(),
-        model,
+        models,
         options: options.clone(),
     };
     plan.check(description, move |release| {
@@ -130,7 +134,8 @@ pub(crate) fn add_analysis<'a>(
 struct Analysis<'a> {
     kubectl: Kubectl<'a>,
     app: String,
-    model: Option<String>,
+    /// The release's models: with several, each is checked on `/score/{name}`.
+    models: Vec<String>,
     options: CanaryOptions,
 }
 
@@ -179,8 +184,8 @@ impl Analysis<'_> {
     }
 
     /// The body of the check request, and the answer expected of the canary, if given.
-    /// The smoke row is shaped as the canary's model declares (the new one).
-    fn check_body(&self, canary_pod: &str) -> anyhow::Result<(String, Option<Value>)> {
+    /// The smoke row is shaped as the canary's model `model` declares (the new one).
+    fn check_body(&self, canary_pod: &str, model: Option<&str>) -> anyhow::Result<(String, Option<Value>)> {
         if let Some(file) = &self.options.check_rows {
             let text = std::fs::read_to_string(file).with_context(|| format!("read {}", file.display()))?;
             let rows: Value =
@@ -193,24 +198,24 @@ impl Analysis<'_> {
             }
             return Ok((json!({"X": rows["X"]}).to_string(), rows.get("expected").cloned()));
         }
-        let Some(model) = &self.model else {
+        let Some(model) = model else {
             return Ok((REQUEST.to_owned(), None));
         };
-        let path = self.proxy(
-            canary_pod,
-            "http",
-            &format!("/v2/models/{}", crate::steps::smoke::escaped(model)),
-        );
-        let metadata: Value =
-            serde_json::from_str(&query(self.kubectl.cluster_wide(["get", "--raw", &path]))?)
-                .context("the model's metadata is not JSON")?;
+        let metadata: Value = serde_json::from_str(&self.metadata(canary_pod, model)?)
+            .context("the model's metadata is not JSON")?;
         let inputs = metadata["inputs"].as_array().cloned().unwrap_or_default();
         Ok((score_request(&inputs).to_string(), None))
     }
 
-    /// POSTs `body` to `/score` of `pod`, through the proxy.
-    fn score(&self, pod: &str, file: &std::path::Path) -> anyhow::Result<Value> {
-        let path = self.proxy(pod, "http", "/score");
+    /// `model`'s metadata as `pod` serves it, through the proxy.
+    fn metadata(&self, pod: &str, model: &str) -> anyhow::Result<String> {
+        let path = self.proxy(pod, "http", &format!("/v2/models/{}", escaped(model)));
+        query(self.kubectl.cluster_wide(["get", "--raw", &path]))
+    }
+
+    /// POSTs the body in `file` to `path` of `pod`, through the proxy.
+    fn score(&self, pod: &str, path: &str, file: &std::path::Path) -> anyhow::Result<Value> {
+        let path = self.proxy(pod, "http", path);
         let file = file.display().to_string();
         let answer = query(
             self.kubectl
@@ -219,14 +224,82 @@ impl Analysis<'_> {
         serde_json::from_str(&answer).with_context(|| format!("pod {pod} answered {answer:?}"))
     }
 
-    /// Sends the check rows to a pod of each track and compares the answers.
+    /// Sends the check rows to a pod of each track and compares the answers: `/score` for
+    /// one model; for several, each model's own row on `/score/{name}`, where a model the
+    /// stable track does not serve has only to answer.
     fn check(&self, stable_pod: &str, canary_pod: &str) -> anyhow::Result<(Vec<String>, Vec<String>)> {
-        let (body, expected) = self.check_body(canary_pod)?;
         let file = std::env::temp_dir().join(format!("xtask-canary-rows-{}.json", std::process::id()));
-        std::fs::write(&file, &body).with_context(|| format!("write {}", file.display()))?;
-        let (stable, canary) = (self.score(stable_pod, &file), self.score(canary_pod, &file));
+        let compared = match self.models.as_slice() {
+            [] => self.check_one(stable_pod, canary_pod, None, "/score", &file),
+            [model] => self.check_one(stable_pod, canary_pod, Some(model), "/score", &file),
+            models => self.check_each(stable_pod, canary_pod, models, &file),
+        };
         let _ = std::fs::remove_file(&file);
+        compared
+    }
+
+    /// Each model's check row on `/score/{name}`, each line named by its model.
+    fn check_each(
+        &self,
+        stable_pod: &str,
+        canary_pod: &str,
+        models: &[String],
+        file: &std::path::Path,
+    ) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+        let (mut checks, mut disagreements) = (Vec::new(), Vec::new());
+        for model in models {
+            let path = format!("/score/{}", escaped(model));
+            let (shown, disagreed) = if self.metadata(stable_pod, model).is_ok() {
+                self.check_one(stable_pod, canary_pod, Some(model), &path, file)?
+            } else {
+                self.check_new(canary_pod, model, &path, file)?
+            };
+            checks.extend(shown.into_iter().map(|line| format!("{model}: {line}")));
+            disagreements.extend(disagreed.into_iter().map(|line| format!("{model}: {line}")));
+        }
+        Ok((checks, disagreements))
+    }
+
+    /// The check rows of `model` on `path` of both tracks, compared.
+    fn check_one(
+        &self,
+        stable_pod: &str,
+        canary_pod: &str,
+        model: Option<&str>,
+        path: &str,
+        file: &std::path::Path,
+    ) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+        let (body, expected) = self.check_body(canary_pod, model)?;
+        std::fs::write(file, &body).with_context(|| format!("write {}", file.display()))?;
+        let (stable, canary) = (
+            self.score(stable_pod, path, file),
+            self.score(canary_pod, path, file),
+        );
         compare_answers(&body, expected, stable, canary, self.options.tolerance)
+    }
+
+    /// The check row of a model only the canary serves: it must answer.
+    fn check_new(
+        &self,
+        canary_pod: &str,
+        model: &str,
+        path: &str,
+        file: &std::path::Path,
+    ) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+        let (body, _) = self.check_body(canary_pod, Some(model))?;
+        std::fs::write(file, &body).with_context(|| format!("write {}", file.display()))?;
+        Ok(match self.score(canary_pod, path, file) {
+            Ok(answer) => (
+                vec![format!(
+                    "{body} -> canary {answer} (new: the stable track does not serve it)"
+                )],
+                Vec::new(),
+            ),
+            Err(err) => (
+                vec![format!("{body} -> canary: no answer")],
+                vec![format!("the canary did not answer the check rows: {err:#}")],
+            ),
+        })
     }
 
     fn run(&self) -> anyhow::Result<Verdict> {

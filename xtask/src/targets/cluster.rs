@@ -313,7 +313,7 @@ impl<'a> Cluster<'a> {
         renderer: &Renderer<'a>,
         rollout: Rollout,
         canary: &CanaryOptions,
-        model: Option<String>,
+        models: Vec<String>,
     ) -> anyhow::Result<()> {
         let (kubectl, app, traffic) = (&self.kubectl, self.settings.app.as_str(), self.settings.traffic);
         canary::add_read_stable(plan, kubectl, app, canary.percent, traffic);
@@ -396,7 +396,7 @@ impl<'a> Cluster<'a> {
                 },
             );
         }
-        canary::add_analysis(plan, kubectl, app, model, canary);
+        canary::add_analysis(plan, kubectl, app, models, canary);
         plan.when_checked(
             "read the canary's verdict".to_owned(),
             "the canary passed its analysis: promote it".to_owned(),
@@ -603,14 +603,16 @@ impl<'s> Target for Cluster<'s> {
     fn ship_plan(&self, options: &ShipOptions) -> anyhow::Result<Plan<'_, Release>> {
         let sh = self.sh;
         let model = options.model.as_ref();
-        let model_name = match model {
-            None => None,
-            Some(Models::Files(files)) if files.len() == 1 => Some(files[0].name.clone()),
-            Some(_) if options.canary.is_none() => None,
-            Some(_) => bail!(
-                "--canary checks one model's answers: a canary of several models or of a model repository is not built yet; ship them without --canary, or canary one model with --model"
-            ),
-        };
+        let names = model.map(Models::names).unwrap_or_default();
+        if let Some(canary) = &options.canary
+            && canary.check_rows.is_some()
+            && names.len() > 1
+        {
+            bail!(
+                "--check-rows gives one model's rows, and this release has {} models: without it, each model is checked with one row shaped as it declares",
+                names.len()
+            );
+        }
         let renderer = self.renderer(model);
         renderer.check_settings()?;
         let mut plan = Plan::new();
@@ -628,9 +630,8 @@ impl<'s> Target for Cluster<'s> {
         }
         match &options.canary {
             None => self.add_deploy(&mut plan, &renderer, &git::commit(self.sh)?, options.rollout),
-            Some(canary) => self.add_canary(&mut plan, &renderer, options.rollout, canary, model_name)?,
+            Some(canary) => self.add_canary(&mut plan, &renderer, options.rollout, canary, names.clone())?,
         }
-        let names = model.map(Models::names).unwrap_or_default();
         self.add_smoke(&mut plan, Duration::from_secs(600), names)?;
         Ok(plan)
     }

@@ -180,7 +180,7 @@ impl Target for Docker<'_> {
                     .into_iter()
                     .flat_map(|(path, inside)| ["--volume".into(), format!("{}:{inside}:ro", path.display())])
                     .collect();
-                args.extend(["--env".into(), m.env()]);
+                args.extend(m.env().into_iter().flat_map(|env| ["--env".into(), env]));
                 args
             })
             .unwrap_or_default();

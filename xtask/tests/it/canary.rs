@@ -533,6 +533,50 @@ fn rehearsal_canary_promotes_a_release_that_agrees_and_aborts_one_that_answers_d
     assert!(again.status.success());
     assert_ne!(stable_image(&kubeconfig), rolled_out, "promoted");
 
+    // A release of two models, /score serving one of them: each is checked on
+    // /score/{name} with a row shaped as it declares. The stable track serves neither,
+    // so each has only to answer: promoted.
+    let pair = scratch.join("pair");
+    std::fs::create_dir_all(&pair).unwrap();
+    let (fraud, churn) = (pair.join("fraud.onnx"), pair.join("churn.onnx"));
+    std::fs::copy(models().join("linear_regression.onnx"), &fraud).unwrap();
+    std::fs::copy(models().join("linear_regression.onnx"), &churn).unwrap();
+    let two = || {
+        let more = ["--model", churn.to_str().unwrap(), "--default-model", "fraud"];
+        ship(&fraud, &[&more[..], &canary].concat())
+    };
+    let single = stable_image(&kubeconfig);
+    let both = two();
+    let out = format!("{}{}", stdout(&both), stderr(&both));
+    assert!(both.status.success(), "{out}");
+    for expected in [
+        "fraud: {\"X\"",
+        "churn: {\"X\"",
+        "(new: the stable track does not serve it)",
+        "verdict: PASS",
+    ] {
+        assert!(out.contains(expected), "{expected:?} missing from:\n{out}");
+    }
+    let pair_image = stable_image(&kubeconfig);
+    assert_ne!(pair_image, single, "promoted");
+    // churn retrained to answer differently: both tracks serve it now, so its answers are
+    // compared, and the release is aborted, naming it.
+    std::fs::copy(models().join("linear_svr.onnx"), &churn).unwrap();
+    let differs = two();
+    let why = format!("{}{}", stdout(&differs), stderr(&differs));
+    assert!(!differs.status.success(), "{why}");
+    assert!(
+        why.contains("verdict: FAIL") && why.contains("churn: the canary answered"),
+        "{why}"
+    );
+    assert!(!why.contains("fraud: the canary"), "fraud agreed: {why}");
+    assert_eq!(
+        stable_image(&kubeconfig),
+        pair_image,
+        "the stable track is untouched"
+    );
+    assert_eq!(deployments(&kubeconfig), ["score-app"], "the canary is gone");
+
     // By hand: abort with no canary says so, and what the stable track serves.
     let status = xtask(&scratch, &kubeconfig, &[&["status"][..], &target].concat());
     assert!(stdout(&status).contains("canary    none"), "{}", stdout(&status));

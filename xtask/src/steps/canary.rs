@@ -26,7 +26,7 @@ use crate::core::settings::{STABLE_SUFFIX, Traffic};
 use crate::steps::deploy::describe_serving;
 use crate::steps::kubectl::Kubectl;
 use crate::steps::push::Release;
-use crate::steps::smoke::{REQUEST, escaped, score_request};
+use crate::steps::smoke::{INDEX_READY, REQUEST, escaped, score_request};
 use crate::steps::tracks::{Figures, Snapshot, Thresholds, Verdict, agree, canary_replicas};
 
 /// The API server's path to `path` on port `port` of `pod`: the pod proxy, which reaches
@@ -213,6 +213,19 @@ impl Analysis<'_> {
         query(self.kubectl.cluster_wide(["get", "--raw", &path]))
     }
 
+    /// The models `pod` serves, as its repository index says (ready versions only).
+    fn served(&self, pod: &str, file: &std::path::Path) -> anyhow::Result<Vec<String>> {
+        std::fs::write(file, INDEX_READY).with_context(|| format!("write {}", file.display()))?;
+        let index = self.score(pod, "/v2/repository/index", file)?;
+        let entries = index
+            .as_array()
+            .with_context(|| format!("pod {pod}'s repository index is not a list: {index}"))?;
+        Ok(entries
+            .iter()
+            .filter_map(|entry| entry["name"].as_str().map(str::to_owned))
+            .collect())
+    }
+
     /// POSTs the body in `file` to `path` of `pod`, through the proxy.
     fn score(&self, pod: &str, path: &str, file: &std::path::Path) -> anyhow::Result<Value> {
         let path = self.proxy(pod, "http", path);
@@ -246,10 +259,11 @@ impl Analysis<'_> {
         models: &[String],
         file: &std::path::Path,
     ) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+        let served = self.served(stable_pod, file)?;
         let (mut checks, mut disagreements) = (Vec::new(), Vec::new());
         for model in models {
             let path = format!("/score/{}", escaped(model));
-            let (shown, disagreed) = if self.metadata(stable_pod, model).is_ok() {
+            let (shown, disagreed) = if served.contains(model) {
                 self.check_one(stable_pod, canary_pod, Some(model), &path, file)?
             } else {
                 self.check_new(canary_pod, model, &path, file)?

@@ -19,7 +19,11 @@ fn main() -> ExitCode {
         return vet_model(file, &config.model_limits());
     }
     init_logging(&config);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(repository::LOAD_STACK_SIZE)
+        .build();
+    let runtime = match runtime {
         Ok(runtime) => runtime,
         Err(err) => return fail(anyhow::Error::new(err).context("start the async runtime")),
     };
@@ -37,14 +41,17 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         );
     }
     let app = match &config.model_repository {
-        Some(dir) => App::with_repository(
-            dir,
-            config.default_model.clone(),
-            config.model_control,
-            config.model_limits(),
-            config.limits(),
-            Some(this_binary()),
-        )?,
+        // On a thread of the runtime's, whose stack is the one the vetting process
+        // loads on (the main thread's is whatever `ulimit -s` says).
+        Some(dir) => {
+            let (dir, default, control) = (dir.clone(), config.default_model.clone(), config.model_control);
+            let (model_limits, limits) = (config.model_limits(), config.limits());
+            tokio::task::spawn_blocking(move || {
+                App::with_repository(&dir, default, control, model_limits, limits, Some(this_binary()))
+            })
+            .await
+            .context("open the model repository")??
+        }
         None => {
             let models = config
                 .model
@@ -133,19 +140,42 @@ fn this_binary() -> std::path::PathBuf {
     std::env::current_exe().unwrap_or_else(|_| std::env::args_os().next().unwrap_or_default().into())
 }
 
-/// `--vet-model`: loads the file and says how that went by its exit status, for the
-/// repository server that started this process. A panic exits with `VET_PANICKED` and its
-/// one-line refusal on stderr, whether this build unwinds or aborts.
+/// `--vet-model`: loads the file (`-`: the bytes on stdin, as a repository server sends
+/// them) and says how that went by its exit status alone. A panic exits with
+/// `VET_PANICKED` and its message on stderr, one line, whether this build unwinds or
+/// aborts. The load runs on a thread with the stack the server loads on.
 fn vet_model(file: &std::path::Path, limits: &model::ModelLimits) -> ExitCode {
-    let path = file.to_owned();
-    std::panic::set_hook(Box::new(move |info| {
-        eprintln!("{}", model::tract_failed(&path, info.payload()));
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("{}", model::panic_message(info.payload()));
         std::process::exit(repository::VET_PANICKED.into());
     }));
-    match model::OnnxModel::load(file, limits) {
-        Ok(_) => ExitCode::SUCCESS,
+    let bytes = if file == std::path::Path::new("-") {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes).map(|_| bytes)
+    } else {
+        std::fs::read(file)
+    };
+    let bytes = match bytes {
+        Ok(bytes) => bytes,
         Err(err) => {
+            eprintln!("{}: {err}", file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let (file, limits) = (file.to_owned(), *limits);
+    let loading = std::thread::Builder::new()
+        .stack_size(repository::LOAD_STACK_SIZE)
+        .spawn(move || model::OnnxModel::load_named(&file, "vetted", &bytes, &limits).map(drop));
+    match loading.map(|thread| thread.join()) {
+        Ok(Ok(Ok(()))) => ExitCode::SUCCESS,
+        Ok(Ok(Err(err))) => {
             eprintln!("{:#}", anyhow::Error::new(err));
+            ExitCode::FAILURE
+        }
+        // A panic exits through the hook before it could get here.
+        Ok(Err(_)) => ExitCode::from(repository::VET_PANICKED),
+        Err(err) => {
+            eprintln!("start the loading thread: {err}");
             ExitCode::FAILURE
         }
     }

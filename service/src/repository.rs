@@ -45,6 +45,8 @@ pub struct Version {
     pub scorer: Arc<Scorer>,
     /// The file's stamp when it was loaded: `poll` reloads a changed file.
     stamp: Option<Stamp>,
+    /// A hash of the bytes loaded, for a stamp that moved without a write.
+    content: u64,
     /// Its batching, as its settings asked when it was loaded.
     batching: Option<BatchPolicy>,
 }
@@ -67,8 +69,9 @@ struct Failure {
 
 /// What tells `poll` that a file changed. Its modification time alone misses a copy that
 /// keeps the old one (`cp -p`, `rsync -t`, unpacking a tar) and a rename over it; the
-/// inode and the status-change time, which no tool can set, catch those. (Triton's poll
-/// reads the modification time only.)
+/// inode and the status-change time, which no tool can set, catch those, but also move
+/// without a write (`chmod`, `chown`, a hard link): then the bytes decide (`unchanged`).
+/// (Triton's poll reads the modification time only.)
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 struct Stamp {
     modified: SystemTime,
@@ -89,6 +92,25 @@ impl Stamp {
             status_changed: (metadata.ctime(), metadata.ctime_nsec()),
         })
     }
+
+    /// Whether the file stamped `self` when it was loaded (its bytes hashed `content`)
+    /// still holds them, stamped `now`: the same stamp, or the same modification time and
+    /// size with the same bytes (`read` reads them only then).
+    fn unchanged(self, now: Stamp, content: u64, read: impl FnOnce() -> Option<Vec<u8>>) -> bool {
+        self == now
+            || (self.modified == now.modified
+                && self.len == now.len
+                && read().is_some_and(|bytes| content_hash(&bytes) == content))
+    }
+}
+
+/// A hash of a model file's bytes, to tell whether they changed (not a defence against
+/// anyone: a collision would only keep the version already loaded and vetted).
+fn content_hash(bytes: &[u8]) -> u64 {
+    use std::hash::Hasher as _;
+    let mut hasher = std::hash::DefaultHasher::new();
+    hasher.write(bytes);
+    hasher.finish()
 }
 
 /// What is served right now, by model name.
@@ -193,17 +215,23 @@ pub struct Loader {
 
 impl Loader {
     /// Loads one version's file, vetted first where `vet_with` says; a panic in tract
-    /// while analysing it is a refusal of this model, not of the server.
-    fn load_file(&self, path: &Path, name: &str) -> Result<Box<dyn Model>, String> {
-        if let Some(binary) = &self.vet_with {
-            vet(binary, path, &self.model_limits)?;
-        }
+    /// while analysing it is a refusal of this model, not of the server. The file is read
+    /// once: the bytes vetted are the bytes loaded, even while the file is being replaced.
+    /// Returns the model and a hash of its bytes.
+    fn load_file(&self, path: &Path, name: &str) -> Result<(Box<dyn Model>, u64), LoadFailure> {
         let limits = &self.model_limits;
-        let loaded = std::panic::catch_unwind(|| OnnxModel::load_as(path, name, limits));
+        let refused = |err: model::LoadError| LoadFailure::Refused(format!("{:#}", anyhow::Error::new(err)));
+        let bytes = OnnxModel::read(path, limits).map_err(refused)?;
+        if let Some(binary) = &self.vet_with {
+            vet(binary, path, &bytes, limits)?;
+        }
+        let loaded = std::panic::catch_unwind(|| OnnxModel::load_named(path, name, &bytes, limits));
         match loaded {
-            Ok(Ok(model)) => Ok(Box::new(model)),
-            Ok(Err(err)) => Err(format!("{:#}", anyhow::Error::new(err))),
-            Err(panic) => Err(model::tract_failed(path, panic.as_ref()).to_string()),
+            Ok(Ok(model)) => Ok((Box::new(model), content_hash(&bytes))),
+            Ok(Err(err)) => Err(refused(err)),
+            Err(panic) => Err(LoadFailure::Refused(
+                model::tract_failed(path, panic.as_ref()).to_string(),
+            )),
         }
     }
 
@@ -251,6 +279,7 @@ impl Repository {
             let version = Version {
                 scorer: loader.scorer(model, SINGLE_VERSION, None),
                 stamp: None,
+                content: 0,
                 batching: None,
             };
             let versions = Versions {
@@ -647,11 +676,18 @@ impl Repository {
             let path = model.dir.join(version.to_string()).join(MODEL_FILE);
             let stamp = Stamp::of(&path);
             if let Some(kept) = previous.loaded.get(&version)
-                && kept.stamp.is_some()
-                && kept.stamp == stamp
+                && let (Some(then), Some(now)) = (kept.stamp, stamp)
+                && then.unchanged(now, kept.content, || std::fs::read(&path).ok())
                 && kept.batching == batching
             {
-                versions.loaded.insert(version, kept.clone());
+                let stamp = Some(now);
+                versions.loaded.insert(
+                    version,
+                    Version {
+                        stamp,
+                        ..kept.clone()
+                    },
+                );
                 continue;
             }
             if let Some(failed) = previous.failed.get(&version)
@@ -661,36 +697,46 @@ impl Repository {
                 versions.failed.insert(version, failed.clone());
                 continue;
             }
-            let loaded = self
-                .loader
-                .load_file(&path, &model.name)
-                .and_then(|loaded| match batching {
-                    Some(_) => batchable(loaded.as_ref()).map(|()| loaded),
-                    None => Ok(loaded),
-                });
+            let loaded =
+                self.loader
+                    .load_file(&path, &model.name)
+                    .and_then(|(loaded, content)| match batching {
+                        Some(_) => batchable(loaded.as_ref())
+                            .map(|()| (loaded, content))
+                            .map_err(LoadFailure::Refused),
+                        None => Ok((loaded, content)),
+                    });
             match loaded {
-                Ok(loaded) => {
+                Ok((loaded, content)) => {
                     let scorer = self.loader.scorer(loaded, version, batching);
                     versions.loaded.insert(
                         version,
                         Version {
                             scorer,
                             stamp,
+                            content,
                             batching,
                         },
                     );
                 }
-                Err(reason) => match previous.loaded.get(&version) {
+                Err(failure) => match previous.loaded.get(&version) {
                     Some(kept) => {
                         tracing::warn!(
                             model = model.name,
                             version,
-                            reason,
+                            reason = failure.reason(),
                             "the changed model does not load; serving the one loaded before"
                         );
                         versions.loaded.insert(version, kept.clone());
                     }
                     None => {
+                        // A failure for now is not remembered against the file's stamp:
+                        // the next load or poll tries it again.
+                        let stamp = match failure {
+                            LoadFailure::Refused(_) => stamp,
+                            LoadFailure::Transient(_) => None,
+                        };
+                        let reason = failure.reason().to_owned();
                         versions.failed.insert(version, Failure { reason, stamp });
                     }
                 },
@@ -745,47 +791,113 @@ fn batchable(model: &dyn Model) -> Result<(), String> {
     }
 }
 
-/// How `--vet-model` says tract panicked on the file (its refusal is on stderr).
+/// Why a version did not load: for good, until its file changes, or for now (the
+/// vetting process could not start), to be tried again at the next load or poll.
+enum LoadFailure {
+    Refused(String),
+    Transient(String),
+}
+
+impl LoadFailure {
+    fn reason(&self) -> &str {
+        match self {
+            LoadFailure::Refused(reason) | LoadFailure::Transient(reason) => reason,
+        }
+    }
+}
+
+/// How `--vet-model` says tract panicked on the file (its message on stderr, one line).
 pub const VET_PANICKED: u8 = 3;
 
-/// Loads `path` in a process of `binary` (`--vet-model`) and refuses it if that process
-/// panicked or was killed (a stack overflow, the kernel's OOM killer). A file it loads, or
-/// refuses cleanly, passes: the load in this process then says what it says.
-fn vet(binary: &Path, path: &Path, limits: &ModelLimits) -> Result<(), String> {
-    let output = std::process::Command::new(binary)
+/// The stack a model is loaded on, here and in the vetting process alike, so that a graph
+/// that passes there cannot overflow here: tokio's threads are given it too.
+pub const LOAD_STACK_SIZE: usize = 8 << 20;
+
+/// The longest a vetting process may take: a file that keeps tract busy longer (or never
+/// ends, as a FIFO named model.onnx) is refused, rather than holding the repository's
+/// changes for ever. Loading the largest model the default limits allow takes far less.
+const VET_DEADLINE: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Loads `bytes`, read from `path`, in a process of `binary` (`--vet-model -`, the bytes
+/// on its stdin) and refuses them if that process panicked, was killed (a stack overflow,
+/// the kernel's OOM killer) or ran past `VET_DEADLINE`. Bytes it loads, or refuses
+/// cleanly, pass: the load in this process then says what it says.
+fn vet(binary: &Path, path: &Path, bytes: &[u8], limits: &ModelLimits) -> Result<(), LoadFailure> {
+    use std::io::{Read as _, Write as _};
+    use std::process::{Command, Stdio};
+    let mut command = Command::new(binary);
+    command
         .arg("--vet-model")
-        .arg(path)
+        .arg("-")
         .args(crate::config::Config::model_limit_flags(limits))
-        // The server's own settings (SCORE_*) are not the vetting process's business.
-        .env_clear()
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|err| {
-            format!(
-                "could not start {} to vet {}: {err}",
-                binary.display(),
-                path.display()
-            )
-        })?;
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let last_line = stderr
-        .lines()
-        .rev()
-        .find(|line| !line.trim().is_empty())
-        .unwrap_or("");
-    match output.status.code() {
-        Some(0 | 1) => Ok(()),
-        Some(code) if code == i32::from(VET_PANICKED) => Err(last_line.to_owned()),
-        _ => Err(format!(
-            "{}: loading it ended the process vetting it ({}){}",
-            path.display(),
-            output.status,
-            if last_line.is_empty() {
-                String::new()
-            } else {
-                format!(": {last_line}")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    // The server's own settings are not the vetting process's business; the rest of the
+    // environment (PATH, TMPDIR, allocator settings) is.
+    for (variable, _) in std::env::vars_os() {
+        if variable.to_string_lossy().starts_with("SCORE_") {
+            command.env_remove(variable);
+        }
+    }
+    let mut child = command.spawn().map_err(|err| {
+        LoadFailure::Transient(format!(
+            "could not start {} to vet {}: {err}",
+            binary.display(),
+            path.display()
+        ))
+    })?;
+    let (stdin, stderr) = (child.stdin.take(), child.stderr.take());
+    let (ended, said) = std::thread::scope(|scope| {
+        // A process that stops reading (it ended) breaks the pipe: the write just fails.
+        scope.spawn(move || stdin.map(|mut stdin| stdin.write_all(bytes)));
+        let said = scope.spawn(move || {
+            let mut said = Vec::new();
+            if let Some(mut stderr) = stderr {
+                let _ = stderr.read_to_end(&mut said);
             }
+            said
+        });
+        let deadline = std::time::Instant::now() + VET_DEADLINE;
+        let ended = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break Ok(status),
+                Ok(None) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Ok(None) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break Err(format!("loading it took longer than {VET_DEADLINE:?}"));
+                }
+                Err(err) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break Err(format!("waiting for the process vetting it failed: {err}"));
+                }
+            }
+        };
+        (ended, said.join().unwrap_or_default())
+    });
+    let said = String::from_utf8_lossy(&said);
+    let said = said.trim();
+    let status = match ended {
+        Ok(status) => status,
+        Err(why) => return Err(LoadFailure::Refused(format!("{}: {why}", path.display()))),
+    };
+    match status.code() {
+        Some(0 | 1) => Ok(()),
+        Some(code) if code == i32::from(VET_PANICKED) => Err(LoadFailure::Refused(
+            model::tract_failed(path, &said.to_owned()).to_string(),
         )),
+        _ => Err(LoadFailure::Refused(format!(
+            "{}: loading it ended the process vetting it ({status}){}",
+            path.display(),
+            match said.lines().rev().find(|line| !line.trim().is_empty()) {
+                Some(line) => format!(": {line}"),
+                None => String::new(),
+            }
+        ))),
     }
 }
 
@@ -849,6 +961,32 @@ fn scan(dir: &Path) -> std::io::Result<Vec<OnDisk>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stamp_that_moved_without_a_write_keeps_the_version_when_the_bytes_are_the_same() {
+        let then = Stamp {
+            modified: SystemTime::UNIX_EPOCH,
+            len: 5,
+            inode: 7,
+            status_changed: (1, 0),
+        };
+        let content = content_hash(b"model");
+        let unread = || -> Option<Vec<u8>> { panic!("the same stamp needs no read") };
+        assert!(then.unchanged(then, content, unread));
+        // chmod, chown or a hard link: the status-change time moved, the bytes did not.
+        let touched = Stamp {
+            status_changed: (2, 0),
+            ..then
+        };
+        assert!(then.unchanged(touched, content, || Some(b"model".to_vec())));
+        // Renamed over, or written with its modification time set back: other bytes.
+        let replaced = Stamp { inode: 8, ..touched };
+        assert!(!then.unchanged(replaced, content, || Some(b"other".to_vec())));
+        assert!(!then.unchanged(replaced, content, || None), "unreadable now");
+        // A write that moves the modification time or size is a change, unread.
+        let written = Stamp { len: 6, ..then };
+        assert!(!then.unchanged(written, content, unread));
+    }
 
     #[test]
     fn version_policies_choose_as_tritons_do() {

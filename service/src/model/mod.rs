@@ -16,7 +16,7 @@ use std::path::Path;
 pub use convert::{ConvertError, convert, integral};
 pub use identity::Identity;
 pub use limits::{LimitError, ModelLimits};
-pub use onnx::{OnnxModel, tract_failed};
+pub use onnx::{OnnxModel, panic_message, tract_failed};
 pub(crate) use types::for_each_data;
 pub use types::{Array, Data, Dim, ElementType, LoadError, Model, PredictError, TensorSpec, warm_up_inputs};
 

@@ -36,6 +36,12 @@ impl OnnxModel {
 
     /// Loads `path` as the model `name` (a repository names a model by its directory).
     pub fn load_as(path: &Path, name: &str, limits: &ModelLimits) -> Result<Self, LoadError> {
+        let bytes = Self::read(path, limits)?;
+        Self::load_named(path, name, &bytes, limits)
+    }
+
+    /// A model file's bytes, refused before they are read if the file is over the limit.
+    pub fn read(path: &Path, limits: &ModelLimits) -> Result<Vec<u8>, LoadError> {
         let unreadable = |source| LoadError::Unreadable {
             path: path.to_owned(),
             source,
@@ -50,8 +56,7 @@ impl OnnxModel {
                 },
             });
         }
-        let bytes = std::fs::read(path).map_err(unreadable)?;
-        Self::load_named(path, name, &bytes, limits)
+        std::fs::read(path).map_err(unreadable)
     }
 
     /// Loads a model from a file's bytes, named `name`.
@@ -59,7 +64,13 @@ impl OnnxModel {
         Self::load_named(Path::new(name), name, bytes, limits)
     }
 
-    fn load_named(path: &Path, name: &str, bytes: &[u8], limits: &ModelLimits) -> Result<Self, LoadError> {
+    /// Loads the bytes read from `path` (which names the file in errors) as the model `name`.
+    pub fn load_named(
+        path: &Path,
+        name: &str,
+        bytes: &[u8],
+        limits: &ModelLimits,
+    ) -> Result<Self, LoadError> {
         if bytes.len() as u64 > limits.max_bytes {
             return Err(LoadError::Limit {
                 path: path.to_owned(),
@@ -275,13 +286,19 @@ fn unsupported(path: &Path, reason: &str, error: TractError) -> LoadError {
     }
 }
 
-/// The refusal of a model tract panicked on while building or first running it.
-pub fn tract_failed(path: &Path, payload: &(dyn std::any::Any + Send)) -> LoadError {
-    let message = payload
+/// What a panic said, on one line.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
         .downcast_ref::<&str>()
         .map(|s| s.to_string())
         .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic".into());
+        .unwrap_or_else(|| "a panic".into())
+        .replace('\n', " ")
+}
+
+/// The refusal of a model tract panicked on while building or first running it.
+pub fn tract_failed(path: &Path, payload: &(dyn std::any::Any + Send)) -> LoadError {
+    let message = panic_message(payload);
     LoadError::Unsupported {
         path: path.to_owned(),
         reason: format!(

@@ -683,20 +683,19 @@ async fn a_models_name_is_found_through_its_escapes() {
 
 /// Where panics abort (the release binary), a file tract panics on would end the server
 /// that loads it. The server has a process of its own binary load each file first
-/// (`--vet-model`); here a stand-in for that binary aborts on the files named `broken`,
-/// as the release binary does on the fuzzer's Transpose, so the abort path runs in a test
-/// build that unwinds.
+/// (`--vet-model -`, the bytes on its stdin); here a stand-in for that binary aborts on
+/// the bytes "abort me", as the release binary does on the fuzzer's Transpose, so the
+/// abort path runs in a test build that unwinds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_that_ends_the_vetting_process_is_refused_and_the_others_are_served() {
     use std::os::unix::fs::PermissionsExt as _;
     let dir = repository_dir("vetted");
     put(&dir, "fraud", 1, "linear_svr");
-    put(&dir, "broken", 1, "linear_svr");
+    put_bytes(&dir, "broken", 1, b"abort me");
     let vetter = dir.join("vetter.sh");
-    // Its arguments: --vet-model FILE, then the limits.
     std::fs::write(
         &vetter,
-        "#!/bin/sh\ncase \"$2\" in */broken/*) echo 'tract said no' >&2; kill -ABRT $$;; esac\nexit 0\n",
+        "#!/bin/sh\nif grep -q 'abort me'; then echo 'tract said no' >&2; kill -ABRT $$; fi\nexit 0\n",
     )
     .unwrap();
     std::fs::set_permissions(&vetter, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -717,7 +716,7 @@ async fn a_file_that_ends_the_vetting_process_is_refused_and_the_others_are_serv
     );
 
     // Loaded live, the same: refused by name, and the server goes on serving.
-    put(&dir, "broken", 2, "linear_svr");
+    put_bytes(&dir, "broken", 2, b"abort me too");
     let (status, answer) = control(&server, "/v2/repository/models/broken/load", "").await;
     assert_eq!(status, 400, "{answer}");
     assert!(
@@ -728,5 +727,28 @@ async fn a_file_that_ends_the_vetting_process_is_refused_and_the_others_are_serv
         "{answer}"
     );
     assert_eq!(score(&server, "/score/fraud").await.0, 200);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The server's own binary as the vetting process, on the file the fuzzer found that
+/// makes tract panic: refused by name with the panic's message, the others served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_vets_a_file_tract_panics_on_and_the_server_refuses_it_by_name() {
+    let dir = repository_dir("vetted-by-the-binary");
+    put(&dir, "fraud", 1, "linear_svr");
+    let found =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions/model_bytes-transpose-axis.bin");
+    put_bytes(&dir, "broken", 1, &std::fs::read(found).unwrap());
+    let binary = PathBuf::from(env!("CARGO_BIN_EXE_score-service"));
+    let server = serve_vetted(&dir, None, ModelControl::None, Some(binary)).await;
+    assert_eq!(score(&server, "/score/fraud").await.0, 200);
+    let (_, index) = control(&server, "/v2/repository/index", "{}").await;
+    let (state, reason) = state_of(&index, "broken", "1");
+    assert_eq!(state, "UNAVAILABLE");
+    assert!(
+        reason.contains("broken/1/model.onnx")
+            && reason.contains("tract failed while building its graph (index out of bounds"),
+        "{reason}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

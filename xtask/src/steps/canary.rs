@@ -237,34 +237,49 @@ impl Analysis<'_> {
         serde_json::from_str(&answer).with_context(|| format!("pod {pod} answered {answer:?}"))
     }
 
-    /// Sends the check rows to a pod of each track and compares the answers: `/score` for
-    /// one model; for several, each model's own row on `/score/{name}`, where a model the
-    /// stable track does not serve has only to answer.
+    /// Sends the check rows to a pod of each track and compares the answers: on `/score`
+    /// for one model where the stable track serves one; else each model's own row on
+    /// `/score/{name}`, where a model the stable track does not serve has only to answer.
     fn check(&self, stable_pod: &str, canary_pod: &str) -> anyhow::Result<(Vec<String>, Vec<String>)> {
         let file = std::env::temp_dir().join(format!("xtask-canary-rows-{}.json", std::process::id()));
-        let compared = match self.models.as_slice() {
+        let compared = (|| match self.models.as_slice() {
             [] => self.check_one(stable_pod, canary_pod, None, "/score", &file),
-            [model] => self.check_one(stable_pod, canary_pod, Some(model), "/score", &file),
-            models => self.check_each(stable_pod, canary_pod, models, &file),
-        };
+            // Rows from a file are a `/score` body.
+            [model] if self.options.check_rows.is_some() => {
+                self.check_one(stable_pod, canary_pod, Some(model), "/score", &file)
+            }
+            models => {
+                let served = self.served(stable_pod, &file)?;
+                match models {
+                    // One model in place of one, renamed or not: what `/score`'s clients
+                    // get, compared.
+                    [model] if served.len() == 1 => {
+                        self.check_one(stable_pod, canary_pod, Some(model), "/score", &file)
+                    }
+                    _ => self.check_each(stable_pod, canary_pod, models, &served, &file),
+                }
+            }
+        })();
         let _ = std::fs::remove_file(&file);
         compared
     }
 
-    /// Each model's check row on `/score/{name}`, each line named by its model.
+    /// Each model's check row on `/score/{name}`, each line named by its model: compared
+    /// where the stable track serves the model (`served`), answered where it is new.
     fn check_each(
         &self,
         stable_pod: &str,
         canary_pod: &str,
         models: &[String],
+        served: &[String],
         file: &std::path::Path,
     ) -> anyhow::Result<(Vec<String>, Vec<String>)> {
-        let served = self.served(stable_pod, file)?;
         let (mut checks, mut disagreements) = (Vec::new(), Vec::new());
         for model in models {
             let path = format!("/score/{}", escaped(model));
             let (shown, disagreed) = if served.contains(model) {
-                self.check_one(stable_pod, canary_pod, Some(model), &path, file)?
+                self.check_one(stable_pod, canary_pod, Some(model), &path, file)
+                    .with_context(|| format!("model {model}"))?
             } else {
                 self.check_new(canary_pod, model, &path, file)?
             };
@@ -364,7 +379,7 @@ fn compare_answers(
         // A new model may take rows the old one refuses: then only expected answers
         // can say whether the canary is right.
         (None, Err(err)) => bail!(
-            "the stable track did not answer the check rows ({err:#}): if the new model takes other input, give the answers it must give as \"expected\" beside \"X\" in --check-rows FILE"
+            "the stable track did not answer the check rows ({err:#}): if the new model takes other input, give the answers it must give as \"expected\" beside \"X\" in --check-rows FILE (which takes one model's rows: canary a model of several alone)"
         ),
     };
     let disagreement = match canary {

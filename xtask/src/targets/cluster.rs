@@ -215,7 +215,12 @@ impl<'a> Cluster<'a> {
                 for pod in pods["items"].as_array().into_iter().flatten() {
                     let name = pod["metadata"]["name"].as_str().unwrap_or("?");
                     let phase = pod["status"]["phase"].as_str().unwrap_or("?");
-                    let serving = if phase == "Running" {
+                    // A pod being deleted (a rollout's old one) may be gone before it is
+                    // asked: it is shown as kubectl shows it, and not asked.
+                    let terminating = !pod["metadata"]["deletionTimestamp"].is_null();
+                    let serving = if terminating {
+                        "(Terminating)".to_owned()
+                    } else if phase == "Running" {
                         let path =
                             canary::pod_proxy(&kubectl.namespace, name, "http", "/v2/repository/index");
                         let body = body.display().to_string();

@@ -576,6 +576,16 @@ fn rehearsal_canary_promotes_a_release_that_agrees_and_aborts_one_that_answers_d
         "the stable track is untouched"
     );
     assert_eq!(deployments(&kubeconfig), ["score-app"], "the canary is gone");
+    // Back to fraud alone: the stable track serves it among two, so it is compared on
+    // /score/fraud (the stable track's /score is fraud too, but need not be).
+    let alone = ship(&fraud, &canary);
+    let out = format!("{}{}", stdout(&alone), stderr(&alone));
+    assert!(alone.status.success(), "{out}");
+    assert!(
+        out.contains("check: fraud: {\"X\"") && out.contains("verdict: PASS"),
+        "{out}"
+    );
+    assert_ne!(stable_image(&kubeconfig), pair_image, "promoted");
 
     // By hand: abort with no canary says so, and what the stable track serves.
     let status = xtask(&scratch, &kubeconfig, &[&["status"][..], &target].concat());

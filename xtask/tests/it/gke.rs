@@ -421,10 +421,14 @@ fn bad_settings_are_refused_before_anything_runs() {
         stderr(&output)
             .contains(r#"autopilot needs a region, but location = "us-west1-b" is a zone: use "us-west1""#)
     );
-    // A canary checks one model's answers; of a repository, it is refused up front.
+    // --check-rows gives one model's rows: with several models, it is refused up front.
     let repository = state.join("repository");
-    std::fs::create_dir_all(repository.join("fraud/1")).unwrap();
-    std::fs::write(repository.join("fraud/1/model.onnx"), b"").unwrap();
+    for model in ["fraud", "churn"] {
+        std::fs::create_dir_all(repository.join(model).join("1")).unwrap();
+        std::fs::write(repository.join(model).join("1/model.onnx"), b"").unwrap();
+    }
+    let rows = state.join("rows.json");
+    std::fs::write(&rows, r#"{"X": [[0, 0, 0, 0, 0, 0]]}"#).unwrap();
     let zoo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/zoo");
     let (one, other) = (zoo.join("linear_svr.onnx"), zoo.join("linear_regression.onnx"));
     let several = [
@@ -446,16 +450,41 @@ fn bad_settings_are_refused_before_anything_runs() {
             PROJECT,
             "--canary",
             "20",
+            "--check-rows",
+            rows.to_str().unwrap(),
         ];
         let output = xtask_isolated(&state, &[&ship[..], models].concat());
         assert!(!output.status.success());
         assert_eq!(stdout(&output), "", "no plan is printed");
         assert!(
-            stderr(&output).contains("a canary of several models or of a model repository is not built yet"),
+            stderr(&output).contains("--check-rows gives one model's rows, and this release has 2 models"),
             "{}",
             stderr(&output)
         );
     }
+    // /score's model must be one of those shipped.
+    let output = xtask_isolated(
+        &state,
+        &[
+            "--dry-run",
+            "ship",
+            "--target",
+            "gke",
+            "--project",
+            PROJECT,
+            "--model",
+            one.to_str().unwrap(),
+            "--default-model",
+            "fraud",
+        ],
+    );
+    assert!(!output.status.success());
+    assert_eq!(stdout(&output), "", "no plan is printed");
+    assert!(
+        stderr(&output).contains(r#"--default-model "fraud" is none of the models shipped (linear_svr)"#),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]

@@ -851,33 +851,31 @@ fn vet(binary: &Path, path: &Path, bytes: &[u8], limits: &ModelLimits) -> Result
     let (ended, said) = std::thread::scope(|scope| {
         // A process that stops reading (it ended) breaks the pipe: the write just fails.
         scope.spawn(move || stdin.map(|mut stdin| stdin.write_all(bytes)));
-        let said = scope.spawn(move || {
+        // Its stderr ends when it does: that is the wait, with a deadline, and no polling.
+        let (said_tx, said_rx) = std::sync::mpsc::channel();
+        scope.spawn(move || {
             let mut said = Vec::new();
             if let Some(mut stderr) = stderr {
                 let _ = stderr.read_to_end(&mut said);
             }
-            said
+            let _ = said_tx.send(said);
         });
-        let deadline = std::time::Instant::now() + VET_DEADLINE;
-        let ended = loop {
-            match child.try_wait() {
-                Ok(Some(status)) => break Ok(status),
-                Ok(None) if std::time::Instant::now() < deadline => {
-                    std::thread::sleep(std::time::Duration::from_millis(5));
-                }
-                Ok(None) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break Err(format!("loading it took longer than {VET_DEADLINE:?}"));
-                }
-                Err(err) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break Err(format!("waiting for the process vetting it failed: {err}"));
-                }
+        match said_rx.recv_timeout(VET_DEADLINE) {
+            Ok(said) => (
+                child
+                    .wait()
+                    .map_err(|err| format!("waiting for the process vetting it failed: {err}")),
+                said,
+            ),
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                (
+                    Err(format!("loading it took longer than {VET_DEADLINE:?}")),
+                    Vec::new(),
+                )
             }
-        };
-        (ended, said.join().unwrap_or_default())
+        }
     });
     let said = String::from_utf8_lossy(&said);
     let said = said.trim();

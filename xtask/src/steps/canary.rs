@@ -35,6 +35,18 @@ pub(crate) fn pod_proxy(namespace: &str, pod: &str, port: &str, path: &str) -> S
     format!("/api/v1/namespaces/{namespace}/pods/{pod}:{port}/proxy{path}")
 }
 
+/// What `pod` serves, as its answer to `POST /v2/repository/index` says, asked through the
+/// pod proxy with the body in `request` (`INDEX_READY`: ready versions only).
+pub(crate) fn pod_index(
+    kubectl: &Kubectl<'_>,
+    pod: &str,
+    request: &std::path::Path,
+) -> anyhow::Result<String> {
+    let path = pod_proxy(&kubectl.namespace, pod, "http", "/v2/repository/index");
+    let request = request.display().to_string();
+    query(kubectl.cluster_wide(["create", "--raw", &path, "--filename", &request]))
+}
+
 /// A pod's own `/metrics`, read through the pod proxy.
 fn pod_metrics(kubectl: &Kubectl<'_>, pod: &str) -> anyhow::Result<Snapshot> {
     let path = pod_proxy(&kubectl.namespace, pod, "metrics", "/metrics");
@@ -216,7 +228,8 @@ impl Analysis<'_> {
     /// The models `pod` serves, as its repository index says (ready versions only).
     fn served(&self, pod: &str, file: &std::path::Path) -> anyhow::Result<Vec<String>> {
         std::fs::write(file, INDEX_READY).with_context(|| format!("write {}", file.display()))?;
-        let index = self.score(pod, "/v2/repository/index", file)?;
+        let index: Value = serde_json::from_str(&pod_index(&self.kubectl, pod, file)?)
+            .with_context(|| format!("pod {pod}'s repository index is not JSON"))?;
         let entries = index
             .as_array()
             .with_context(|| format!("pod {pod}'s repository index is not a list: {index}"))?;
@@ -227,7 +240,7 @@ impl Analysis<'_> {
     }
 
     /// POSTs the body in `file` to `path` of `pod`, through the proxy.
-    fn score(&self, pod: &str, path: &str, file: &std::path::Path) -> anyhow::Result<Value> {
+    fn post(&self, pod: &str, path: &str, file: &std::path::Path) -> anyhow::Result<Value> {
         let path = self.proxy(pod, "http", path);
         let file = file.display().to_string();
         let answer = query(
@@ -301,8 +314,8 @@ impl Analysis<'_> {
         let (body, expected) = self.check_body(canary_pod, model)?;
         std::fs::write(file, &body).with_context(|| format!("write {}", file.display()))?;
         let (stable, canary) = (
-            self.score(stable_pod, path, file),
-            self.score(canary_pod, path, file),
+            self.post(stable_pod, path, file),
+            self.post(canary_pod, path, file),
         );
         compare_answers(&body, expected, stable, canary, self.options.tolerance)
     }
@@ -317,7 +330,7 @@ impl Analysis<'_> {
     ) -> anyhow::Result<(Vec<String>, Vec<String>)> {
         let (body, _) = self.check_body(canary_pod, Some(model))?;
         std::fs::write(file, &body).with_context(|| format!("write {}", file.display()))?;
-        Ok(match self.score(canary_pod, path, file) {
+        Ok(match self.post(canary_pod, path, file) {
             Ok(answer) => (
                 vec![format!(
                     "{body} -> canary {answer} (new: the stable track does not serve it)"

@@ -221,10 +221,7 @@ impl<'a> Cluster<'a> {
                     let serving = if terminating {
                         "(Terminating)".to_owned()
                     } else if phase == "Running" {
-                        let path =
-                            canary::pod_proxy(&kubectl.namespace, name, "http", "/v2/repository/index");
-                        let body = body.display().to_string();
-                        match query(kubectl.cluster_wide(["create", "--raw", &path, "--filename", &body])) {
+                        match canary::pod_index(&kubectl, name, &body) {
                             Ok(answer) => describe_index(&answer),
                             Err(err) => format!("(could not ask it: {err:#})"),
                         }
